@@ -1,0 +1,37 @@
+"""marabook: the tested package behind the book *KL-regularised RL is designed to mode collapse*.
+
+Layers, low to high (a module imports only layers below it; ``tests/test_layers.py`` checks it):
+
+* :mod:`marabook.config`   run scale (smoke / book / gpu)
+* :mod:`marabook.problems` the book's canonical small bandit problems
+* :mod:`marabook.targets`  closed-form optima of KL-regularised RL (chapters 1-3)
+* :mod:`marabook.metrics`  entropy, effective modes, KL / TV distances
+* :mod:`marabook.fitting`  fitting a family to a fixed target by gradient descent (chapter 1)
+* :mod:`marabook.plotting`, :mod:`marabook.widgets`  figure style and interactive explorers
+"""
+
+from marabook import config, metrics, problems, targets
+from marabook.targets import (
+    crossover_beta,
+    entropy_regularized_target,
+    forward_kl_target,
+    kl_regularized_objective,
+    log_prob_ratio,
+    reverse_kl_target,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "config",
+    "metrics",
+    "problems",
+    "targets",
+    "reverse_kl_target",
+    "forward_kl_target",
+    "entropy_regularized_target",
+    "kl_regularized_objective",
+    "log_prob_ratio",
+    "crossover_beta",
+    "__version__",
+]
