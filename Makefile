@@ -1,0 +1,34 @@
+# The two commands (README): `make book` builds the executed book, `make test` runs every test.
+# Both create their own virtual environment in .venv and install everything into it.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+# A CPU build of torch for the later chapters. On the project's machines `torch==2.13.0` comes from
+# local disk in seconds; an unpinned torch would pull a multi-GB CUDA build. requirements.txt and
+# pyproject.toml never pin torch (Colab brings its own).
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: all book test env clean
+
+all: test
+
+env: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet -r requirements.txt -e ".[test,book]"
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest tests
+
+book: $(STAMP)
+	$(BIN)/jupyter-book build . -W -n --keep-going
+	@echo "Book built: open _build/html/index.html"
+
+clean:
+	rm -rf _build $(VENV) .pytest_cache .hypothesis

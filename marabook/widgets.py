@@ -1,0 +1,90 @@
+"""Interactive explorers (ipywidgets) with static fallbacks for the rendered HTML (chapter 3)."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from marabook.metrics import mass_on
+from marabook.plotting import new_figure, plot_targets
+from marabook.problems import Problem, bimodal_tokens
+from marabook.targets import forward_kl_target, reverse_kl_target
+
+__all__ = ["explorer_problem", "draw_explorer", "target_explorer", "explorer_grid"]
+
+_CENTERS = (20, 70)
+
+
+def explorer_problem(reward_gap: float, ref_gap: float) -> Problem:
+    """The chapter-3 two-bump problem with a chosen reward gap and reference log-gap.
+
+    Mode 2 has reward 1 and mode 1 has ``1 - reward_gap``; the reference decays linearly in log
+    space so that ``log pi_ref(peak 1) - log pi_ref(peak 2) = ref_gap`` (mode 1 is better supported
+    when ``ref_gap > 0``).
+    """
+    if not np.isfinite(reward_gap) or not 0 <= reward_gap <= 1:
+        raise ValueError(f"reward_gap must lie in [0, 1], got {reward_gap!r}")
+    if not np.isfinite(ref_gap):
+        raise ValueError(f"ref_gap must be finite, got {ref_gap!r}")
+    return bimodal_tokens(centers=_CENTERS, heights=(1.0 - reward_gap, 1.0),
+                          ref_slope=ref_gap / (_CENTERS[1] - _CENTERS[0]))
+
+
+def draw_explorer(ax, beta: float, reward_gap: float, ref_gap: float):
+    """One explorer panel: both targets at ``beta`` and the mass each puts on each mode."""
+    prob = explorer_problem(reward_gap, ref_gap)
+    plot_targets(ax, prob, beta, title="")
+    m1, m2 = prob.modes.values()
+    rows = []
+    for name, fn in (("rev", reverse_kl_target), ("fwd", forward_kl_target)):
+        g = fn(prob.ref_probs, prob.rewards, beta)
+        rows.append(f"{name}: {mass_on(g, m1):.2f} | {mass_on(g, m2):.2f}")
+    ax.set_title(rf"$\beta$={beta:g}, $\Delta R$={reward_gap:g}, $\Delta\log\pi_{{ref}}$={ref_gap:g}"
+                 + "\nmass on mode 1 | mode 2  " + ";  ".join(rows), fontsize=8)
+    return ax
+
+
+def target_explorer(beta: float = 0.13, reward_gap: float = 0.25, ref_gap: float = 1.9):
+    """Sliders for beta (log scale), reward gap and reference gap; redraws both targets live.
+
+    Returns the ipywidgets container; display it as the last expression of a cell. In the static
+    HTML the initial figure is kept (saved widget state); use :func:`explorer_grid` as a fallback.
+    """
+    import ipywidgets as w
+    from IPython.display import display
+
+    s_beta = w.FloatLogSlider(value=beta, base=10, min=-3, max=1, step=0.05, description="beta",
+                              readout_format=".3g", continuous_update=False)
+    s_rgap = w.FloatSlider(value=reward_gap, min=0.0, max=1.0, step=0.01, description="reward gap",
+                           continuous_update=False)
+    s_lgap = w.FloatSlider(value=ref_gap, min=0.0, max=5.0, step=0.1, description="ref log-gap",
+                           continuous_update=False)
+    out = w.Output()
+
+    def redraw(*_):
+        with out:
+            out.clear_output(wait=True)
+            fig, ax = new_figure(figsize=(8, 3.2))
+            draw_explorer(ax, s_beta.value, s_rgap.value, s_lgap.value)
+            ax.legend(loc="upper right")
+            display(fig)
+            plt.close(fig)
+
+    for s in (s_beta, s_rgap, s_lgap):
+        s.observe(redraw, names="value")
+    redraw()
+    return w.VBox([w.HBox([s_beta, s_rgap, s_lgap]), out])
+
+
+def explorer_grid(betas=(0.02, 0.13, 1.0), reward_gaps=(0.05, 0.25), ref_gap: float = 1.9):
+    """Static fallback of :func:`target_explorer`: a grid of panels (rows: reward gap, cols: beta)."""
+    betas, reward_gaps = list(betas), list(reward_gaps)
+    if not betas or not reward_gaps:
+        raise ValueError("betas and reward_gaps must be non-empty")
+    fig, axes = new_figure(len(reward_gaps), len(betas), figsize=(3.3 * len(betas), 2.6 * len(reward_gaps)),
+                           sharex=True, squeeze=False)
+    for i, gap in enumerate(reward_gaps):
+        for j, beta in enumerate(betas):
+            draw_explorer(axes[i, j], beta, gap, ref_gap)
+    axes[0, 0].legend(loc="upper right", fontsize=7)
+    return fig
