@@ -38,9 +38,9 @@ def draw_explorer(ax, beta: float, reward_gap: float, ref_gap: float):
     rows = []
     for name, fn in (("rev", reverse_kl_target), ("fwd", forward_kl_target)):
         g = fn(prob.ref_probs, prob.rewards, beta)
-        rows.append(f"{name}: {mass_on(g, m1):.2f} | {mass_on(g, m2):.2f}")
+        rows.append(f"{name} {mass_on(g, m1):.2f}|{mass_on(g, m2):.2f}")
     ax.set_title(rf"$\beta$={beta:g}, $\Delta R$={reward_gap:g}, $\Delta\log\pi_{{ref}}$={ref_gap:g}"
-                 + "\nmass on mode 1 | mode 2  " + ";  ".join(rows), fontsize=8)
+                 + "\nmass on mode 1|2: " + ", ".join(rows), fontsize=7.5)
     return ax
 
 
@@ -81,7 +81,7 @@ def explorer_grid(betas=(0.02, 0.13, 1.0), reward_gaps=(0.05, 0.25), ref_gap: fl
     betas, reward_gaps = list(betas), list(reward_gaps)
     if not betas or not reward_gaps:
         raise ValueError("betas and reward_gaps must be non-empty")
-    fig, axes = new_figure(len(reward_gaps), len(betas), figsize=(3.3 * len(betas), 2.6 * len(reward_gaps)),
+    fig, axes = new_figure(len(reward_gaps), len(betas), figsize=(3.8 * len(betas), 2.7 * len(reward_gaps)),
                            sharex=True, squeeze=False)
     for i, gap in enumerate(reward_gaps):
         for j, beta in enumerate(betas):
