@@ -5,12 +5,14 @@ Layers, low to high (a module imports only layers below it; ``tests/test_layers.
 * :mod:`marabook.config`   run scale (smoke / book / gpu)
 * :mod:`marabook.problems` the book's canonical small bandit problems
 * :mod:`marabook.targets`  closed-form optima of KL-regularised RL (chapters 1-3)
+* :mod:`marabook.mara`     MARA reward augmentation and its closed-form target (chapter 4)
 * :mod:`marabook.metrics`  entropy, effective modes, KL / TV distances
 * :mod:`marabook.fitting`  fitting a family to a fixed target by gradient descent (chapter 1)
+* :mod:`marabook.bandit`   tabular softmax policies trained exactly or from samples (chapter 4)
 * :mod:`marabook.plotting`, :mod:`marabook.widgets`  figure style and interactive explorers
 """
 
-from marabook import config, metrics, problems, targets
+from marabook import config, mara, metrics, problems, targets
 from marabook.targets import (
     crossover_beta,
     entropy_regularized_target,
@@ -24,6 +26,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "config",
+    "mara",
     "metrics",
     "problems",
     "targets",

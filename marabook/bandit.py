@@ -1,0 +1,209 @@
+"""Tabular softmax policies trained the way RL trains them (book chapter 4).
+
+A policy over V tokens, ``pi = softmax(theta)``, maximises a KL-regularised objective either
+
+(a) :func:`train_exact`: with the exact gradient (the full expectation over tokens), or
+(b) :func:`train_sampled`: from sampled batches of size N with an RLOO (leave-one-out REINFORCE)
+    estimator, applying MARA to each sampled batch with a *batch* anchor exactly as an LLM trainer
+    would. Many seeds run at once: ``theta`` has shape (S, V).
+
+Reverse KL enters the sampled estimator as the per-sample penalty ``-beta (log pi - log pi_ref)``
+added to the reward (the "k1 in reward" form; its score-function gradient is unbiased). Forward KL
+enters as ``beta * mean_j grad log pi(y'_j)`` over N samples ``y'_j ~ pi_ref``: an SFT term on
+reference samples, an unbiased estimate of ``grad(-beta KL(pi_ref || pi)) = beta (pi_ref - pi)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import log_softmax, softmax
+
+from marabook._validate import check_beta, check_distribution, check_finite
+from marabook.mara import mara_rewards
+from marabook.targets import kl_regularized_gradient
+
+__all__ = ["Trajectory", "augmented_rewards_global", "train_exact", "train_sampled"]
+
+_DIRECTIONS = ("reverse", "forward")
+
+
+@dataclass
+class Trajectory:
+    """What a training run returns.
+
+    ``steps``: the step index of each snapshot; ``policies``: snapshots, shape (T, V) for exact runs
+    and (T, S, V) for sampled runs over S seeds; ``objective`` and ``entropy`` (nats) at each
+    snapshot (same leading shape); ``final``: the final policy, (V,) or (S, V).
+    """
+
+    steps: np.ndarray
+    policies: np.ndarray
+    objective: np.ndarray
+    entropy: np.ndarray
+    final: np.ndarray
+
+
+def augmented_rewards_global(ref_probs, rewards, beta, tau):
+    """MARA rewards over the whole token space with the global anchor (for exact training).
+
+    Tokens with zero reference probability keep their reward (no policy can reach them under the
+    reverse KL, and their log-probability is undefined).
+    """
+    ref = check_distribution(ref_probs, "ref_probs")
+    r = check_finite(rewards, "rewards")
+    on = ref > 0
+    out = r.copy()
+    out[on] = mara_rewards(r[on], np.log(ref[on]), beta, tau)
+    return out
+
+
+def _check_common(ref_probs, rewards, beta, direction, steps, lr):
+    ref = check_distribution(ref_probs, "ref_probs")
+    r = check_finite(rewards, "rewards")
+    if ref.ndim != 1 or r.shape != ref.shape:
+        raise ValueError(f"ref_probs and rewards must be 1-D of equal length, got {ref.shape} and {r.shape}")
+    b = check_beta(beta)
+    if b.ndim != 0:
+        raise ValueError("beta must be a scalar here")
+    if direction not in _DIRECTIONS:
+        raise ValueError(f"direction must be one of {_DIRECTIONS}, got {direction!r}")
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    if not np.isfinite(lr) or lr <= 0:
+        raise ValueError(f"lr must be > 0, got {lr!r}")
+    if direction == "reverse" and np.any(ref <= 0):
+        raise ValueError("ref_probs must be > 0 everywhere for reverse-KL training")
+    return ref, r, float(b)
+
+
+def _objective(pi, ref, r, beta, direction):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if direction == "reverse":
+            kl = np.sum(np.where(pi > 0, pi * (np.log(pi) - np.log(ref)), 0.0), axis=-1)
+        else:
+            kl = np.sum(np.where(ref > 0, ref * (np.log(ref) - np.log(pi)), 0.0), axis=-1)
+    return (pi * r).sum(axis=-1) - beta * kl
+
+
+def _entropy(pi):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return -np.sum(np.where(pi > 0, pi * np.log(pi), 0.0), axis=-1)
+
+
+class _Adam:
+    def __init__(self, shape, lr, b1=0.9, b2=0.999, eps=1e-8):
+        self.m, self.v, self.k = np.zeros(shape), np.zeros(shape), 0
+        self.lr, self.b1, self.b2, self.eps = lr, b1, b2, eps
+
+    def ascent(self, theta, grad, lr=None):
+        self.k += 1
+        self.m = self.b1 * self.m + (1 - self.b1) * grad
+        self.v = self.b2 * self.v + (1 - self.b2) * grad ** 2
+        m_hat = self.m / (1 - self.b1 ** self.k)
+        v_hat = self.v / (1 - self.b2 ** self.k)
+        return theta + (self.lr if lr is None else lr) * m_hat / (np.sqrt(v_hat) + self.eps)
+
+
+def _snapshot_steps(steps: int, n: int) -> np.ndarray:
+    return np.unique(np.round(np.linspace(0, steps, min(n, steps + 1))).astype(int))
+
+
+def train_exact(ref_probs, rewards, beta, *, direction="reverse", mara_tau=None, steps=2000,
+                lr=0.1, init_logits=None, n_snapshots=50, progress=False) -> Trajectory:
+    """Gradient ascent with the exact gradient (eqs. 1.5 / 2.7) from ``pi_ref`` (or ``init_logits``).
+
+    With ``mara_tau`` the rewards are replaced by :func:`augmented_rewards_global` (the global
+    anchor), so reverse-KL runs converge to :func:`marabook.mara.mara_target` and forward-KL runs to
+    ``forward_kl_target(ref, R_bar, beta)``. Adam on the logits; deterministic. ``objective`` in
+    the trajectory is evaluated with the task's ORIGINAL rewards, as in :func:`train_sampled`.
+    """
+    ref, r_task, b = _check_common(ref_probs, rewards, beta, direction, steps, lr)
+    r = r_task if mara_tau is None else augmented_rewards_global(ref, r_task, b, mara_tau)
+    with np.errstate(divide="ignore"):
+        theta = np.log(np.maximum(ref, 1e-300)) if init_logits is None else check_finite(init_logits, "init_logits").copy()
+    if theta.shape != ref.shape:
+        raise ValueError(f"init_logits must have shape {ref.shape}, got {theta.shape}")
+    opt = _Adam(theta.shape, lr)
+    keep = set(_snapshot_steps(steps, n_snapshots).tolist())
+    snaps, stp = [], []
+    iterator = range(steps + 1)
+    if progress:
+        from tqdm.auto import tqdm
+        iterator = tqdm(iterator, desc=f"exact {direction}")
+    for k in iterator:
+        if k in keep:
+            snaps.append(softmax(theta))
+            stp.append(k)
+        if k == steps:
+            break
+        theta = opt.ascent(theta, kl_regularized_gradient(theta, ref, r, b, direction))
+    pol = np.array(snaps)
+    return Trajectory(np.array(stp), pol, _objective(pol, ref, r_task, b, direction), _entropy(pol), pol[-1])
+
+
+def train_sampled(ref_probs, rewards, beta, *, direction="reverse", mara_tau=None, batch_size=64,
+                  steps=5000, lr=0.1, seeds=(0,), n_snapshots=50, lr_decay=True, progress=False) -> Trajectory:
+    """Policy-gradient training from sampled batches, vectorised over seeds.
+
+    Each step, for every seed: draw ``batch_size`` tokens from the current policy, score them,
+    apply MARA to the batch (anchor = the good sampled token with the highest reference
+    log-probability; a batch without a good token is left unchanged), add the reverse-KL penalty to
+    the reward (reverse) or prepare an SFT term on ``batch_size`` reference samples (forward), form
+    RLOO advantages (each sample's baseline is the mean of the other N-1), and take an Adam step on
+    the logits. ``lr_decay`` anneals the step size as ``lr / sqrt(1 + k / 100)`` so the sampled
+    policy settles near its target. ``objective`` in the trajectory is evaluated exactly with the
+    task's ORIGINAL rewards (MARA only changes what the optimiser sees).
+    """
+    ref, r, b = _check_common(ref_probs, rewards, beta, direction, steps, lr)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 2:
+        raise ValueError(f"batch_size must be an integer >= 2 (RLOO needs a leave-one-out baseline), got {batch_size!r}")
+    seeds = [int(s) for s in np.atleast_1d(seeds)]
+    if not seeds:
+        raise ValueError("seeds must be non-empty")
+    n_seeds, v, n = len(seeds), ref.size, int(batch_size)
+    rngs = [np.random.default_rng(s) for s in seeds]
+    with np.errstate(divide="ignore"):
+        log_ref = np.log(ref)
+    theta = np.tile(np.log(np.maximum(ref, 1e-300)), (n_seeds, 1))
+    opt = _Adam(theta.shape, lr)
+    keep = set(_snapshot_steps(steps, n_snapshots).tolist())
+    snaps, stp = [], []
+    ref_cdf = np.cumsum(ref)
+    iterator = range(steps + 1)
+    if progress:
+        from tqdm.auto import tqdm
+        iterator = tqdm(iterator, desc=f"sampled {direction}{' + MARA' if mara_tau is not None else ''}")
+    rows = np.arange(n_seeds)[:, None]
+    for k in iterator:
+        pi = softmax(theta, axis=-1)
+        if k in keep:
+            snaps.append(pi)
+            stp.append(k)
+        if k == steps:
+            break
+        u = np.stack([g.random(n) for g in rngs])                       # (S, N)
+        ys = np.minimum((np.cumsum(pi, axis=-1)[:, None, :] < u[..., None]).sum(-1), v - 1)
+        rew = r[ys]                                                     # (S, N)
+        if mara_tau is not None:
+            groups = np.repeat(np.arange(n_seeds), n)                   # one anchor per seed's batch
+            rew = mara_rewards(rew.ravel(), log_ref[ys].ravel(), b, mara_tau, groups=groups).reshape(n_seeds, n)
+        if direction == "reverse":
+            log_pi = log_softmax(theta, axis=-1)
+            rew = rew - b * (log_pi[rows, ys] - log_ref[ys])
+        adv = rew - (rew.sum(axis=1, keepdims=True) - rew) / (n - 1)     # RLOO
+        grad = np.zeros_like(theta)
+        np.add.at(grad, (np.repeat(rows, n, axis=1), ys), adv)
+        grad = (grad - adv.sum(axis=1, keepdims=True) * pi) / n          # sum_i A_i (e_{y_i} - pi) / N
+        if direction == "forward":
+            u_ref = np.stack([g.random(n) for g in rngs])
+            y_ref = np.minimum(np.searchsorted(ref_cdf, u_ref, side="right"), v - 1)
+            counts = np.zeros_like(theta)
+            np.add.at(counts, (np.repeat(rows, n, axis=1), y_ref), 1.0)
+            grad = grad + b * (counts / n - pi)                          # beta * mean grad log pi(y'_j)
+        step_lr = lr / np.sqrt(1.0 + k / 100.0) if lr_decay else lr
+        theta = opt.ascent(theta, grad, lr=step_lr)
+        theta -= theta.max(axis=-1, keepdims=True)
+    pol = np.array(snaps)                                               # (T, S, V)
+    return Trajectory(np.array(stp), pol, _objective(pol, ref, r, b, direction), _entropy(pol), pol[-1])

@@ -1,0 +1,195 @@
+"""MARA: Mode Anchored Reward Augmentation (book chapter 4).
+
+Given a threshold ``tau`` that defines good samples (``R(y) >= tau``), the anchor ``z`` of a group is
+its good sample with the highest reference log-probability. MARA replaces the rewards by
+
+    R_bar(y) = R(y)                                           if R(y) < tau
+    R_bar(y) = R(z) + beta * (log pi_ref(z) - log pi_ref(y))   if R(y) >= tau        (eq. 4.1)
+
+and any KL-regularised RL algorithm then runs unchanged on ``R_bar``. Under the reverse KL the
+optimum becomes flat over the good samples (eq. 4.2, :func:`mara_target`).
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from marabook._validate import check_beta, check_distribution, check_finite
+from marabook.targets import reverse_kl_target
+
+__all__ = ["mara_rewards", "mara_target", "parse_tau"]
+
+_PERCENTILE = re.compile(r"^p(\d+(?:\.\d+)?)$")
+
+
+def parse_tau(tau):
+    """Return ``("value", float)`` for a numeric tau or ``("percentile", q)`` for ``"pQ"`` strings.
+
+    ``"p90"`` means: in each group, the 90th percentile of that group's rewards (linear
+    interpolation between order statistics, NumPy's default), so roughly the top 10% are good.
+    """
+    if isinstance(tau, str):
+        m = _PERCENTILE.match(tau.strip().lower())
+        if not m or not 0.0 <= float(m.group(1)) <= 100.0:
+            raise ValueError(f"tau must be a number or a percentile string like 'p90', got {tau!r}")
+        return "percentile", float(m.group(1))
+    if isinstance(tau, bool):
+        raise ValueError(f"tau must be a number or a percentile string like 'p90', got {tau!r}")
+    try:
+        value = float(tau)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"tau must be a number or a percentile string like 'p90', got {tau!r}") from exc
+    if not np.isfinite(value):
+        raise ValueError(f"tau must be finite, got {tau!r}")
+    return "value", value
+
+
+def _is_torch(x) -> bool:
+    return type(x).__module__.split(".")[0] == "torch"
+
+
+def mara_rewards(rewards, ref_logprobs, beta, tau, groups=None):
+    """MARA-augmented rewards (eq. 4.1), per group, for NumPy arrays or torch tensors.
+
+    Parameters
+    ----------
+    rewards : 1-D array or tensor (N,)
+        Rewards of N samples; finite.
+    ref_logprobs : 1-D array or tensor (N,)
+        ``log pi_ref(y)`` of the same samples (for sequences: the sum of token log-probs); finite.
+    beta : float > 0
+        The KL coefficient of the trainer that will consume the rewards.
+    tau : float or str
+        Good-sample threshold. A number (``R >= tau`` is good), or ``"pQ"``: the Q-th percentile of
+        each group's rewards (see :func:`parse_tau`).
+    groups : 1-D integer array or tensor (N,), optional
+        Group id per sample (e.g. the prompt index); each group gets its own anchor. ``None``: one group.
+
+    Returns
+    -------
+    Same type, dtype and device as ``rewards``. Below-tau rewards are unchanged; a group with no
+    sample at or above tau is left unchanged. The anchor is the good sample with the highest
+    ``ref_logprobs`` (ties: the highest reward among them). The torch path is vectorised (no
+    Python loop over samples or groups) and carries no gradient.
+    """
+    b = check_beta(beta)
+    if b.ndim != 0:
+        raise ValueError("beta must be a scalar for mara_rewards")
+    kind, tau_value = parse_tau(tau)
+    if _is_torch(rewards) or _is_torch(ref_logprobs):
+        return _mara_torch(rewards, ref_logprobs, float(b), kind, tau_value, groups)
+    r = check_finite(rewards, "rewards")
+    lp = check_finite(ref_logprobs, "ref_logprobs")
+    if r.ndim != 1 or r.size == 0:
+        raise ValueError(f"rewards must be a non-empty 1-D array, got shape {r.shape}")
+    if lp.shape != r.shape:
+        raise ValueError(f"ref_logprobs must have the same shape as rewards: {lp.shape} vs {r.shape}")
+    g = _group_ids_numpy(groups, r.size)
+    n_groups = int(g.max()) + 1
+    if kind == "percentile":
+        thresholds = np.array([np.percentile(r[g == k], tau_value) for k in range(n_groups)])
+        # one call per group of a vectorised percentile; groups are few (prompts per batch)
+        thr = thresholds[g]
+    else:
+        thr = np.full_like(r, tau_value)
+    good = r >= thr
+    best_lp = np.full(n_groups, -np.inf)
+    np.maximum.at(best_lp, g[good], lp[good])
+    is_cand = good & (lp == best_lp[g])
+    r_z = np.full(n_groups, -np.inf)
+    np.maximum.at(r_z, g[is_cand], r[is_cand])
+    out = np.where(good, r_z[g] + float(b) * (best_lp[g] - lp), r)
+    return out.astype(np.asarray(rewards).dtype if np.asarray(rewards).dtype.kind == "f" else np.float64)
+
+
+def _group_ids_numpy(groups, n: int) -> np.ndarray:
+    if groups is None:
+        return np.zeros(n, dtype=np.int64)
+    g = np.asarray(groups)
+    if g.shape != (n,):
+        raise ValueError(f"groups must have shape ({n},), got {g.shape}")
+    if g.dtype.kind not in "iu":
+        raise ValueError(f"groups must hold integer ids, got dtype {g.dtype}")
+    return np.unique(g, return_inverse=True)[1].reshape(n)
+
+
+def _mara_torch(rewards, ref_logprobs, beta: float, kind: str, tau_value: float, groups):
+    import torch
+
+    if not (isinstance(rewards, torch.Tensor) and isinstance(ref_logprobs, torch.Tensor)):
+        raise ValueError("rewards and ref_logprobs must both be torch tensors (or both NumPy arrays)")
+    if rewards.ndim != 1 or rewards.numel() == 0:
+        raise ValueError(f"rewards must be a non-empty 1-D tensor, got shape {tuple(rewards.shape)}")
+    if ref_logprobs.shape != rewards.shape:
+        raise ValueError(f"ref_logprobs must have the same shape as rewards: "
+                         f"{tuple(ref_logprobs.shape)} vs {tuple(rewards.shape)}")
+    with torch.no_grad():
+        r = rewards.detach().to(torch.float64)
+        lp = ref_logprobs.detach().to(device=r.device, dtype=torch.float64)
+        if not torch.isfinite(r).all():
+            raise ValueError("rewards must be finite (no NaN or inf)")
+        if not torch.isfinite(lp).all():
+            raise ValueError("ref_logprobs must be finite (no NaN or inf)")
+        n = r.numel()
+        if groups is None:
+            g = torch.zeros(n, dtype=torch.long, device=r.device)
+        else:
+            g = torch.as_tensor(groups, device=r.device)
+            if g.shape != (n,):
+                raise ValueError(f"groups must have shape ({n},), got {tuple(g.shape)}")
+            if g.is_floating_point() or g.dtype == torch.bool:
+                raise ValueError(f"groups must hold integer ids, got dtype {g.dtype}")
+            g = torch.unique(g, return_inverse=True)[1]
+        n_groups = int(g.max()) + 1
+        if kind == "percentile":
+            # pad each group into a row of a (G, max_n) matrix and take a NaN-aware quantile per row
+            order = torch.argsort(g, stable=True)
+            counts = torch.bincount(g, minlength=n_groups)
+            starts = torch.cumsum(counts, 0) - counts
+            pos = torch.arange(n, device=r.device) - starts[g[order]]
+            padded = torch.full((n_groups, int(counts.max())), float("nan"), dtype=r.dtype, device=r.device)
+            padded[g[order], pos] = r[order]
+            thr = torch.nanquantile(padded, tau_value / 100.0, dim=1)[g]
+        else:
+            thr = torch.full_like(r, tau_value)
+        good = r >= thr
+        neg_inf = torch.full((n_groups,), float("-inf"), dtype=r.dtype, device=r.device)
+        best_lp = neg_inf.scatter_reduce(0, g[good], lp[good], reduce="amax", include_self=True)
+        is_cand = good & (lp == best_lp[g])
+        r_z = neg_inf.scatter_reduce(0, g[is_cand], r[is_cand], reduce="amax", include_self=True)
+        out = torch.where(good, r_z[g] + beta * (best_lp[g] - lp), r)
+        return out.to(rewards.dtype if rewards.is_floating_point() else torch.float32)
+
+
+def mara_target(ref_probs, rewards, beta, tau) -> np.ndarray:
+    """Closed-form reverse-KL optimum under MARA with the global anchor (eq. 4.2).
+
+    ``G_bar(y) proportional to pi_ref(y) exp(R(y)/beta)`` below tau, and to the single constant
+    ``pi_ref(z) exp(R(z)/beta)`` for every good ``y`` with ``pi_ref(y) > 0``, where ``z`` is the good
+    sample with the highest reference probability (ties: highest reward). Good samples outside the
+    reference's support keep zero mass (the reverse KL forbids it). ``tau`` must be a number here
+    (a percentile of the full space has no batch to refer to). Broadcasts ``beta`` like
+    :mod:`marabook.targets`. If no sample is good, this is :func:`reverse_kl_target`.
+    """
+    kind, tau_value = parse_tau(tau)
+    if kind != "value":
+        raise ValueError("tau must be a number for mara_target (percentiles are per batch)")
+    ref = check_distribution(ref_probs, "ref_probs")
+    r = check_finite(rewards, "rewards")
+    if ref.ndim != 1 or r.shape != ref.shape:
+        raise ValueError(f"ref_probs and rewards must be 1-D of equal length, got {ref.shape} and {r.shape}")
+    b = check_beta(beta)
+    good = (r >= tau_value) & (ref > 0)
+    if not good.any():
+        return reverse_kl_target(ref, r, b)
+    with np.errstate(divide="ignore"):
+        log_ref = np.log(ref)
+    lz = log_ref[good].max()
+    rz = r[good & (log_ref == lz)].max()
+    logits = np.where(good, lz + rz / b, log_ref + r / b)
+    logits = np.where((r >= tau_value) & (ref == 0), -np.inf, logits)
+    m = logits.max(axis=-1, keepdims=True)
+    w = np.exp(logits - m)
+    return w / w.sum(axis=-1, keepdims=True)

@@ -1,0 +1,72 @@
+"""marabook.bandit: exact training reaches the closed forms; sampled RLOO training gets close."""
+
+import numpy as np
+import pytest
+
+from marabook import bandit, mara, targets
+from marabook.metrics import total_variation
+
+V = 100
+Y = np.arange(V)
+REF = np.exp(-0.05 * Y) / np.exp(-0.05 * Y).sum()
+R = (((Y >= 10) & (Y < 20)) | ((Y >= 60) & (Y < 70))).astype(float)  # two blocks of good tokens
+
+
+def exact_target(beta, direction, tau):
+    if direction == "reverse":
+        return targets.reverse_kl_target(REF, R, beta) if tau is None else mara.mara_target(REF, R, beta, tau)
+    r = R if tau is None else bandit.augmented_rewards_global(REF, R, beta, tau)
+    return targets.forward_kl_target(REF, r, beta)
+
+
+@pytest.mark.parametrize("beta", [0.01, 1.0])
+@pytest.mark.parametrize("direction", ["reverse", "forward"])
+@pytest.mark.parametrize("tau", [None, 0.5])
+def test_exact_gradient_training_converges_to_the_closed_form(beta, direction, tau):
+    traj = bandit.train_exact(REF, R, beta, direction=direction, mara_tau=tau, steps=4000, lr=0.1)
+    assert total_variation(traj.final, exact_target(beta, direction, tau)) < 1e-3
+    assert traj.policies.shape[1] == V and traj.steps[0] == 0 and traj.steps[-1] == 4000
+    if tau is None:  # the task's objective (original rewards) improves on the reference
+        assert traj.objective[-1] > traj.objective[0]
+
+
+def test_mara_target_is_flat_over_both_blocks_and_vanilla_is_not():
+    g = mara.mara_target(REF, R, 0.01, 0.5)
+    good = R >= 0.5
+    np.testing.assert_allclose(g[good], 1 / good.sum(), rtol=1e-6)  # at beta = 0.01, ~all mass on good
+    v = targets.reverse_kl_target(REF, R, 0.01)
+    assert v[60:70].sum() < 0.1 < g[60:70].sum()
+
+
+@pytest.mark.parametrize("beta", [0.01, 1.0])
+@pytest.mark.parametrize("tau", [None, 0.5])
+def test_sampled_rloo_reverse_kl_ends_near_exact_target(beta, tau):
+    traj = bandit.train_sampled(REF, R, beta, direction="reverse", mara_tau=tau, batch_size=64,
+                                steps=5000, lr=0.1, seeds=(0, 1))
+    tv = total_variation(traj.final, exact_target(beta, "reverse", tau))
+    assert traj.final.shape == (2, V)
+    assert np.all(tv < 0.05), tv
+
+
+def test_sampled_training_is_reproducible_and_seed_dependent():
+    a = bandit.train_sampled(REF, R, 0.1, steps=50, seeds=(3, 4))
+    b = bandit.train_sampled(REF, R, 0.1, steps=50, seeds=(3, 4))
+    np.testing.assert_array_equal(a.final, b.final)
+    assert not np.allclose(a.final[0], a.final[1])
+    c = bandit.train_sampled(REF, R, 0.1, steps=50, seeds=(4,))
+    np.testing.assert_array_equal(c.final[0], a.final[1])  # each seed's stream is independent
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="direction"):
+        bandit.train_exact(REF, R, 0.1, direction="both")
+    with pytest.raises(ValueError, match="beta"):
+        bandit.train_exact(REF, R, 0.0)
+    with pytest.raises(ValueError, match="batch_size"):
+        bandit.train_sampled(REF, R, 0.1, batch_size=1)
+    with pytest.raises(ValueError, match="steps"):
+        bandit.train_sampled(REF, R, 0.1, steps=0)
+    with pytest.raises(ValueError, match="rewards"):
+        bandit.train_exact(REF, R[:-1], 0.1)
+    with pytest.raises(ValueError, match="ref_probs"):
+        bandit.train_exact(np.r_[0.0, REF[1:] / REF[1:].sum()], R, 0.1, direction="reverse")

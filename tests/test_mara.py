@@ -1,0 +1,143 @@
+"""marabook.mara: augmented rewards (eq. 4.1) and the flat closed-form target (eq. 4.2)."""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from marabook import mara, targets
+
+
+def random_case(seed, n=12, p_good=0.4):
+    rng = np.random.default_rng(seed)
+    ref = rng.dirichlet(np.ones(n))
+    r = np.where(rng.random(n) < p_good, rng.uniform(0.5, 1.0, n), rng.uniform(0.0, 0.49, n))
+    return ref, r
+
+
+@given(seed=st.integers(0, 10_000), beta=st.floats(1e-3, 5.0))
+@settings(max_examples=80, deadline=None)
+def test_gibbs_target_of_augmented_rewards_is_the_mara_target(seed, beta):
+    ref, r = random_case(seed)
+    bar = mara.mara_rewards(r, np.log(ref), beta, 0.5)
+    np.testing.assert_allclose(targets.reverse_kl_target(ref, bar, beta), mara.mara_target(ref, r, beta, 0.5),
+                               rtol=1e-9, atol=1e-300)
+
+
+@given(seed=st.integers(0, 10_000), beta=st.floats(1e-3, 5.0))
+@settings(max_examples=60, deadline=None)
+def test_every_good_sample_gets_exactly_equal_mass(seed, beta):
+    ref, r = random_case(seed)
+    g = mara.mara_target(ref, r, beta, 0.5)
+    good = r >= 0.5
+    if good.sum() >= 2:
+        np.testing.assert_allclose(g[good], g[good][0], rtol=1e-12)
+    # below tau the target is proportional to pi_ref exp(R/beta), as without MARA
+    bad = ~good & (g > 1e-200)  # (skip entries that underflow at tiny beta)
+    if bad.sum() >= 2:
+        log_ratio = np.log(g[bad]) - np.log(ref[bad]) - r[bad] / beta
+        np.testing.assert_allclose(log_ratio, log_ratio[0], rtol=1e-9, atol=1e-7)
+
+
+def test_hand_computed_augmentation():
+    r = np.array([1.0, 1.0, 0.0, 0.8])
+    lp = np.log(np.array([0.5, 0.1, 0.3, 0.1]))
+    # good = R >= 0.8: samples 0, 1, 3; anchor = sample 0 (highest ref); R(z) = 1
+    out = mara.mara_rewards(r, lp, 0.1, 0.8)
+    np.testing.assert_allclose(out, [1.0, 1.0 + 0.1 * np.log(5), 0.0, 1.0 + 0.1 * np.log(5)])
+
+
+def test_tie_in_anchor_log_prob_takes_the_highest_reward():
+    out = mara.mara_rewards(np.array([0.9, 1.0, 0.95]), np.log([0.4, 0.4, 0.2]), 0.5, 0.9)
+    np.testing.assert_allclose(out, [1.0, 1.0, 1.0 + 0.5 * np.log(2)])
+
+
+def test_numpy_and_torch_agree_including_groups_and_percentiles():
+    rng = np.random.default_rng(0)
+    r = rng.random(40)
+    lp = np.log(rng.dirichlet(np.ones(40)))
+    groups = np.repeat([5, 2, 9, 4], 10)
+    for tau in (0.5, "p90", "p50", 2.0):
+        a = mara.mara_rewards(r, lp, 0.2, tau, groups=groups)
+        b = mara.mara_rewards(torch.tensor(r), torch.tensor(lp), 0.2, tau, groups=torch.tensor(groups))
+        assert isinstance(b, torch.Tensor) and b.dtype == torch.float64
+        np.testing.assert_allclose(b.numpy(), a, rtol=1e-12)
+    t = mara.mara_rewards(torch.tensor(r, dtype=torch.float32), torch.tensor(lp, dtype=torch.float32), 0.2, 0.5)
+    assert t.dtype == torch.float32
+
+
+def test_torch_path_carries_no_gradient():
+    r = torch.tensor([1.0, 0.0, 1.0], requires_grad=True)
+    lp = torch.log(torch.tensor([0.5, 0.3, 0.2])).requires_grad_()
+    out = mara.mara_rewards(r, lp, 0.1, 0.5)
+    assert not out.requires_grad
+
+
+def test_groups_are_independent():
+    rng = np.random.default_rng(1)
+    r = rng.random(30)
+    lp = np.log(rng.dirichlet(np.ones(30)))
+    groups = np.repeat([0, 1, 2], 10)
+    base = mara.mara_rewards(r, lp, 0.3, 0.6, groups=groups)
+    # permute and alter the other groups: group 0's augmented rewards do not change
+    r2, lp2 = r.copy(), lp.copy()
+    perm = 10 + rng.permutation(20)
+    r2[10:], lp2[10:] = r[perm], lp[perm] - 3.0
+    out = mara.mara_rewards(r2, lp2, 0.3, 0.6, groups=groups)
+    np.testing.assert_array_equal(out[:10], base[:10])
+    # each group has its own anchor: the per-group result equals the single-group call
+    np.testing.assert_allclose(base[10:20], mara.mara_rewards(r[10:20], lp[10:20], 0.3, 0.6))
+
+
+def test_percentile_tau_marks_the_top_of_each_group():
+    r = np.arange(20, dtype=float)
+    lp = np.zeros(20)  # equal reference: anchor = highest reward among the good, bonus 0
+    out = mara.mara_rewards(r, lp, 1.0, "p90", groups=np.repeat([0, 1], 10))
+    # p90 of 0..9 is 8.1 -> sample 9 good (anchor reward 9); of 10..19 is 18.1 -> sample 19
+    np.testing.assert_allclose(out, r)
+    out = mara.mara_rewards(r, np.linspace(0, -1, 20), 1.0, "p50", groups=np.repeat([0, 1], 10))
+    # group 0: good = 5..9 (>= 4.5), anchor = 5 (highest ref); R_bar = 5 + (lp[5] - lp[y])
+    np.testing.assert_allclose(out[5:10], 5 + (np.linspace(0, -1, 20)[5] - np.linspace(0, -1, 20)[5:10]))
+
+
+def test_no_good_sample_leaves_rewards_unchanged_and_bonus_vanishes_as_beta_to_zero():
+    r = np.array([0.1, 0.2, 0.3])
+    lp = np.log([0.2, 0.3, 0.5])
+    np.testing.assert_array_equal(mara.mara_rewards(r, lp, 0.5, 0.9), r)
+    r = np.array([1.0, 1.0, 0.0])
+    for beta in (1e-2, 1e-4, 1e-8):
+        bonus = mara.mara_rewards(r, lp, beta, 0.5) - r
+        assert np.max(np.abs(bonus)) <= beta * np.log(0.3 / 0.2) + 1e-15
+    np.testing.assert_allclose(mara.mara_target(np.array([0.2, 0.3, 0.5]), [0, 0.5, 0.4], 0.1, 0.9),
+                               targets.reverse_kl_target([0.2, 0.3, 0.5], [0, 0.5, 0.4], 0.1))
+
+
+def test_mara_target_broadcasts_betas():
+    ref, r = random_case(3)
+    betas = np.array([0.01, 0.1, 1.0])
+    batch = mara.mara_target(ref, r, betas[:, None], 0.5)
+    for k, b in enumerate(betas):
+        np.testing.assert_allclose(batch[k], mara.mara_target(ref, r, b, 0.5))
+
+
+def test_bad_input():
+    r, lp = np.array([1.0, 0.0]), np.log([0.5, 0.5])
+    with pytest.raises(ValueError, match="rewards"):
+        mara.mara_rewards(np.array([np.nan, 0.0]), lp, 0.1, 0.5)
+    with pytest.raises(ValueError, match="rewards"):
+        mara.mara_rewards(torch.tensor([np.nan, 0.0]), torch.tensor(lp), 0.1, 0.5)
+    with pytest.raises(ValueError, match="beta"):
+        mara.mara_rewards(r, lp, 0.0, 0.5)
+    with pytest.raises(ValueError, match="ref_logprobs"):
+        mara.mara_rewards(r, lp[:1], 0.1, 0.5)
+    with pytest.raises(ValueError, match="ref_logprobs"):
+        mara.mara_rewards(torch.tensor(r), torch.tensor([0.0]), 0.1, 0.5)
+    with pytest.raises(ValueError, match="tau"):
+        mara.mara_rewards(r, lp, 0.1, "top10")
+    with pytest.raises(ValueError, match="groups"):
+        mara.mara_rewards(r, lp, 0.1, 0.5, groups=[0.5, 1.5])
+    with pytest.raises(ValueError, match="tau"):
+        mara.mara_target([0.5, 0.5], r, 0.1, "p90")
+    with pytest.raises(ValueError, match="beta"):
+        mara.mara_target([0.5, 0.5], r, -1.0, 0.5)
