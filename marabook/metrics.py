@@ -11,7 +11,7 @@ from scipy.special import entr, rel_entr
 
 from marabook._validate import broadcast_last, check_distribution
 
-__all__ = ["entropy", "effective_num_modes", "kl_divergence", "total_variation", "mass_on"]
+__all__ = ["entropy", "entropy_on", "effective_num_modes", "kl_divergence", "total_variation", "mass_on"]
 
 
 def _log_base(base) -> float:
@@ -61,3 +61,19 @@ def mass_on(p, mask) -> np.ndarray:
         raise ValueError(f"mask must be a boolean array, got dtype {m.dtype}")
     broadcast_last("p", p, "mask", m)
     return np.where(m, p, 0.0).sum(axis=-1)
+
+
+def entropy_on(p, mask, base=None) -> np.ndarray:
+    """Entropy of ``p`` restricted to ``mask`` and renormalised there (e.g. over the good samples).
+
+    ``log(k)`` (``log_base(k)``) means ``p`` is uniform over the k selected samples; NaN where
+    ``p`` puts no mass on the mask.
+    """
+    p = check_distribution(p, "p")
+    mass = mass_on(p, mask)
+    m = np.asarray(mask)
+    q = np.where(m, p, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        q = q / mass[..., None]
+    h = entr(np.nan_to_num(q)).sum(axis=-1) / _log_base(base)
+    return np.where(mass > 0, h, np.nan)

@@ -17,6 +17,7 @@ __all__ = [
     "three_action_equal_support",
     "three_action_equal_reward",
     "bimodal_tokens",
+    "two_block_tokens",
 ]
 
 
@@ -98,3 +99,37 @@ def bimodal_tokens(n_tokens: int = 100, centers=(20, 70), heights=(0.75, 1.0), w
     modes = {n: np.abs(y - ck) <= half for n, ck in zip(names, c)}
     peaks = {n: int(np.argmax(np.where(m, rewards, -np.inf))) for n, m in zip(names, modes.values())}
     return Problem(name="bimodal tokens", ref_probs=np.exp(log_ref), rewards=rewards, modes=modes, peaks=peaks)
+
+
+def two_block_tokens(n_tokens: int = 100, blocks=((10, 20), (60, 70)), decay: float = 0.05) -> Problem:
+    """Chapter 4's token problem: reward 1 on blocks of tokens, 0 elsewhere; decaying reference.
+
+    ``pi_ref(y) proportional to exp(-decay * y)``, so later blocks have less reference support (with
+    the defaults the second block holds about 12 times less reference mass than the first).
+    ``blocks`` are half-open ``(start, stop)`` token ranges; the modes are named "block 1", ...
+    """
+    if isinstance(n_tokens, bool) or not isinstance(n_tokens, (int, np.integer)) or n_tokens < 2:
+        raise ValueError(f"n_tokens must be an integer >= 2, got {n_tokens!r}")
+    if not np.isfinite(decay):
+        raise ValueError(f"decay must be finite, got {decay!r}")
+    y = np.arange(n_tokens)
+    rewards = np.zeros(n_tokens)
+    modes, peaks = {}, {}
+    for k, blk in enumerate(blocks):
+        try:
+            start, stop = (int(v) for v in blk)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"blocks must be (start, stop) pairs, got {blk!r}") from exc
+        if not 0 <= start < stop <= n_tokens:
+            raise ValueError(f"blocks must satisfy 0 <= start < stop <= n_tokens, got {blk!r}")
+        mask = (y >= start) & (y < stop)
+        if np.any(rewards[mask] > 0):
+            raise ValueError("blocks must not overlap")
+        rewards[mask] = 1.0
+        modes[f"block {k + 1}"] = mask
+        peaks[f"block {k + 1}"] = start
+    if not modes:
+        raise ValueError("blocks must contain at least one block")
+    log_ref = -decay * y.astype(float)
+    log_ref -= np.logaddexp.reduce(log_ref)
+    return Problem(name="two blocks", ref_probs=np.exp(log_ref), rewards=rewards, modes=modes, peaks=peaks)

@@ -48,3 +48,11 @@ def test_bad_input():
         M.entropy([0.5, 0.5], base=1)
     with pytest.raises(ValueError, match="q must have"):
         M.total_variation([0.5, 0.5], [1.0, 0.0, 0.0])
+
+
+def test_entropy_on_mask():
+    mask = np.array([True, True, False, True])
+    np.testing.assert_allclose(M.entropy_on([0.2, 0.2, 0.4, 0.2], mask), np.log(3))
+    np.testing.assert_allclose(M.entropy_on([0.5, 0.0, 0.5, 0.0], mask, base=2), 0.0)
+    np.testing.assert_allclose(M.entropy_on([0.1, 0.3, 0.6, 0.0], mask, base=2), M.entropy([0.25, 0.75], base=2))
+    assert np.isnan(M.entropy_on([0.0, 0.0, 1.0, 0.0], mask))

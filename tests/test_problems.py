@@ -24,3 +24,14 @@ def test_bad_input():
         problems.bimodal_tokens(centers=(20, 200))
     with pytest.raises(ValueError, match="width"):
         problems.bimodal_tokens(width=0)
+
+
+def test_two_block_tokens():
+    p = problems.two_block_tokens()
+    assert p.rewards.sum() == 20 and p.rewards[10:20].all() and p.rewards[60:70].all()
+    ratio = p.ref_probs[p.modes["block 1"]].sum() / p.ref_probs[p.modes["block 2"]].sum()
+    np.testing.assert_allclose(ratio, np.exp(0.05 * 50))
+    with pytest.raises(ValueError, match="blocks"):
+        problems.two_block_tokens(blocks=((10, 20), (15, 30)))
+    with pytest.raises(ValueError, match="blocks"):
+        problems.two_block_tokens(blocks=((10, 200),))
