@@ -101,7 +101,8 @@ def mara_rewards(rewards, ref_logprobs, beta, tau, groups=None):
     r_z = np.full(n_groups, -np.inf)
     np.maximum.at(r_z, g[is_cand], r[is_cand])
     out = np.where(good, r_z[g] + float(b) * (best_lp[g] - lp), r)
-    return out.astype(np.asarray(rewards).dtype if np.asarray(rewards).dtype.kind == "f" else np.float64)
+    dtype = np.asarray(rewards).dtype
+    return out.astype(dtype) if dtype.kind == "f" else out  # keep float32 inputs float32
 
 
 def _group_ids_numpy(groups, n: int) -> np.ndarray:

@@ -42,6 +42,8 @@ def use_book_style() -> None:
 
 def plot_problem(ax, problem: Problem):
     """Reference distribution (bars) and reward (line, right axis) of a token problem."""
+    if not isinstance(problem, Problem):
+        raise ValueError(f"problem must be a marabook.problems.Problem, got {type(problem).__name__}")
     y = np.arange(problem.size)
     ax.bar(y, problem.ref_probs, color=COLORS["ref"], width=1.0, alpha=0.6, label=r"$\pi_{\mathrm{ref}}$")
     ax.set_xlabel("token $y$")

@@ -70,3 +70,15 @@ def test_bad_input():
         bandit.train_exact(REF, R[:-1], 0.1)
     with pytest.raises(ValueError, match="ref_probs"):
         bandit.train_exact(np.r_[0.0, REF[1:] / REF[1:].sum()], R, 0.1, direction="reverse")
+
+
+def test_augmented_rewards_global_bad_input_and_values():
+    out = bandit.augmented_rewards_global(REF, R, 0.1, 0.5)
+    np.testing.assert_allclose(out[10], 1.0)  # the anchor (best-supported good token) keeps its reward
+    np.testing.assert_allclose(out[60], 1.0 + 0.1 * 0.05 * 50)
+    with pytest.raises(ValueError, match="rewards"):
+        bandit.augmented_rewards_global(REF, np.r_[np.nan, R[1:]], 0.1, 0.5)
+    with pytest.raises(ValueError, match="ref_probs"):
+        bandit.augmented_rewards_global(REF * 2, R, 0.1, 0.5)
+    with pytest.raises(ValueError, match="tau"):
+        bandit.augmented_rewards_global(REF, R, 0.1, "best")

@@ -287,7 +287,7 @@ def test_crossover_beta_special_values():
 # ----------------------------------------------------------------------------- bad input
 
 
-@pytest.mark.parametrize("fn", [T.reverse_kl_target, T.forward_kl_target, T.log_normalizer])
+@pytest.mark.parametrize("fn", [T.reverse_kl_target, T.log_reverse_kl_target, T.forward_kl_target, T.log_normalizer])
 def test_bad_input_names_the_argument(fn):
     ref, r = [0.5, 0.5], [0.0, 1.0]
     with pytest.raises(ValueError, match="beta"):

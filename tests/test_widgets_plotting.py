@@ -61,3 +61,10 @@ def test_beta_sweep_heatmap_validates_shapes():
     with pytest.raises(ValueError, match="directions"):
         plotting.plot_targets(ax, p, 0.1, directions=("sideways",))
     plt.close(fig)
+
+
+def test_plot_problem_rejects_non_problem():
+    fig, ax = plotting.new_figure()
+    with pytest.raises(ValueError, match="problem"):
+        plotting.plot_problem(ax, {"ref_probs": [1.0]})
+    plt.close(fig)
