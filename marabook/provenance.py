@@ -1,0 +1,76 @@
+"""Provenance for stored results: which command, code revision, device and date produced them.
+
+Every results file the book shows next to a live run carries this block (DESIGN.md, "One code
+path, three scales"), so a reader can tell a stored full-scale result from the small live one.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+__all__ = ["provenance", "save_json", "load_json"]
+
+
+def _git_revision() -> str:
+    root = Path(__file__).resolve().parents[1]
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                             timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        return rev + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _device() -> str:
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return f"cuda: {torch.cuda.get_device_name(0)}"
+        return f"cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads"
+    except ImportError:
+        return f"cpu: {platform.processor() or platform.machine()}"
+
+
+def provenance(command: str | None = None) -> dict:
+    """``{"command", "git_revision", "device", "date", "python", "packages"}`` for this process."""
+    if command is not None and not isinstance(command, str):
+        raise ValueError(f"command must be a string or None, got {command!r}")
+    pkgs = {}
+    for name in ("numpy", "torch", "transformers", "marabook"):
+        mod = sys.modules.get(name)
+        if mod is not None:
+            pkgs[name] = getattr(mod, "__version__", "?")
+    return {
+        "command": command if command is not None else " ".join(sys.argv),
+        "git_revision": _git_revision(),
+        "device": _device(),
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "packages": pkgs,
+    }
+
+
+def save_json(path, results: dict, command: str | None = None) -> Path:
+    """Write ``{"provenance": ..., "results": results}`` as JSON and return the path."""
+    if not isinstance(results, dict):
+        raise ValueError("results must be a dict")
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps({"provenance": provenance(command), "results": results}, indent=1))
+    return p
+
+
+def load_json(path) -> dict:
+    """Read a file written by :func:`save_json`; raises ValueError if it has no provenance."""
+    data = json.loads(Path(path).read_text())
+    if not isinstance(data, dict) or "provenance" not in data or "results" not in data:
+        raise ValueError(f"path {path} is not a marabook results file (no provenance block)")
+    return data

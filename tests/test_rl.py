@@ -1,0 +1,344 @@
+"""marabook.rl: KL estimators, advantages, sequence log-probs, sampling, the trainer."""
+
+import math
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from marabook import rl  # noqa: E402
+from marabook.mara import mara_target  # noqa: E402
+from marabook.targets import forward_kl_target, reverse_kl_target  # noqa: E402
+
+PI = np.array([0.5, 0.3, 0.15, 0.05])
+REF = np.array([0.1, 0.2, 0.3, 0.4])
+
+
+def exact_kl(p, q):
+    return float(np.sum(p * np.log(p / q)))
+
+
+# ---------------------------------------------------------------- estimators --------------
+def test_estimators_hand_computed():
+    logp, ref = math.log(0.5), math.log(0.25)
+    x = ref - logp
+    assert rl.kl_k1(logp, ref) == pytest.approx(math.log(2))
+    assert rl.kl_k2(logp, ref) == pytest.approx(0.5 * math.log(2) ** 2)
+    assert rl.kl_k3(logp, ref) == pytest.approx(math.exp(x) - 1 - x)
+    assert rl.kl_k3(logp, ref) == pytest.approx(0.5 - 1 + math.log(2))
+
+
+@pytest.mark.parametrize("est,unbiased", [(rl.kl_k1, True), (rl.kl_k2, False), (rl.kl_k3, True)])
+def test_estimator_exact_expectation_under_pi(est, unbiased):
+    """Schulman's convention: samples from pi, estimating KL(pi || pi_ref); k1, k3 unbiased, k2 not."""
+    values = est(np.log(PI), np.log(REF))
+    mean = float(PI @ values)
+    kl = exact_kl(PI, REF)
+    if unbiased:
+        assert mean == pytest.approx(kl, rel=1e-12)
+    else:
+        assert abs(mean - kl) > 0.05
+    # the wrong direction (KL(pi_ref || pi)) is a different number here, so the sign is pinned
+    assert abs(kl - exact_kl(REF, PI)) > 0.05
+
+
+def test_estimators_torch_match_numpy_and_sampling():
+    g = torch.Generator().manual_seed(0)
+    y = torch.multinomial(torch.tensor(PI), 200_000, replacement=True, generator=g)
+    logp = torch.log(torch.tensor(PI))[y]
+    ref = torch.log(torch.tensor(REF))[y]
+    kl = exact_kl(PI, REF)
+    for est in (rl.kl_k1, rl.kl_k3):
+        v = est(logp, ref)
+        assert isinstance(v, torch.Tensor)
+        se = float(v.std()) / math.sqrt(len(v))
+        assert abs(float(v.mean()) - kl) < 4 * se
+    np.testing.assert_allclose(rl.kl_k3(logp[:5], ref[:5]).numpy(),
+                               rl.kl_k3(logp[:5].numpy(), ref[:5].numpy()), rtol=1e-6)
+    assert float(rl.kl_k3(logp, ref).min()) >= 0.0
+
+
+def test_estimator_bad_input():
+    with pytest.raises(ValueError, match="ref_logp"):
+        rl.kl_k1(np.zeros(3), np.zeros(2))
+    with pytest.raises(ValueError, match="logp"):
+        rl.kl_k3(np.array([np.nan]), np.array([0.0]))
+    with pytest.raises(ValueError, match="logp"):
+        rl.kl_k2(torch.zeros(2), np.zeros(2))
+
+
+def _finite_diff(f, theta, h=1e-6):
+    out = np.zeros_like(theta)
+    for i in range(len(theta)):
+        e = np.zeros_like(theta)
+        e[i] = h
+        out[i] = (f(theta + e) - f(theta - e)) / (2 * h)
+    return out
+
+
+def test_expected_kl_gradients_against_finite_differences():
+    theta = np.log(PI) + 0.3
+    grads = rl.expected_kl_gradients(theta, REF)
+    softmax = lambda t: np.exp(t - t.max()) / np.exp(t - t.max()).sum()  # noqa: E731
+    g_rev = _finite_diff(lambda t: exact_kl(softmax(t), REF), theta)
+    g_fwd = _finite_diff(lambda t: exact_kl(REF, softmax(t)), theta)
+    np.testing.assert_allclose(grads["reverse KL"], g_rev, atol=1e-7)
+    np.testing.assert_allclose(grads["forward KL"], g_fwd, atol=1e-7)
+    np.testing.assert_allclose(grads["k1 in reward"], g_rev, atol=1e-7)
+    np.testing.assert_allclose(grads["k2 in loss"], g_rev, atol=1e-7)
+    np.testing.assert_allclose(grads["k3 in loss"], g_fwd, atol=1e-7)
+    np.testing.assert_allclose(grads["k1 in loss"], 0.0, atol=1e-12)
+    assert np.abs(grads["k3 in loss"] - g_rev).max() > 0.05
+
+
+def test_k3_in_loss_autograd_is_forward_kl_gradient():
+    """What autograd does with k3 in the loss (sample held fixed), summed exactly over outcomes."""
+    theta = torch.tensor(np.log(PI) + 0.3, requires_grad=True)
+    logp = torch.log_softmax(theta, 0)
+    weights = logp.exp().detach()  # E_{y ~ pi} with the sampling distribution not differentiated
+    loss = (weights * rl.kl_k3(logp, torch.log(torch.tensor(REF)))).sum()
+    loss.backward()
+    expected = rl.expected_kl_gradients(theta.detach().numpy(), REF)["k3 in loss"]
+    np.testing.assert_allclose(theta.grad.numpy(), expected, atol=1e-10)
+    np.testing.assert_allclose(theta.grad.numpy(), PI - REF, atol=1e-10)
+
+
+# ---------------------------------------------------------------- advantages --------------
+def test_rloo_hand_computed():
+    np.testing.assert_allclose(rl.rloo_advantages([1, 0, 0, 1], 2), [1, -1, -1, 1])
+    np.testing.assert_allclose(rl.rloo_advantages([1, 0, 0, 1], 4), [2 / 3, -2 / 3, -2 / 3, 2 / 3])
+    np.testing.assert_allclose(rl.rloo_advantages([3, 3, 3, 0, 1, 2], 3), [0, 0, 0, -1.5, 0, 1.5])
+    t = rl.rloo_advantages(torch.tensor([1.0, 0.0, 0.0, 1.0]), 4)
+    assert isinstance(t, torch.Tensor)
+    np.testing.assert_allclose(t.numpy(), [2 / 3, -2 / 3, -2 / 3, 2 / 3], rtol=1e-6)
+
+
+def test_grpo_hand_computed():
+    std = math.sqrt(1 / 3)  # unbiased std of [1, 0, 0, 1]
+    np.testing.assert_allclose(rl.grpo_advantages([1, 0, 0, 1], 4), np.array([1, -1, -1, 1]) * 0.5 / (std + 1e-4))
+    np.testing.assert_allclose(rl.grpo_advantages([1, 0, 0, 1], 4, scale_by_std=False), [0.5, -0.5, -0.5, 0.5])
+    t = rl.grpo_advantages(torch.tensor([1.0, 0.0, 0.0, 1.0]), 4)
+    np.testing.assert_allclose(t.numpy(), rl.grpo_advantages([1, 0, 0, 1], 4), rtol=1e-5)
+    # constant groups give zero advantage whatever the scaling
+    np.testing.assert_allclose(rl.grpo_advantages([2, 2, 5, 5], 2), 0.0)
+    # the std scaling blows a tiny spread up to +-O(1): the MARA pitfall of chapter 5
+    a = rl.grpo_advantages([1.0, 1.01], 2)
+    assert a[1] == pytest.approx(0.005 / (0.01 / math.sqrt(2) + 1e-4))
+    assert a[1] > 100 * 0.005
+
+
+def test_compute_advantages_dispatch_and_errors():
+    r = np.array([1.0, 0.0, 2.0, 2.0])
+    np.testing.assert_allclose(rl.compute_advantages(r, 2, "rloo"), rl.rloo_advantages(r, 2))
+    np.testing.assert_allclose(rl.compute_advantages(r, 2, "mean"), [0.5, -0.5, 0, 0])
+    np.testing.assert_allclose(rl.compute_advantages(r, 2, "none"), r)
+    with pytest.raises(ValueError, match="method"):
+        rl.compute_advantages(r, 2, "ppo")
+    with pytest.raises(ValueError, match="group_size"):
+        rl.rloo_advantages(r, 1)
+    with pytest.raises(ValueError, match="group_size"):
+        rl.rloo_advantages(r, 3)
+    with pytest.raises(ValueError, match="rewards"):
+        rl.grpo_advantages([np.nan, 1.0], 2)
+    with pytest.raises(ValueError, match="eps"):
+        rl.grpo_advantages(r, 2, eps=0)
+
+
+def test_shape_rewards_mara_then_kl():
+    r = torch.tensor([1.0, 1.0, 0.0, 1.0])
+    ref = torch.tensor([-0.2, -1.5, -3.0, -0.1])
+    logp = torch.tensor([-0.3, -1.0, -2.0, -0.1])
+    groups = torch.tensor([0, 0, 1, 1])
+    out = rl.shape_rewards(r, logp, ref, beta=0.1, kl="none", mara_tau=1.0, groups=groups)
+    np.testing.assert_allclose(out.numpy(), [1.0, 1.0 + 0.1 * 1.3, 0.0, 1.0], rtol=1e-6)
+    out = rl.shape_rewards(r, logp, ref, beta=0.1, kl="reverse", mara_tau=1.0, groups=groups)
+    np.testing.assert_allclose(out.numpy(), [1.0 + 0.01, 1.13 - 0.05, 0.0 - 0.1, 1.0], rtol=1e-6)
+    out = rl.shape_rewards(r, logp, ref, beta=0.1, kl="forward", mara_tau=None)
+    np.testing.assert_allclose(out.numpy(), r.numpy())
+    with pytest.raises(ValueError, match="kl"):
+        rl.shape_rewards(r, logp, ref, beta=0.1, kl="both")
+
+
+# ---------------------------------------------------------------- sequences ---------------
+def tiny_gpt2(vocab=7, seed=0):
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(seed)
+    cfg = transformers.GPT2Config(vocab_size=vocab, n_positions=32, n_embd=16, n_layer=2, n_head=2,
+                                  resid_pdrop=0, embd_pdrop=0, attn_pdrop=0)
+    return transformers.GPT2LMHeadModel(cfg).eval()
+
+
+def test_completion_mask():
+    ids = torch.tensor([[3, 6, 6, 6], [1, 2, 3, 4], [6, 1, 6, 2]])
+    np.testing.assert_array_equal(rl.completion_mask(ids, 6).numpy(),
+                                  [[1, 1, 0, 0], [1, 1, 1, 1], [1, 0, 0, 0]])
+
+
+def test_token_logprobs_left_padding_matches_unpadded():
+    model = tiny_gpt2()
+    prompts = [[1, 2, 3, 4], [5, 1]]
+    comp = torch.tensor([[2, 6, 6], [3, 4, 6]])
+    cmask = rl.completion_mask(comp, 6)
+    p_ids = torch.tensor([[1, 2, 3, 4], [0, 0, 5, 1]])
+    p_mask = torch.tensor([[1, 1, 1, 1], [0, 0, 1, 1]])
+    with torch.no_grad():
+        batch = rl.token_logprobs(model, p_ids, p_mask, comp, cmask)
+        for i, p in enumerate(prompts):
+            full = torch.tensor([p + comp[i].tolist()])
+            logits = model(input_ids=full).logits[0]
+            lp = torch.log_softmax(logits, -1)
+            n = int(cmask[i].sum())
+            manual = [float(lp[len(p) - 1 + t, comp[i, t]]) for t in range(n)]
+            np.testing.assert_allclose(batch[i, :n].numpy(), manual, atol=1e-5)
+            assert float(batch[i, n:].abs().sum()) == 0.0
+        seq = rl.sequence_logprobs(model, p_ids, p_mask, comp, cmask)
+    np.testing.assert_allclose(seq.numpy(), batch.sum(-1).numpy())
+
+
+def test_dedupe_gives_same_values_and_gradients():
+    model = tiny_gpt2(seed=2).train()
+    p_ids = torch.tensor([[0, 1, 2], [0, 1, 2], [3, 3, 4], [0, 1, 2]])
+    p_mask = torch.tensor([[1, 1, 1], [1, 1, 1], [0, 1, 1], [1, 1, 1]])
+    comp = torch.tensor([[2, 6, 6], [2, 6, 5], [1, 1, 6], [3, 6, 6]])  # rows 0 and 1 equal after masking
+    cmask = rl.completion_mask(comp, 6)
+    grads = []
+    for dedupe in (False, True):
+        model.zero_grad()
+        lp = rl.sequence_logprobs(model, p_ids, p_mask, comp, cmask, dedupe=dedupe)
+        (lp * torch.tensor([1.0, -2.0, 0.5, 3.0])).sum().backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+        if dedupe:
+            np.testing.assert_allclose(lp.detach().numpy(), lp_plain, atol=1e-6)
+        else:
+            lp_plain = lp.detach().numpy()
+    assert lp_plain[0] == pytest.approx(lp_plain[1], abs=1e-6)
+    np.testing.assert_allclose(grads[1].numpy(), grads[0].numpy(), atol=1e-6)
+
+
+def test_num_samples_equals_repeated_prompts_in_distribution():
+    """Encoding a prompt once and repeating its cache samples from the same distribution."""
+    model = tiny_gpt2(vocab=5, seed=1)
+    n = 8000
+    p_ids, p_mask = torch.tensor([[0, 2, 3]]), torch.tensor([[0, 1, 1]])
+    a, _ = rl.sample_completions(model, p_ids, p_mask, max_new_tokens=2, eos_token_id=4, pad_token_id=4,
+                                 generator=torch.Generator().manual_seed(0), num_samples=n)
+    b, _ = rl.sample_completions(model, p_ids.repeat(n, 1), p_mask.repeat(n, 1), max_new_tokens=2,
+                                 eos_token_id=4, pad_token_id=4, generator=torch.Generator().manual_seed(0))
+    assert a.shape == b.shape == (n, 2)
+    # identical generator draws and identical logits: identical samples
+    assert torch.equal(a, b)
+
+
+def test_sampler_matches_scorer_distribution():
+    """Cached ancestral sampling draws two-token completions with the probabilities the scorer assigns."""
+    model = tiny_gpt2(vocab=5, seed=1)
+    n = 20000
+    p_ids = torch.tensor([[0, 0, 2, 3]]).repeat(n, 1)
+    p_mask = torch.tensor([[0, 0, 1, 1]]).repeat(n, 1)
+    gen = torch.Generator().manual_seed(0)
+    comp, cmask = rl.sample_completions(model, p_ids, p_mask, max_new_tokens=2, eos_token_id=4, pad_token_id=4,
+                                        generator=gen)
+    assert comp.shape == (n, 2)
+    keys, counts = np.unique(comp.numpy(), axis=0, return_counts=True)
+    uniq = torch.tensor(keys)
+    with torch.no_grad():
+        lp = rl.sequence_logprobs(model, p_ids[:len(uniq)], p_mask[:len(uniq)], uniq, rl.completion_mask(uniq, 4))
+    exact = lp.exp().numpy()
+    assert exact.sum() == pytest.approx(1.0, abs=1e-4)  # every possible completion was drawn
+    assert 0.5 * np.abs(counts / n - exact).sum() < 0.02
+    # same generator seed -> same samples
+    comp2, _ = rl.sample_completions(model, p_ids[:50], p_mask[:50], max_new_tokens=2, eos_token_id=4,
+                                     pad_token_id=4, generator=torch.Generator().manual_seed(0))
+    comp3, _ = rl.sample_completions(model, p_ids[:50], p_mask[:50], max_new_tokens=2, eos_token_id=4,
+                                     pad_token_id=4, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(comp2, comp3)
+
+
+# ---------------------------------------------------------------- trainer on a bandit -----
+class BanditTask:
+    def __init__(self, rewards: dict):
+        self.prompts = ["p"]
+        self.rewards = rewards
+
+    def reward(self, prompts, completions):
+        return [self.rewards[c] for c in completions]
+
+    def metrics(self, prompts, completions):
+        return {"share_a": sum(c == "a" for c in completions) / len(completions)}
+
+
+REF4 = np.array([0.1, 0.2, 0.3, 0.4])  # tokens a, b, c, EOS (decodes to "")
+R4 = np.array([1.0, 0.9, 0.2, 0.0])
+
+
+def bandit_run(kl, beta, mara_tau=None, steps=600, seed=0, advantage="rloo"):
+    tok = rl.SymbolTokenizer("abcp")
+    # logits over 5 ids: a b c p EOS; the prompt symbol p is never sampled (probability ~0)
+    ref_logits = np.log(np.array([*REF4[:3], 1e-12, REF4[3]]))
+    policy = rl.TokenBanditLM(ref_logits)
+    ref = rl.TokenBanditLM(ref_logits)
+    task = BanditTask({"a": R4[0], "b": R4[1], "c": R4[2], "": R4[3], "p": 0.0})
+    cfg = rl.RLConfig(beta=beta, kl=kl, mara_tau=mara_tau, group_size=64, prompts_per_step=1, steps=steps,
+                      lr=0.05, max_new_tokens=1, seed=seed, advantage=advantage, max_grad_norm=None)
+    trainer = rl.Trainer(policy, tok, task, cfg, ref_model=ref, device="cpu", progress=False)
+    trainer.train()
+    p = policy.probs()
+    return np.array([p[0], p[1], p[2], p[4]]), trainer
+
+
+@pytest.mark.parametrize("kl,target_fn", [("reverse", reverse_kl_target), ("forward", forward_kl_target),
+                                          ("reverse_k3", forward_kl_target)])
+def test_trainer_converges_to_closed_form_targets(kl, target_fn):
+    """One-token completions: the sampled trainer lands on the chapter 1-2 closed forms.
+
+    k3-in-the-loss lands on the *forward*-KL target, as eq. 5.5 predicts."""
+    beta = 0.3
+    p, _ = bandit_run(kl, beta)
+    target = target_fn(REF4, R4, beta)
+    assert 0.5 * np.abs(p - target).sum() < 0.04, (p, target)
+
+
+def test_trainer_mara_reverse_is_flat():
+    beta = 0.3
+    p, _ = bandit_run("reverse", beta, mara_tau=0.85)
+    target = mara_target(REF4, R4, beta, 0.85)
+    assert target[0] == pytest.approx(target[1])  # a and b are both good: flat
+    assert 0.5 * np.abs(p - target).sum() < 0.02, (p, target)
+    vanilla = reverse_kl_target(REF4, R4, beta)
+    assert 0.5 * np.abs(vanilla - target).sum() > 0.06  # the test can tell them apart
+
+
+def test_trainer_same_seed_same_numbers():
+    p1, t1 = bandit_run("reverse", 0.3, steps=20, seed=3)
+    p2, t2 = bandit_run("reverse", 0.3, steps=20, seed=3)
+    p3, _ = bandit_run("reverse", 0.3, steps=20, seed=4)
+    np.testing.assert_array_equal(p1, p2)
+    assert [h["reward"] for h in t1.history] == [h["reward"] for h in t2.history]
+    assert not np.array_equal(p1, p3)
+
+
+def test_rlconfig_rejects_bad_values():
+    with pytest.raises(ValueError, match="beta"):
+        rl.RLConfig(beta=-1)
+    with pytest.raises(ValueError, match="kl"):
+        rl.RLConfig(kl="sideways")
+    with pytest.raises(ValueError, match="advantage"):
+        rl.RLConfig(advantage="ppo")
+    with pytest.raises(ValueError, match="tau"):
+        rl.RLConfig(mara_tau="top10")
+    with pytest.raises(ValueError, match="group_size"):
+        rl.RLConfig(group_size=1)
+    with pytest.raises(ValueError, match="beta"):
+        rl.RLConfig(beta=0.0, mara_tau=1.0)
+
+
+def test_symbol_tokenizer_and_bandit_lm_errors():
+    tok = rl.SymbolTokenizer("ab")
+    assert tok("ab")["input_ids"] == [0, 1] and tok.decode([1, 0, 2]) == "ba"
+    with pytest.raises(ValueError, match="symbols"):
+        rl.SymbolTokenizer("aa")
+    with pytest.raises(ValueError, match="text"):
+        tok("c")
+    with pytest.raises(ValueError, match="probs"):
+        rl.TokenBanditLM.from_probs([0.5, 0.6])
