@@ -233,6 +233,14 @@ def _position_ids(attention_mask):
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
+def _pad_right(x, width: int, value: int):
+    import torch
+
+    if x.shape[1] == width:
+        return x
+    return torch.cat([x, torch.full((x.shape[0], width - x.shape[1]), value, dtype=x.dtype, device=x.device)], 1)
+
+
 def completion_mask(completion_ids, eos_token_id):
     """1 for completion tokens up to and including the first ``eos_token_id``, 0 after it.
 
@@ -574,7 +582,19 @@ class Trainer:
         if rewards.shape != (len(prompts),) or not bool(torch.isfinite(rewards).all()):
             raise ValueError("task.reward must return one finite float per completion")
 
-        tok_lp = token_logprobs(self.policy, p_ids, p_mask, comp, cmask, self._autocast)
+        forward = c.kl == "forward" and c.beta > 0
+        n = comp.shape[0]
+        if forward:
+            # reference samples for the SFT term, scored in the same policy forward pass
+            r_ids, r_mask = self.sample(self.ref, u_ids, u_mask, num_samples=c.group_size)
+            width = max(comp.shape[1], r_ids.shape[1])
+            both = torch.cat([_pad_right(comp, width, self.pad), _pad_right(r_ids, width, self.pad)])
+            both_mask = torch.cat([_pad_right(cmask, width, 0), _pad_right(r_mask, width, 0)])
+            tok_both = token_logprobs(self.policy, p_ids.repeat(2, 1), p_mask.repeat(2, 1), both, both_mask,
+                                      self._autocast)
+            tok_lp, ref_sample_lp = tok_both[:n, :comp.shape[1]], tok_both[n:].sum(-1)
+        else:
+            tok_lp = token_logprobs(self.policy, p_ids, p_mask, comp, cmask, self._autocast)
         with torch.no_grad():
             ref_tok_lp = token_logprobs(self.ref, p_ids, p_mask, comp, cmask, self._autocast)
         logp, ref_logp = tok_lp.sum(-1), ref_tok_lp.sum(-1)
@@ -587,9 +607,8 @@ class Trainer:
             k3 = kl_k3(tok_lp, ref_tok_lp) * cmask  # zero at masked positions (both lp are 0 there)
             extra = k3.sum(-1).mean()
             loss = loss + c.beta * extra
-        elif c.kl == "forward" and c.beta > 0:
-            r_ids, r_mask = self.sample(self.ref, u_ids, u_mask, num_samples=c.group_size)
-            sft = -sequence_logprobs(self.policy, p_ids, p_mask, r_ids, r_mask, self._autocast).mean()
+        elif forward:
+            sft = -ref_sample_lp.mean()  # eq. 5.6: an unbiased estimate of KL(pi_ref || pi) + const
             extra = sft
             loss = loss + c.beta * sft
         self.optimizer.zero_grad(set_to_none=True)
