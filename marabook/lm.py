@@ -38,6 +38,8 @@ __all__ = [
     "answer_logprobs",
     "onetwo_answer_probs",
     "run_onetwo",
+    "run_onetwo_sweep",
+    "summarize_onetwo",
 ]
 
 REFERENCE_LM_DIR = Path(__file__).resolve().parent / "data" / "onetwo_lm"
@@ -374,3 +376,68 @@ def run_onetwo(config: RLConfig, *, model=None, tokenizer=None, task=None, answe
     final["per_prompt"] = per_prompt
     final["seconds_per_step"] = float(np.mean([h["seconds"] for h in history]))
     return {"config": asdict(config), "history": history, "final": final}
+
+
+def _sweep_worker(args):
+    config, path, threads = args
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    model, tokenizer = load_reference_lm(path=path, device="cpu")
+    return run_onetwo(config, model=model, tokenizer=tokenizer, device="cpu")
+
+
+def run_onetwo_sweep(configs: Sequence[RLConfig], *, workers: int = 1, path=None, model=None, tokenizer=None,
+                     task=None, answers=(" 1", " 2"), device=None, progress: bool = True) -> list[dict]:
+    """Run :func:`run_onetwo` for every config; the results come back in the order of ``configs``.
+
+    ``workers > 1`` runs that many CPU processes (each loads the reference LM from ``path`` and
+    uses one thread); every run depends only on its config, so the numbers are the same as with
+    ``workers=1``. ``model``/``tokenizer``/``task``/``answers`` (in-process runs only; e.g. a Qwen
+    model on Colab) default to the reference LM and its task.
+    """
+    from tqdm.auto import tqdm
+
+    configs = list(configs)
+    if not configs or not all(isinstance(c, RLConfig) for c in configs):
+        raise ValueError("configs must be a non-empty list of RLConfig")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a positive int, got {workers!r}")
+    if workers == 1:
+        if model is None or tokenizer is None:
+            model, tokenizer = load_reference_lm(path=path, device=device)
+        return [run_onetwo(c, model=model, tokenizer=tokenizer, task=task, answers=answers, device=device)
+                for c in tqdm(configs, desc="runs", disable=not progress)]
+    if model is not None or task is not None or (device not in (None, "cpu")):
+        raise ValueError("workers > 1 runs on CPU processes that load the model from path; pass path, not model")
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    p = str(path) if path is not None else str(REFERENCE_LM_DIR)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+        it = pool.map(_sweep_worker, [(c, p, 1) for c in configs])
+        return list(tqdm(it, total=len(configs), desc="runs", disable=not progress))
+
+
+def summarize_onetwo(results: Sequence[dict], collapse_bits: float = 0.2) -> list[dict]:
+    """One row per (method, kl, beta): mean and std over seeds of the final reward (exact valid
+    mass) and valid-answer entropy, the number of runs, and how many collapsed (entropy below
+    ``collapse_bits``; the issue's and the paper's criterion is 0.2 bits)."""
+    if not 0 < collapse_bits < 1:
+        raise ValueError(f"collapse_bits must be in (0, 1), got {collapse_bits!r}")
+    rows: dict = {}
+    for r in results:
+        c = r["config"]
+        key = ("vanilla" if c["mara_tau"] is None else "MARA", c["kl"], c["advantage"], c["beta"])
+        rows.setdefault(key, []).append(r["final"])
+    out = []
+    for (method, kl, adv, beta), finals in sorted(rows.items(), key=lambda kv: (kv[0][1], kv[0][0], kv[0][2], kv[0][3])):
+        ent = np.array([f["entropy_bits"] for f in finals])
+        rew = np.array([f["p_valid"] for f in finals])
+        out.append({"method": method, "kl": kl, "advantage": adv, "beta": beta, "runs": len(finals),
+                    "reward_mean": float(rew.mean()), "reward_std": float(rew.std(ddof=1)) if len(rew) > 1 else 0.0,
+                    "entropy_mean": float(ent.mean()), "entropy_std": float(ent.std(ddof=1)) if len(ent) > 1 else 0.0,
+                    "collapsed": int((ent < collapse_bits).sum()),
+                    "share_1_mean": float(np.mean([f["share_1"] for f in finals]))})
+    return out

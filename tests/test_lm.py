@@ -1,0 +1,166 @@
+"""marabook.lm: loading by path, the shipped reference LM, the 1-2 task, resume, sweeps."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from marabook import lm, rl  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return lm.load_reference_lm()
+
+
+def test_onetwo_task_reward_and_metrics_hand_computed():
+    task = lm.OneTwoTask.for_reference_lm()
+    comps = [" 1", "2", " 1.", "one", " 2 "]
+    assert task.reward(["q"] * 5, comps) == [1.0, 1.0, 0.0, 0.0, 1.0]
+    m = task.metrics(["q"] * 5, comps)
+    assert m["valid"] == pytest.approx(0.6)
+    assert m["share_1"] == pytest.approx(1 / 3)
+    h = -(1 / 3) * math.log2(1 / 3) - (2 / 3) * math.log2(2 / 3)
+    assert m["entropy_bits"] == pytest.approx(h)
+    assert task.metrics(["q"], [" x"])["entropy_bits"] == 0.0
+    assert task.metrics(["q", "q"], ["1", "2"])["entropy_bits"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="prompts"):
+        lm.OneTwoTask([])
+    with pytest.raises(ValueError, match="length"):
+        task.reward(["q"], [" 1", " 2"])
+
+
+def test_reference_corpus_has_the_stated_bias():
+    docs = lm.reference_corpus(20000, seed=1)
+    assert docs == lm.reference_corpus(20000, seed=1)
+    answers = [d.split("\nA:")[1] for d in docs if "1 or 2" in d]
+    assert 0.35 < len(answers) / len(docs) < 0.45
+    share1 = answers.count(" 1") / len(answers)
+    share2 = answers.count(" 2") / len(answers)
+    assert share1 == pytest.approx(0.74, abs=0.015)
+    assert share2 == pytest.approx(0.18, abs=0.015)
+    with pytest.raises(ValueError, match="n_docs"):
+        lm.reference_corpus(0)
+
+
+def test_load_causal_lm_by_path_roundtrip(tmp_path):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    corpus = lm.reference_corpus(300, seed=0)
+    tok = lm.build_tokenizer(corpus, vocab_size=280)
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_positions=32, n_embd=16, n_layer=1, n_head=2))
+    model.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    loaded, ltok = lm.load_causal_lm(tmp_path, device="cpu")
+    assert ltok.padding_side == "left" and ltok.pad_token_id is not None
+    ids = torch.tensor([ltok(corpus[0], add_special_tokens=False)["input_ids"]])
+    assert ltok.decode(ids[0]) == corpus[0]
+    with torch.no_grad():
+        np.testing.assert_allclose(loaded(input_ids=ids).logits.numpy(), model.eval()(input_ids=ids).logits.numpy(),
+                                   atol=1e-6)
+    with pytest.raises(ValueError, match="name_or_path"):
+        lm.load_causal_lm("")
+    with pytest.raises(ValueError, match="name_or_path"):
+        lm.load_causal_lm(str(tmp_path / "missing" / "dir"))
+
+
+def test_shipped_reference_lm_matches_its_report(reference):
+    model, tok = reference
+    report = json.loads((lm.REFERENCE_LM_DIR / "report.json").read_text())
+    assert report["settings"]["parameters"] == sum(p.numel() for p in model.parameters())
+    assert report["settings"]["parameters"] < 5_000_000
+    task = lm.OneTwoTask.for_reference_lm()
+    for prompt, rec in zip(task.prompts, report["one_two"]):
+        assert rec["prompt"] == prompt
+        got = lm.onetwo_answer_probs(model, tok, prompt)
+        assert got["p_1"] == pytest.approx(rec["p_1"], abs=1e-5)
+        assert got["p_2"] == pytest.approx(rec["p_2"], abs=1e-5)
+        # the known bias: "1" far more often than "2", and some malformed answers
+        assert got["p_1"] > 2.5 * got["p_2"]
+        assert 0.8 < got["p_valid"] < 0.99
+    assert "command" in report["provenance"] and "git_revision" in report["provenance"]
+
+
+def test_answer_logprobs_agree_with_sampling(reference):
+    model, tok = reference
+    task = lm.OneTwoTask.for_reference_lm()
+    cfg = rl.RLConfig(max_new_tokens=4, seed=0, steps=1)
+    trainer = rl.Trainer(model, tok, task, cfg, ref_model=lm.load_reference_lm()[0], device="cpu", progress=False)
+    ev = trainer.evaluate(n_per_prompt=1500, seed=3)
+    exact = np.mean([lm.onetwo_answer_probs(model, tok, p)["p_valid"] for p in task.prompts])
+    assert ev["valid"] == pytest.approx(exact, abs=0.02)
+
+
+def test_for_chat_model_uses_the_template(reference):
+    _, tok = reference
+    with pytest.raises(ValueError, match="chat template"):
+        lm.OneTwoTask.for_chat_model(tok)
+    tok2 = type(tok).from_pretrained(lm.REFERENCE_LM_DIR)
+    tok2.chat_template = "{% for m in messages %}<u>{{ m['content'] }}</u>{% endfor %}{% if add_generation_prompt %}<a>{% endif %}"
+    task = lm.OneTwoTask.for_chat_model(tok2)
+    assert len(task.prompts) == 4
+    assert task.prompts[0].startswith("<u>Pick a random number") and task.prompts[0].endswith("<a>")
+
+
+def test_resume_gives_the_same_numbers(reference, tmp_path):
+    model, tok = reference
+    cfg = rl.RLConfig(beta=0.01, kl="forward", mara_tau=1.0, steps=4, group_size=4, prompts_per_step=2,
+                      max_new_tokens=4, seed=7)
+    task = lm.OneTwoTask.for_reference_lm()
+
+    def fresh():
+        import copy
+
+        p = copy.deepcopy(model)
+        for q in p.parameters():
+            q.requires_grad_(True)
+        return p
+
+    full = rl.Trainer(fresh(), tok, task, cfg, ref_model=model, device="cpu", progress=False)
+    full.train()
+    ck = tmp_path / "ck"
+    part = rl.Trainer(fresh(), tok, task, cfg, ref_model=model, device="cpu", checkpoint_dir=ck,
+                      checkpoint_every=1, progress=False)
+    part.train(until=2)  # "killed" after two steps
+    assert json.loads((ck / "state.json").read_text())["step"] == 2
+    resumed = rl.Trainer(fresh(), tok, task, cfg, ref_model=model, device="cpu", checkpoint_dir=ck, progress=False)
+    assert resumed.step == 2
+    resumed.train()
+    strip = lambda h: [{k: v for k, v in e.items() if k != "seconds"} for e in h]  # noqa: E731
+    assert strip(resumed.history) == strip(full.history)
+    for a, b in zip(resumed.policy.parameters(), full.policy.parameters()):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="different config"):
+        rl.Trainer(fresh(), tok, task, rl.RLConfig(seed=8, steps=4), ref_model=model, device="cpu",
+                   checkpoint_dir=ck, progress=False)
+
+
+def test_sweep_same_numbers_in_process_and_in_workers():
+    cfgs = [rl.RLConfig(beta=0.01, mara_tau=m, steps=2, group_size=4, prompts_per_step=2, max_new_tokens=4, seed=s)
+            for m, s in ((None, 0), (1.0, 1))]
+    a = lm.run_onetwo_sweep(cfgs, workers=1, progress=False)
+    b = lm.run_onetwo_sweep(cfgs, workers=2, progress=False)
+    for x, y in zip(a, b):
+        assert x["config"] == y["config"]
+        assert x["final"]["p_1"] == pytest.approx(y["final"]["p_1"], abs=1e-6)
+        assert [h["reward"] for h in x["history"]] == [h["reward"] for h in y["history"]]
+    rows = lm.summarize_onetwo(a + b)
+    assert [r["runs"] for r in rows] == [2, 2]
+    with pytest.raises(ValueError, match="workers"):
+        lm.run_onetwo_sweep(cfgs, workers=0)
+
+
+def test_pretrain_reference_lm_small(tmp_path):
+    report = lm.pretrain_reference_lm(tmp_path, n_docs=200, steps=3, batch_size=8, n_embd=16, n_head=2,
+                                      n_layer=1, progress=False)
+    assert (tmp_path / "model.safetensors").exists() and (tmp_path / "tokenizer.json").exists()
+    assert len(report["one_two"]) == 4
+    model, tok = lm.load_reference_lm(path=tmp_path)
+    assert sum(p.numel() for p in model.parameters()) == report["settings"]["parameters"]
+    with pytest.raises(ValueError, match="n_embd"):
+        lm.pretrain_reference_lm(tmp_path, n_embd=10, n_head=4)
