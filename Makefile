@@ -20,7 +20,7 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install --quiet -r requirements.txt -e ".[test,book]"
+	$(BIN)/python -m pip install --quiet -r requirements.txt -e ".[test,book,lm]"
 	touch $(STAMP)
 
 test: $(STAMP)

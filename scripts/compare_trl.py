@@ -1,0 +1,130 @@
+"""TRL's GRPOTrainer vs marabook's trainer on the 1-2 task, same tiny model, same beta (chapter 5).
+
+    pip install -e ".[trl]"
+    python scripts/compare_trl.py                       # writes book/results/trl_onetwo.json
+    python scripts/compare_trl.py --seeds 3 --steps 100 --betas 0.001 0.01 0.03
+
+For each seed and beta it runs, on the shipped reference LM (CPU):
+  * TRL GRPOTrainer, default reward scaling (divide by the group std), vanilla and MARA;
+  * TRL GRPOTrainer with scale_rewards="none", vanilla and MARA;
+  * marabook's rl.Trainer with the closest settings (k3 in the loss, std / mean advantages).
+MARA enters TRL as a reward function: the 0/1 reward is augmented per prompt group with the reference
+model's sequence log-probabilities (marabook.mara.mara_rewards), exactly as marabook's trainer does.
+Every run ends with the exact answer probabilities of the trained model (marabook.lm.onetwo_answer_probs)
+and its wall time per step. Results are saved with provenance.
+"""
+
+import argparse
+import copy
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from marabook import lm, rl
+from marabook.mara import mara_rewards
+from marabook.provenance import save_json
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def make_reward(task, tokenizer, ref_model, beta, mara_tau, group_size):
+    """A TRL reward function: the task's 0/1 reward, MARA-augmented per prompt group if asked."""
+
+    def reward(prompts, completions, **kwargs):
+        r = np.asarray(task.reward(prompts, completions), dtype=float)
+        if mara_tau is None:
+            return r.tolist()
+        eos = tokenizer.eos_token_id
+        p_ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        c_ids = [tokenizer(c, add_special_tokens=False)["input_ids"] + [eos] for c in completions]
+        pw, cw = max(map(len, p_ids)), max(map(len, c_ids))
+        P = torch.full((len(p_ids), pw), eos)
+        PM = torch.zeros_like(P)
+        C = torch.full((len(c_ids), cw), eos)
+        CM = torch.zeros_like(C)
+        for i, (p, c) in enumerate(zip(p_ids, c_ids)):
+            P[i, pw - len(p):], PM[i, pw - len(p):] = torch.tensor(p), 1
+            C[i, :len(c)], CM[i, :len(c)] = torch.tensor(c), 1
+        with torch.no_grad():
+            ref_lp = rl.sequence_logprobs(ref_model, P, PM, C, CM).double().numpy()
+        groups = np.arange(len(r)) // group_size
+        return mara_rewards(r, ref_lp, beta, mara_tau, groups=groups).tolist()
+
+    reward.__name__ = "onetwo_mara" if mara_tau is not None else "onetwo"
+    return reward
+
+
+def run_trl(beta, mara_tau, scale_rewards, seed, steps, out_dir):
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer
+
+    model, tok = lm.load_reference_lm()
+    ref_model, _ = lm.load_reference_lm()
+    task = lm.OneTwoTask.for_reference_lm()
+    prompts = [task.prompts[i % len(task.prompts)] for i in range(4 * steps)]
+    ds = Dataset.from_dict({"prompt": prompts})
+    args = GRPOConfig(output_dir=str(out_dir), per_device_train_batch_size=32, num_generations=8,
+                      max_completion_length=4, learning_rate=3e-3, beta=beta, max_steps=steps,
+                      temperature=1.0, top_k=0, top_p=1.0, scale_rewards=scale_rewards, seed=seed,
+                      logging_steps=10, report_to="none", save_strategy="no", use_cpu=True, bf16=False,
+                      lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0, max_grad_norm=1.0,
+                      disable_tqdm=True)
+    trainer = GRPOTrainer(model=model, args=args, train_dataset=ds, processing_class=tok,
+                          reward_funcs=[make_reward(task, tok, ref_model, beta, mara_tau, 8)])
+    t0 = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - t0
+    trained = trainer.model.eval()
+    per_prompt = [lm.onetwo_answer_probs(trained, tok, p) for p in task.prompts]
+    final = {k: float(np.mean([pp[k] for pp in per_prompt])) for k in per_prompt[0]}
+    final["seconds_per_step"] = seconds / steps
+    return final
+
+
+def run_marabook(beta, mara_tau, advantage, seed, steps):
+    model, tok = lm.load_reference_lm()
+    cfg = rl.RLConfig(beta=beta, kl="reverse_k3", advantage=advantage, mara_tau=mara_tau, steps=steps,
+                      group_size=8, prompts_per_step=4, lr=3e-3, max_new_tokens=4, seed=seed)
+    res = lm.run_onetwo(cfg, model=model, tokenizer=tok, device="cpu")
+    final = {k: v for k, v in res["final"].items() if k != "per_prompt"}
+    return final
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--betas", type=float, nargs="+", default=[0.01])
+    ap.add_argument("--out", default=str(ROOT / "book" / "results" / "trl_onetwo.json"))
+    ap.add_argument("--work", default="/tmp/marabook_trl")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    import trl
+
+    runs = []
+    for beta in args.betas:
+        for seed in range(args.seeds):
+            for mara_tau in (None, 1.0):
+                method = "vanilla" if mara_tau is None else "MARA"
+                for scale in ("group", "none"):
+                    f = run_trl(beta, mara_tau, scale, seed, args.steps, Path(args.work) / f"{beta}_{seed}_{method}_{scale}")
+                    runs.append({"trainer": f"TRL {trl.__version__} GRPOTrainer", "scale_rewards": scale,
+                                 "method": method, "beta": beta, "seed": seed, "final": f})
+                    print(runs[-1], flush=True)
+                for adv in ("std", "mean"):
+                    f = run_marabook(beta, mara_tau, adv, seed, args.steps)
+                    runs.append({"trainer": "marabook rl.Trainer (k3 in loss)",
+                                 "scale_rewards": "group" if adv == "std" else "none",
+                                 "method": method, "beta": beta, "seed": seed, "final": f})
+                    print(runs[-1], flush=True)
+    settings = {"steps": args.steps, "prompts_per_step": 4, "group_size": 8, "lr": 3e-3, "max_new_tokens": 4,
+                "threads": 1, "model": "marabook reference LM"}
+    path = save_json(args.out, {"settings": settings, "runs": runs},
+                     command="python scripts/compare_trl.py " + " ".join(argv or __import__("sys").argv[1:]))
+    print("wrote", path)
+
+
+if __name__ == "__main__":
+    main()
