@@ -9,7 +9,15 @@ Layers, low to high (a module imports only layers below it; ``tests/test_layers.
 * :mod:`marabook.metrics`  entropy, effective modes, KL / TV distances
 * :mod:`marabook.fitting`  fitting a family to a fixed target by gradient descent (chapter 1)
 * :mod:`marabook.bandit`   tabular softmax policies trained exactly or from samples (chapter 4)
+* :mod:`marabook.rl`       sequence-level policy gradient for causal LMs: KL estimators, RLOO/GRPO
+  advantages, the MARA hook, the trainer (chapter 5; needs torch)
+* :mod:`marabook.lm`       model loading, the shipped tiny reference LM, the 1-2 task (chapter 5;
+  needs torch and transformers)
 * :mod:`marabook.plotting`, :mod:`marabook.widgets`  figure style and interactive explorers
+* :mod:`marabook.provenance`  command / revision / device / date stamps for stored results
+
+``rl`` and ``lm`` are imported on demand (``from marabook import rl``) so that the NumPy chapters
+work without torch.
 """
 
 from marabook import config, mara, metrics, problems, targets
