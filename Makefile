@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 # pyproject.toml never pin torch (Colab brings its own).
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: all book test env clean
+.PHONY: all book test env browser clean
 
 all: test
 
@@ -23,7 +23,18 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet -r requirements.txt -e ".[test,book,lm]"
 	touch $(STAMP)
 
-test: $(STAMP)
+# The browser test (tests/test_browser.py) drives Debian's chromium through chromedriver. Installed with
+# apt when missing and we are root; otherwise the browser tests skip and say why.
+browser:
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing chromium + chromedriver with apt-get (for the browser test)"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium chromium-driver >/dev/null \
+	  || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium chromium-driver >/dev/null; } \
+	  || echo "could not install chromium: the browser tests will skip"; \
+	else echo "no chromium and no root apt-get: the browser tests will skip"; fi
+
+test: $(STAMP) browser
 	$(BIN)/python -m pytest tests
 
 book: $(STAMP)

@@ -1,41 +1,15 @@
 """The whole book builds with Jupyter Book 1, warnings as errors, every chapter executed (smoke)."""
 
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-import yaml
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def toc_files():
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    files = [toc["root"]]
-    for part in toc.get("parts", []):
-        files += [c["file"] for c in part["chapters"]]
-    return files
+from conftest import ROOT, toc_files
 
 
 def test_toc_lists_every_chapter_and_page():
     listed = set(toc_files())
     on_disk = {str(p.relative_to(ROOT).with_suffix("")) for p in (ROOT / "book").glob("*") if p.suffix in (".ipynb", ".md")}
     assert listed == on_disk
-
-
-@pytest.fixture(scope="module")
-def built_book(tmp_path_factory):
-    out = tmp_path_factory.mktemp("book")
-    jb = Path(sys.executable).parent / "jupyter-book"
-    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
-    env["MARABOOK_SMOKE"] = "1"
-    proc = subprocess.run([str(jb), "build", str(ROOT), "-W", "-n", "--keep-going", "--path-output", str(out)],
-                          capture_output=True, text=True, env=env, timeout=1500)
-    assert proc.returncode == 0, f"book build failed:\n{proc.stdout[-6000:]}\n{proc.stderr[-6000:]}"
-    return out / "_build" / "html"
 
 
 @pytest.mark.slow

@@ -18,6 +18,7 @@ RANK = {
     "lm": 8, "chem": 8,
     "plotting": 9,
     "widgets": 10,
+    "exercises": 11,
 }
 
 

@@ -1,0 +1,111 @@
+"""Self-checks for the book's numeric exercises: ``exercises.check("3.1", your_answer)``.
+
+Every expected answer is *computed* by the package functions the chapter teaches (never typed in),
+so the checks stay correct if a definition changes. ``check(id)`` without an answer says what is
+expected without giving it away; a wrong answer gets a hint about what is off.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from marabook import mara, metrics, targets
+from marabook.widgets import explorer_problem
+
+__all__ = ["check", "EXERCISES"]
+
+
+@dataclass(frozen=True)
+class _Exercise:
+    asks: str
+    expected: Callable[[], np.ndarray]
+    rtol: float
+    atol: float
+    hint: str
+
+
+def _forward_off_support_beta() -> np.ndarray:
+    # smallest beta at which the forward target puts no mass on the off-support sample (ch. 2)
+    ref, r = np.array([0.5, 0.5, 0.0]), np.array([0.0, 1.0, 2.0])
+    lo, hi = 0.01, 10.0
+    for _ in range(200):
+        mid = math.sqrt(lo * hi)
+        if targets.forward_kl_target(ref, r, mid)[2] > 0:
+            lo = mid
+        else:
+            hi = mid
+    return np.array(hi)
+
+
+def _explorer_band_decades() -> np.ndarray:
+    # chapter 3, exercise 3.3: width (decades) of the beta band where both modes hold >= 20%
+    prob = explorer_problem(0.25, 1.9)
+    betas = np.logspace(-3, 1, 4000)
+    g = targets.reverse_kl_target(prob.ref_probs, prob.rewards, betas[:, None])
+    ok = np.ones_like(betas, dtype=bool)
+    for mask in prob.modes.values():
+        ok &= metrics.mass_on(g, mask) >= 0.2
+    return np.array(np.log10(betas[ok].max() / betas[ok].min()))
+
+
+def _grpo_52() -> np.ndarray:
+    r = np.array([1.0, 1.0, 1.0, 1.0014])
+    centred = r - r.mean()
+    return centred / (r.std(ddof=1) + 1e-4)
+
+
+EXERCISES: dict[str, _Exercise] = {
+    "2.3": _Exercise("the beta at which the forward target stops putting mass on sample 2 (a float)",
+                     _forward_off_support_beta, 1e-3, 1e-3,
+                     "the off-support mass is 1 minus the on-support mass; find where it reaches 0"),
+    "3.1": _Exercise("the crossover beta* for rewards 1.0 / 1.05 and reference probabilities 0.2 / 0.01 (a float)",
+                     lambda: np.array(targets.crossover_beta(1.0, 1.05, 0.2, 0.01)), 1e-3, 0.0,
+                     "eq. (3.2): the reward gap divided by the log of the reference ratio"),
+    "3.3": _Exercise("the width, in decades, of the beta band where both modes keep >= 20% of the mass (a float)",
+                     _explorer_band_decades, 0.0, 0.06,
+                     "sweep beta on a log grid and use metrics.mass_on for each mode; width = log10(max/min)"),
+    "4.2": _Exercise("the three MARA rewards (a list of 3 floats)",
+                     lambda: np.asarray(mara.mara_rewards(np.array([1.0, 1.0, 0.0]), np.log([0.5, 0.05, 0.45]),
+                                                          0.1, 0.5)), 1e-3, 1e-4,
+                     "the anchor is the good sample with the highest reference probability; "
+                     "bonus = beta * log(pi_ref(anchor) / pi_ref(y))"),
+    "5.2": _Exercise("the GRPO advantages with std scaling for rewards [1, 1, 1, 1.0014] (a list of 4 floats)",
+                     _grpo_52, 1e-2, 1e-3,
+                     "subtract the group mean, divide by the unbiased group std plus eps = 1e-4"),
+}
+
+
+def check(exercise: str, answer=None) -> bool:
+    """Print "correct" or what is off, and return whether ``answer`` matches.
+
+    ``answer=None`` prints what the exercise expects (without the value) and returns False.
+    """
+    if exercise not in EXERCISES:
+        raise ValueError(f"exercise must be one of {sorted(EXERCISES)}, got {exercise!r}")
+    ex = EXERCISES[exercise]
+    if answer is None:
+        print(f"Exercise {exercise} expects {ex.asks}. Call exercises.check({exercise!r}, your_answer).")
+        return False
+    try:
+        given = np.asarray(answer, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError(f"answer must be a number or a list of numbers, got {answer!r}") from None
+    want = np.asarray(ex.expected(), dtype=float)
+    if given.shape != want.shape:
+        print(f"Exercise {exercise}: expected {ex.asks}; your answer has shape {given.shape}, "
+              f"not {want.shape}.")
+        return False
+    if np.allclose(given, want, rtol=ex.rtol, atol=ex.atol):
+        print(f"Exercise {exercise}: correct.")
+        return True
+    rel = np.max(np.abs(given - want) / np.maximum(np.abs(want), 1e-12))
+    direction = ""
+    if want.ndim == 0:
+        direction = " too large" if given > want else " too small"
+    print(f"Exercise {exercise}: not quite - your answer is{direction} (off by {rel:.1%} relative). "
+          f"Hint: {ex.hint}.")
+    return False
