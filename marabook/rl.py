@@ -13,13 +13,13 @@ Conventions (chapter 5 derives each one):
   ratio clipping. ``D`` is chosen by :attr:`RLConfig.kl`:
 
   - ``"reverse"``: KL(pi || pi_ref), estimated per sequence by k1 = ``log pi(y) - log pi_ref(y)``
-    and *subtracted from the reward* before advantages (eq. 5.3). Its optimum is the Gibbs target
-    ``pi_ref exp(R / beta)`` (eq. 1.3).
-  - ``"reverse_k3"``: the per-token k3 estimator *added to the loss* (the form TRL's GRPO uses,
-    eq. 5.5). Differentiating k3 through ``log pi`` only (the sample is held fixed) gives, per token,
-    the gradient of the *forward* KL KL(pi_ref || pi) at that position, not of the reverse one.
+    and *subtracted from the reward* before advantages (k1 of eq. 5.3). Its optimum is the Gibbs
+    target ``pi_ref exp(R / beta)`` (eq. 1.3).
+  - ``"reverse_k3"``: the per-token k3 estimator *added to the loss* (the form TRL's GRPO uses).
+    Differentiating k3 through ``log pi`` only (the sample is held fixed) gives, per token, the
+    gradient of the *forward* KL KL(pi_ref || pi) at that position, not of the reverse one (eq. 5.4).
   - ``"forward"``: KL(pi_ref || pi), whose gradient ``-E_{y ~ pi_ref}[grad log pi(y)]`` is estimated
-    by an SFT term on fresh reference samples (eq. 5.6): unbiased, no importance weights.
+    by an SFT term on fresh reference samples (eq. 5.5): unbiased, no importance weights.
   - ``"none"``: no regulariser.
 
 * Advantages come from the (possibly MARA-augmented, possibly KL-penalised) rewards of the
@@ -73,7 +73,7 @@ ADVANTAGES = ("rloo", "mean", "std", "none")
 
 
 # --------------------------------------------------------------------------------------------
-# KL estimators (eq. 5.4): samples y ~ pi, x = log pi_ref(y) - log pi(y)
+# KL estimators (eq. 5.3): samples y ~ pi, x = log pi_ref(y) - log pi(y)
 # --------------------------------------------------------------------------------------------
 
 def _is_torch(x) -> bool:
@@ -107,7 +107,7 @@ def _log_ratio(logp, ref_logp):
 
 
 def kl_k1(logp, ref_logp):
-    """k1 estimator of KL(pi || pi_ref): ``-x = log pi(y) - log pi_ref(y)`` for y ~ pi (eq. 5.4).
+    """k1 estimator of KL(pi || pi_ref): ``-x = log pi(y) - log pi_ref(y)`` for y ~ pi (eq. 5.3).
 
     Unbiased (its mean over y ~ pi is the KL) but can be negative per sample. Works elementwise on
     NumPy arrays or torch tensors (per token, or per sequence on summed log-probs).
@@ -116,7 +116,7 @@ def kl_k1(logp, ref_logp):
 
 
 def kl_k2(logp, ref_logp):
-    """k2 estimator ``x**2 / 2`` with ``x = log pi_ref(y) - log pi(y)``, y ~ pi (eq. 5.4).
+    """k2 estimator ``x**2 / 2`` with ``x = log pi_ref(y) - log pi(y)``, y ~ pi (eq. 5.3).
 
     Non-negative and low-variance but biased (its mean is the KL only to second order in x).
     """
@@ -125,7 +125,7 @@ def kl_k2(logp, ref_logp):
 
 
 def kl_k3(logp, ref_logp):
-    """k3 estimator ``exp(x) - 1 - x`` with ``x = log pi_ref(y) - log pi(y)``, y ~ pi (eq. 5.4).
+    """k3 estimator ``exp(x) - 1 - x`` with ``x = log pi_ref(y) - log pi(y)``, y ~ pi (eq. 5.3).
 
     Unbiased for KL(pi || pi_ref) (``E_pi[exp(x)] = 1``) and non-negative per sample. Used per token
     in the loss by :attr:`RLConfig.kl` ``= "reverse_k3"``.
@@ -178,7 +178,7 @@ def rloo_advantages(rewards, group_size):
 
 
 def grpo_advantages(rewards, group_size, scale_by_std: bool = True, eps: float = 1e-4):
-    """GRPO-style group-normalised advantages ``(r_i - mean) / (std + eps)`` (eq. 5.2').
+    """GRPO-style group-normalised advantages ``(r_i - mean) / (std + eps)`` (eq. 5.2, right).
 
     With ``scale_by_std=False`` only the group mean is subtracted (the "Dr. GRPO" form; RLOO up to
     a factor ``k / (k - 1)``). The std is the unbiased sample std of the group (``ddof=1``), and
@@ -608,7 +608,7 @@ class Trainer:
             extra = k3.sum(-1).mean()
             loss = loss + c.beta * extra
         elif forward:
-            sft = -ref_sample_lp.mean()  # eq. 5.6: an unbiased estimate of KL(pi_ref || pi) + const
+            sft = -ref_sample_lp.mean()  # eq. 5.5: an unbiased estimate of KL(pi_ref || pi) + const
             extra = sft
             loss = loss + c.beta * sft
         self.optimizer.zero_grad(set_to_none=True)
@@ -717,7 +717,7 @@ class Trainer:
 
 def expected_kl_gradients(logits, ref_probs) -> dict:
     """Exact expected gradients (w.r.t. the logits of ``pi = softmax(logits)``) of the ways a trainer
-    can put a KL estimator into its objective, next to the true KL gradients (chapter 5, eq. 5.5).
+    can put a KL estimator into its objective, next to the true KL gradients (chapter 5, eq. 5.4).
 
     Returns a dict of arrays of shape (V,):
 

@@ -4,8 +4,9 @@ Serves the smoke-scale build on localhost and, for every page in _toc.yml: loads
 book's own assets raise no console errors, that every image loads, that every internal link resolves,
 that chapters show code outputs and Colab/Binder buttons pointing at their .ipynb, that the
 previous/next navigation follows the table of contents, and saves a full-page screenshot to
-_build/screenshots/. Search is checked once. External resources (MathJax from its CDN) are not
-required: the machine that runs the tests is offline.
+_build/screenshots/. Search is checked once, and a chapter opened from disk (file://) must typeset
+its equations: MathJax is served from the book itself (sphinx-mathjax-offline), so the test machine
+needs no network.
 
 `make test` installs chromium and chromedriver with apt when they are missing (as root); where no
 browser can be installed the tests skip with that message.
@@ -132,6 +133,8 @@ def test_page_in_browser(page, site, driver):
     if i > 0:
         assert prv == urljoin(site, PAGES[i - 1] + ".html"), f"{page}: previous link {prv}"
 
+    _assert_math_rendered(driver, page)
+
     if _is_chapter(page):
         n_out = driver.execute_script("return document.querySelectorAll('.cell_output').length")
         n_img = driver.execute_script("return document.querySelectorAll('.cell_output img').length")
@@ -148,6 +151,29 @@ def test_page_in_browser(page, site, driver):
     assert driver.save_screenshot(str(shot))
     driver.set_window_size(1280, 900)
     assert shot.stat().st_size > 10_000
+
+
+def _assert_math_rendered(driver, page):
+    """Every math element was typeset by MathJax (served from the book's own _static, so offline too)."""
+    js = ("return Array.from(document.querySelectorAll('span.math, div.math'))"
+          ".filter(e => !e.querySelector('mjx-container')).length")
+    total = driver.execute_script("return document.querySelectorAll('span.math, div.math').length")
+    for _ in range(150):
+        if driver.execute_script(js) == 0:
+            break
+        time.sleep(0.1)
+    left = driver.execute_script(js)
+    assert left == 0, f"{page}: {left} of {total} math elements not typeset"
+    return total
+
+
+def test_book_opens_from_disk_with_math(built_book, driver):
+    """Offline reading: the built HTML opened as a file renders its equations and figures."""
+    _load(driver, (built_book / "book" / "04_mara.html").as_uri())
+    assert _assert_math_rendered(driver, "04_mara (file://)") > 10
+    broken = driver.execute_script(
+        "return Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0)).length")
+    assert broken == 0
 
 
 def test_search_finds_mara(site, driver):

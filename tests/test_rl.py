@@ -292,7 +292,7 @@ def bandit_run(kl, beta, mara_tau=None, steps=600, seed=0, advantage="rloo"):
 def test_trainer_converges_to_closed_form_targets(kl, target_fn):
     """One-token completions: the sampled trainer lands on the chapter 1-2 closed forms.
 
-    k3-in-the-loss lands on the *forward*-KL target, as eq. 5.5 predicts."""
+    k3-in-the-loss lands on the *forward*-KL target, as eq. 5.4 predicts."""
     beta = 0.3
     p, _ = bandit_run(kl, beta)
     target = target_fn(REF4, R4, beta)
