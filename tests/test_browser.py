@@ -139,6 +139,7 @@ def test_page_in_browser(page, site, driver):
         n_out = driver.execute_script("return document.querySelectorAll('.cell_output').length")
         n_img = driver.execute_script("return document.querySelectorAll('.cell_output img').length")
         assert n_out >= 3 and n_img >= 1, f"{page}: {n_out} code outputs, {n_img} output images"
+        _assert_solutions_hidden_until_clicked(driver, page)
         links = " ".join(hrefs)
         assert f"colab.research.google.com/github/marabook/marabook/blob/main/{page}.ipynb" in links
         assert f"mybinder.org/v2/gh/marabook/marabook/main?urlpath=" in links and f"{page}.ipynb" in links
@@ -151,6 +152,27 @@ def test_page_in_browser(page, site, driver):
     assert driver.save_screenshot(str(shot))
     driver.set_window_size(1280, 900)
     assert shot.stat().st_size > 10_000
+
+
+_SOLUTION_BODIES = (
+    "return Array.from(document.querySelectorAll('.admonition.dropdown'))"
+    ".filter(a => ((a.querySelector('.admonition-title') || {}).textContent || '').trim().startsWith('Solution'))"
+    ".map(a => a.querySelector('.admonition-title ~ *'))")
+
+
+def _assert_solutions_hidden_until_clicked(driver, page):
+    """Exercises end every chapter; their solutions are collapsed and open on a click."""
+    bodies = driver.execute_script(_SOLUTION_BODIES)
+    assert len(bodies) >= 2, f"{page}: {len(bodies)} exercise solutions"
+    shown = "getComputedStyle({0}).visibility !== 'hidden' && {0}.getBoundingClientRect().height > 0"
+    visible = driver.execute_script(f"return arguments[0].map(p => {shown.format('p')})", bodies)
+    assert not any(visible), f"{page}: solutions visible before a click: {visible}"
+    driver.execute_script(
+        "const t = arguments[0].closest('.admonition').querySelector('.admonition-title');"
+        "t.scrollIntoView(); t.click();", bodies[0])
+    time.sleep(0.5)
+    assert driver.execute_script(f"const p = arguments[0]; return {shown.format('p')}", bodies[0]), \
+        f"{page}: clicking a solution's title does not open it"
 
 
 def _assert_math_rendered(driver, page):
