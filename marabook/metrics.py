@@ -1,7 +1,11 @@
-"""Distribution-level metrics: how spread out a policy is, and how far it is from a target.
+"""Metrics: how spread out a policy is, how far it is from a target, and how diverse its texts are.
 
-All functions take probability vectors along the LAST axis (leading axes are batch axes) and
-return the leading shape. Logarithms are natural unless ``base`` is given (``base=2`` for bits).
+Distribution metrics take probability vectors along the LAST axis (leading axes are batch axes)
+and return the leading shape. Logarithms are natural unless ``base`` is given (``base=2`` for bits).
+
+Text-diversity metrics (chapter 6) take lists of generated strings: :func:`distinct_n`,
+:func:`ead` (expectation-adjusted distinct n-grams), :func:`distinct_answers` and
+:func:`mean_pairwise_cosine_distance` (semantic diversity, given sentence embeddings).
 """
 
 from __future__ import annotations
@@ -11,7 +15,8 @@ from scipy.special import entr, rel_entr
 
 from marabook._validate import broadcast_last, check_distribution
 
-__all__ = ["entropy", "entropy_on", "effective_num_modes", "kl_divergence", "total_variation", "mass_on"]
+__all__ = ["entropy", "entropy_on", "effective_num_modes", "kl_divergence", "total_variation", "mass_on",
+           "ngrams", "distinct_n", "ead", "distinct_answers", "normalize_answer", "mean_pairwise_cosine_distance"]
 
 
 def _log_base(base) -> float:
@@ -77,3 +82,101 @@ def entropy_on(p, mask, base=None) -> np.ndarray:
         q = q / mass[..., None]
     h = entr(np.nan_to_num(q)).sum(axis=-1) / _log_base(base)
     return np.where(mass > 0, h, np.nan)
+
+
+# ------------------------------------------------------------------------------------------
+# Text diversity (chapter 6)
+# ------------------------------------------------------------------------------------------
+
+def _check_texts(texts) -> list:
+    if isinstance(texts, str) or not hasattr(texts, "__len__") or len(texts) == 0:
+        raise ValueError("texts must be a non-empty list of strings")
+    if not all(isinstance(t, str) for t in texts):
+        raise ValueError("texts must contain only strings")
+    return list(texts)
+
+
+def _check_n(n) -> int:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    return int(n)
+
+
+def _default_tokens(text: str) -> list:
+    return text.lower().split()
+
+
+def ngrams(texts, n: int, tokenize=None) -> list:
+    """All n-grams (tuples of tokens) of all ``texts``, in order; tokens from ``tokenize`` (default:
+    lower-cased whitespace split). N-grams never cross text boundaries."""
+    texts = _check_texts(texts)
+    n = _check_n(n)
+    tok = tokenize or _default_tokens
+    out = []
+    for t in texts:
+        w = tok(t)
+        out.extend(tuple(w[i:i + n]) for i in range(len(w) - n + 1))
+    return out
+
+
+def distinct_n(texts, n: int, tokenize=None) -> float:
+    """Distinct-n: the number of distinct n-grams divided by the total number of n-grams (0 if none)."""
+    g = ngrams(texts, n, tokenize)
+    return len(set(g)) / len(g) if g else 0.0
+
+
+def ead(texts, n: int, vocab_size: int, tokenize=None) -> float:
+    """Expectation-adjusted distinct n-grams (EAD) of Liu et al. (2022).
+
+    Distinct-n penalises long outputs: even uniformly random text repeats itself once it is long.
+    EAD divides the number of distinct n-grams by the number *expected* when the ``C`` n-grams are
+    drawn uniformly from ``vocab_size`` possibilities,
+
+        EAD = #distinct / ( V * (1 - ((V - 1) / V) ** C) ),
+
+    so that it does not shrink with length. As in the paper's implementation, ``V`` is the
+    vocabulary size for every n. Returns 0 for texts with no n-grams.
+    """
+    if isinstance(vocab_size, bool) or not isinstance(vocab_size, (int, np.integer)) or vocab_size < 2:
+        raise ValueError(f"vocab_size must be an integer >= 2, got {vocab_size!r}")
+    g = ngrams(texts, n, tokenize)
+    if not g:
+        return 0.0
+    v, c = float(vocab_size), len(g)
+    expected = v * -np.expm1(c * np.log1p(-1.0 / v))  # V (1 - (1 - 1/V)^C), stable for large V
+    return float(len(set(g)) / expected)
+
+
+def normalize_answer(text: str) -> str:
+    """The equivalence rule for :func:`distinct_answers`: lower-case, strip surrounding whitespace and
+    punctuation, collapse internal whitespace. "Red.", " red" and "RED" are one answer."""
+    if not isinstance(text, str):
+        raise ValueError(f"text must be a string, got {text!r}")
+    import string
+
+    return " ".join(text.lower().strip().strip(string.punctuation + " ").split())
+
+
+def distinct_answers(texts, normalize=None) -> int:
+    """Number of distinct answers among ``texts`` after ``normalize`` (default :func:`normalize_answer`).
+    Empty answers (after normalisation) are not counted."""
+    texts = _check_texts(texts)
+    f = normalize or normalize_answer
+    return len({a for a in (f(t) for t in texts) if a})
+
+
+def mean_pairwise_cosine_distance(embeddings) -> float:
+    """Semantic diversity: mean of ``1 - cos(e_i, e_j)`` over all pairs ``i < j`` of the rows of
+    ``embeddings`` (N, D), N >= 2. Rows need not be normalised; zero rows are rejected."""
+    e = np.asarray(embeddings, dtype=float)
+    if e.ndim != 2 or e.shape[0] < 2:
+        raise ValueError(f"embeddings must have shape (N >= 2, D), got {e.shape}")
+    if not np.all(np.isfinite(e)):
+        raise ValueError("embeddings must be finite")
+    norms = np.linalg.norm(e, axis=1)
+    if np.any(norms == 0):
+        raise ValueError("embeddings must not contain zero rows")
+    u = e / norms[:, None]
+    sim = u @ u.T
+    iu = np.triu_indices(len(u), 1)
+    return float(np.mean(1.0 - sim[iu]))

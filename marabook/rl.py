@@ -372,7 +372,8 @@ def sample_completions(model, prompt_ids, prompt_mask, *, max_new_tokens, eos_to
 # Tasks and the trainer
 # --------------------------------------------------------------------------------------------
 
-def shape_rewards(rewards, logp, ref_logp, *, beta, kl="reverse", mara_tau=None, groups=None):
+def shape_rewards(rewards, logp, ref_logp, *, beta, kl="reverse", mara_tau=None, groups=None,
+                  entropy_coef: float = 0.0):
     """The rewards the advantages are computed from (torch tensors, no gradient).
 
     1. MARA (eq. 4.1) when ``mara_tau`` is set: per group of ``groups``, good samples
@@ -380,16 +381,23 @@ def shape_rewards(rewards, logp, ref_logp, *, beta, kl="reverse", mara_tau=None,
        good sample of highest reference log-probability (:func:`marabook.mara.mara_rewards`);
     2. the reverse-KL penalty when ``kl == "reverse"``: ``- beta * k1 = - beta (log pi(y) -
        log pi_ref(y))`` per sequence (eq. 5.3). Other ``kl`` modes act in the loss, not here.
+    3. an entropy bonus when ``entropy_coef = eta > 0``: ``- eta * log pi(y)``, an unbiased
+       per-sample estimate of ``eta * H(pi)``; with the reverse KL the optimum is then
+       ``pi_ref^(beta/(beta+eta)) exp(R/(beta+eta))`` (eq. 2.6, :func:`marabook.targets.entropy_regularized_target`).
     """
     if kl not in KL_MODES:
         raise ValueError(f"kl must be one of {KL_MODES}, got {kl!r}")
     if not (isinstance(beta, (int, float)) and math.isfinite(beta) and beta >= 0):
         raise ValueError(f"beta must be a finite number >= 0, got {beta!r}")
+    if not (isinstance(entropy_coef, (int, float)) and math.isfinite(entropy_coef) and entropy_coef >= 0):
+        raise ValueError(f"entropy_coef must be a finite number >= 0, got {entropy_coef!r}")
     r = rewards
     if mara_tau is not None:
         r = mara_rewards(r, ref_logp, beta, mara_tau, groups=groups)
     if kl == "reverse" and beta > 0:
         r = r - beta * kl_k1(logp, ref_logp)
+    if entropy_coef > 0:
+        r = r - entropy_coef * logp
     return r
 
 
@@ -418,7 +426,8 @@ class RLConfig:
     ``group_size`` completions per prompt, ``prompts_per_step`` prompts per batch (drawn with
     replacement from ``task.prompts``); ``steps`` optimiser steps of Adam with learning rate ``lr``
     and gradient-norm clipping ``max_grad_norm`` (``None``: off); ``max_new_tokens`` per completion;
-    ``temperature`` for sampling; ``seed`` for every random draw of the run.
+    ``temperature`` for sampling; ``seed`` for every random draw of the run; ``entropy_coef``
+    (eta) adds an entropy bonus ``eta * H(pi)`` to the objective (see :func:`shape_rewards`).
     """
 
     beta: float = 0.01
@@ -433,6 +442,7 @@ class RLConfig:
     max_new_tokens: int = 8
     temperature: float = 1.0
     seed: int = 0
+    entropy_coef: float = 0.0
 
     def __post_init__(self):
         if not (isinstance(self.beta, (int, float)) and math.isfinite(self.beta) and self.beta >= 0):
@@ -457,12 +467,16 @@ class RLConfig:
             raise ValueError(f"temperature must be positive, got {self.temperature!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ValueError(f"seed must be an int, got {self.seed!r}")
+        if not (isinstance(self.entropy_coef, (int, float)) and math.isfinite(self.entropy_coef)
+                and self.entropy_coef >= 0):
+            raise ValueError(f"entropy_coef must be a finite number >= 0, got {self.entropy_coef!r}")
 
     @property
     def label(self) -> str:
         """Short name for plots: e.g. ``"MARA reverse beta=0.01"``."""
         method = "vanilla" if self.mara_tau is None else "MARA"
-        return f"{method} {self.kl} beta={self.beta:g}"
+        ent = f" eta={self.entropy_coef:g}" if self.entropy_coef else ""
+        return f"{method} {self.kl} beta={self.beta:g}{ent}"
 
 
 def default_device() -> str:
@@ -562,7 +576,8 @@ class Trainer:
     def shaped_rewards(self, rewards, logp, ref_logp, groups):
         """:func:`shape_rewards` with this trainer's config."""
         c = self.config
-        return shape_rewards(rewards, logp, ref_logp, beta=c.beta, kl=c.kl, mara_tau=c.mara_tau, groups=groups)
+        return shape_rewards(rewards, logp, ref_logp, beta=c.beta, kl=c.kl, mara_tau=c.mara_tau, groups=groups,
+                             entropy_coef=c.entropy_coef)
 
     def train_step(self) -> dict:
         """One sample-score-update step; returns (and records) its log entry."""

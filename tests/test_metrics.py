@@ -56,3 +56,57 @@ def test_entropy_on_mask():
     np.testing.assert_allclose(M.entropy_on([0.5, 0.0, 0.5, 0.0], mask, base=2), 0.0)
     np.testing.assert_allclose(M.entropy_on([0.1, 0.3, 0.6, 0.0], mask, base=2), M.entropy([0.25, 0.75], base=2))
     assert np.isnan(M.entropy_on([0.0, 0.0, 1.0, 0.0], mask))
+
+
+# ---------------------------------------------------------------- text diversity (chapter 6)
+def test_ngrams_and_distinct_hand_computed():
+    from marabook.metrics import distinct_n, ngrams
+
+    assert ngrams(["a b c", "A b"], 2) == [("a", "b"), ("b", "c"), ("a", "b")]  # never across texts
+    assert distinct_n(["a b c", "a b"], 2) == pytest.approx(2 / 3)
+    assert distinct_n(["a"], 2) == 0.0
+    assert ngrams(["x-y"], 1, tokenize=lambda t: t.split("-")) == [("x",), ("y",)]
+
+
+def test_ead_hand_computed():
+    from marabook.metrics import ead
+
+    # unigrams a b a b: 2 distinct of C = 4; expected distinct under uniform V = 4: 4 (1 - (3/4)^4)
+    assert ead(["a b", "a b"], 1, vocab_size=4) == pytest.approx(2 / (4 * (1 - 0.75 ** 4)))
+    # a single n-gram is always "as distinct as expected": EAD = 1 / (V (1 - (1 - 1/V))) = 1
+    assert ead(["a b"], 2, vocab_size=50257) == pytest.approx(1.0)
+    # repeating the same text halves distinct-n but EAD accounts for the expected repeats
+    one = ead(["the cat sat"], 1, vocab_size=10)
+    two = ead(["the cat sat", "the cat sat"], 1, vocab_size=10)
+    assert two < one
+    assert ead(["a"], 3, vocab_size=10) == 0.0
+    with pytest.raises(ValueError, match="vocab_size"):
+        ead(["a"], 1, vocab_size=1)
+    with pytest.raises(ValueError, match="n must"):
+        ead(["a"], 0, vocab_size=10)
+    with pytest.raises(ValueError, match="texts"):
+        ead("a b", 1, vocab_size=10)
+
+
+def test_distinct_answers_rule():
+    from marabook.metrics import distinct_answers, normalize_answer
+
+    assert normalize_answer("  Red. ") == "red"
+    assert normalize_answer("Light   BLUE!") == "light blue"
+    assert distinct_answers(["Red.", " red", "RED", "blue!", "", "  ", "..."]) == 2
+    assert distinct_answers(["a", "A"], normalize=lambda t: t) == 2
+    with pytest.raises(ValueError, match="texts"):
+        distinct_answers([])
+
+
+def test_mean_pairwise_cosine_distance_hand_computed():
+    from marabook.metrics import mean_pairwise_cosine_distance
+
+    e = [[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]]
+    expected = (1.0 + 2 * (1 - 1 / np.sqrt(2))) / 3
+    assert mean_pairwise_cosine_distance(e) == pytest.approx(expected)
+    assert mean_pairwise_cosine_distance([[1.0, 1.0], [2.0, 2.0]]) == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="embeddings"):
+        mean_pairwise_cosine_distance([[1.0, 0.0]])
+    with pytest.raises(ValueError, match="zero"):
+        mean_pairwise_cosine_distance([[1.0, 0.0], [0.0, 0.0]])

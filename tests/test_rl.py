@@ -272,7 +272,7 @@ REF4 = np.array([0.1, 0.2, 0.3, 0.4])  # tokens a, b, c, EOS (decodes to "")
 R4 = np.array([1.0, 0.9, 0.2, 0.0])
 
 
-def bandit_run(kl, beta, mara_tau=None, steps=600, seed=0, advantage="rloo"):
+def bandit_run(kl, beta, mara_tau=None, steps=600, seed=0, advantage="rloo", entropy_coef=0.0):
     tok = rl.SymbolTokenizer("abcp")
     # logits over 5 ids: a b c p EOS; the prompt symbol p is never sampled (probability ~0)
     ref_logits = np.log(np.array([*REF4[:3], 1e-12, REF4[3]]))
@@ -280,7 +280,8 @@ def bandit_run(kl, beta, mara_tau=None, steps=600, seed=0, advantage="rloo"):
     ref = rl.TokenBanditLM(ref_logits)
     task = BanditTask({"a": R4[0], "b": R4[1], "c": R4[2], "": R4[3], "p": 0.0})
     cfg = rl.RLConfig(beta=beta, kl=kl, mara_tau=mara_tau, group_size=64, prompts_per_step=1, steps=steps,
-                      lr=0.05, max_new_tokens=1, seed=seed, advantage=advantage, max_grad_norm=None)
+                      lr=0.05, max_new_tokens=1, seed=seed, advantage=advantage, max_grad_norm=None,
+                      entropy_coef=entropy_coef)
     trainer = rl.Trainer(policy, tok, task, cfg, ref_model=ref, device="cpu", progress=False)
     trainer.train()
     p = policy.probs()
@@ -297,6 +298,16 @@ def test_trainer_converges_to_closed_form_targets(kl, target_fn):
     p, _ = bandit_run(kl, beta)
     target = target_fn(REF4, R4, beta)
     assert 0.5 * np.abs(p - target).sum() < 0.04, (p, target)
+
+
+def test_trainer_entropy_bonus_converges_to_eq_2_6():
+    from marabook.targets import entropy_regularized_target
+
+    beta, eta = 0.1, 0.2
+    p, _ = bandit_run("reverse", beta, entropy_coef=eta)
+    target = entropy_regularized_target(REF4, R4, beta, eta)
+    assert 0.5 * np.abs(p - target).sum() < 0.03, (p, target)
+    assert 0.5 * np.abs(reverse_kl_target(REF4, R4, beta) - target).sum() > 0.06  # distinguishable
 
 
 def test_trainer_mara_reverse_is_flat():
@@ -331,6 +342,8 @@ def test_rlconfig_rejects_bad_values():
         rl.RLConfig(group_size=1)
     with pytest.raises(ValueError, match="beta"):
         rl.RLConfig(beta=0.0, mara_tau=1.0)
+    with pytest.raises(ValueError, match="entropy_coef"):
+        rl.RLConfig(entropy_coef=-0.1)
 
 
 def test_symbol_tokenizer_and_bandit_lm_errors():
