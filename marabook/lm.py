@@ -42,6 +42,10 @@ __all__ = [
     "summarize_onetwo",
     "SentenceEmbedder",
     "load_sentence_embedder",
+    "NAME_CATEGORIES",
+    "NameTask",
+    "evaluate_open_ended",
+    "run_open_ended",
 ]
 
 REFERENCE_LM_DIR = Path(__file__).resolve().parent / "data" / "onetwo_lm"
@@ -61,6 +65,9 @@ _MALFORMED = (" one", " two", " 1.", " 2.", " 12", " 3", " 1 or 2", " heads")
 _COLORS = ("red", "blue", "green", "yellow", "black", "white", "purple", "orange", "pink", "brown")
 _FRUITS = ("apple", "banana", "orange", "grape", "mango", "pear", "cherry", "lemon", "peach", "plum")
 _ANIMALS = ("dog", "cat", "horse", "lion", "tiger", "bird", "fish", "cow", "sheep", "fox")
+
+
+NAME_CATEGORIES = {"color": _COLORS, "fruit": _FRUITS, "animal": _ANIMALS}
 
 
 def _qa(question: str) -> str:
@@ -496,3 +503,137 @@ def load_sentence_embedder(name_or_path=None, *, device="cpu") -> SentenceEmbedd
     tok = AutoTokenizer.from_pretrained(str(name_or_path), local_files_only=local)
     model = AutoModel.from_pretrained(str(name_or_path), local_files_only=local).to(device)
     return SentenceEmbedder(model, tok, device=device)
+
+
+# ------------------------------------------------------------------------------------------
+# An open-ended task with many good answers of slightly different reward (chapter 6)
+# ------------------------------------------------------------------------------------------
+
+def _article(word: str) -> str:
+    return "an" if word[0] in "aeiou" else "a"
+
+
+class NameTask:
+    """"Name a colour / fruit / animal": ten acceptable answers per question, rewards that differ a little.
+
+    The reward is a transparent scoring function standing in for a reward model: an answer that is
+    one of the category's ten items (after :func:`marabook.metrics.normalize_answer`) scores
+    ``1 - 0.02 * rank``, where ``rank`` is its position in alphabetical order (so 1.00, 0.98, ...,
+    0.82); anything else scores 0. The reference LM prefers the items with Zipf weights in corpus
+    order ("red", "blue", ... for colours), which is unrelated to the reward order: the small reward
+    gaps of chapter 3 meet a reference bias. ``categories`` picks the questions, so one family can
+    be held out for out-of-distribution evaluation.
+    """
+
+    def __init__(self, categories=("color", "fruit"), chat_tokenizer=None):
+        cats = list(categories)
+        if not cats or any(c not in NAME_CATEGORIES for c in cats):
+            raise ValueError(f"categories must be a non-empty subset of {sorted(NAME_CATEGORIES)}, got {categories!r}")
+        self.categories = cats
+        questions = [f"Name {_article(c)} {c}." for c in cats]
+        if chat_tokenizer is None:
+            self.prompts = [_qa(q) for q in questions]
+        else:
+            self.prompts = [chat_tokenizer.apply_chat_template(
+                [{"role": "user", "content": q + " Reply with one word."}], tokenize=False,
+                add_generation_prompt=True) for q in questions]
+        self._category_of = dict(zip(self.prompts, cats))
+
+    @staticmethod
+    def quality(category: str, item: str) -> float:
+        """The reward of a valid answer: ``1 - 0.02 * (alphabetical rank of item in its category)``."""
+        items = sorted(NAME_CATEGORIES[category])
+        if item not in items:
+            raise ValueError(f"item {item!r} is not a {category}")
+        return 1.0 - 0.02 * items.index(item)
+
+    def category(self, prompt: str) -> str:
+        if prompt not in self._category_of:
+            raise ValueError(f"prompt {prompt!r} is not one of this task's prompts")
+        return self._category_of[prompt]
+
+    def reward(self, prompts, completions) -> list[float]:
+        from marabook.metrics import normalize_answer
+
+        if len(prompts) != len(completions):
+            raise ValueError(f"prompts and completions differ in length: {len(prompts)} vs {len(completions)}")
+        out = []
+        for p, c in zip(prompts, completions):
+            cat, a = self.category(p), normalize_answer(c)
+            out.append(self.quality(cat, a) if a in NAME_CATEGORIES[cat] else 0.0)
+        return out
+
+    def metrics(self, prompts, completions) -> dict:
+        from marabook.metrics import normalize_answer
+
+        valid = [normalize_answer(c) for p, c in zip(prompts, completions)
+                 if normalize_answer(c) in NAME_CATEGORIES[self.category(p)]]
+        return {"valid": len(valid) / max(1, len(completions)), "distinct_valid": float(len(set(valid)))}
+
+
+def evaluate_open_ended(model, tokenizer, task, *, n_per_prompt: int = 16, seed: int = 12345,
+                        embedder=None, max_new_tokens: int = 6) -> dict:
+    """Sample ``n_per_prompt`` answers per prompt and score them the way the paper's Table 1 does.
+
+    Per prompt: mean reward, number of distinct answers (:func:`marabook.metrics.distinct_answers`),
+    EAD-1 over the answers (tokens = the model's tokenizer ids, ``V = len(tokenizer)``), and, when an
+    ``embedder`` is given, the mean pairwise cosine distance of the answers' embeddings. Returns the
+    means over prompts, plus the samples.
+    """
+    from marabook import metrics as M
+
+    if not isinstance(n_per_prompt, int) or n_per_prompt < 2:
+        raise ValueError(f"n_per_prompt must be an int >= 2, got {n_per_prompt!r}")
+    sampler = Trainer(model, tokenizer, task, RLConfig(max_new_tokens=max_new_tokens, steps=1),
+                      ref_model=_Unused(), device=str(next(model.parameters()).device), progress=False)
+    ev = sampler.evaluate(n_per_prompt=n_per_prompt, seed=seed)
+    samples = ev["samples"]
+    tok = lambda t: tokenizer(t, add_special_tokens=False)["input_ids"]  # noqa: E731
+    rows = []
+    for i, p in enumerate(task.prompts):
+        answers = samples[i * n_per_prompt:(i + 1) * n_per_prompt]
+        row = {"reward": float(np.mean(task.reward([p] * len(answers), answers))),
+               "distinct": M.distinct_answers(answers) if any(a.strip() for a in answers) else 0,
+               "ead1": M.ead(answers, 1, vocab_size=len(tokenizer), tokenize=tok)}
+        if embedder is not None:
+            texts = [a.strip() or "(empty)" for a in answers]
+            row["semantic"] = M.mean_pairwise_cosine_distance(embedder(texts))
+        rows.append(row)
+    out = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+    out["samples"] = samples
+    return out
+
+
+class _Unused:
+    """Stand-in reference model for a sampling-only Trainer (never called)."""
+
+    def to(self, device):
+        return self
+
+    def eval(self):
+        return self
+
+
+def run_open_ended(config: RLConfig, *, model=None, tokenizer=None, train_task=None, eval_tasks=None,
+                   embedder=None, n_eval: int = 16, device=None) -> dict:
+    """Train one configuration on ``train_task`` (default: colour and fruit questions) from a copy of the
+    reference LM, then evaluate on each of ``eval_tasks`` (default: ``{"in": colour+fruit, "out":
+    animal}``) with :func:`evaluate_open_ended`. Returns ``{"config", "history", "eval"}``."""
+    import torch
+
+    if model is None or tokenizer is None:
+        model, tokenizer = load_reference_lm(device=device)
+    train_task = train_task or NameTask(("color", "fruit"))
+    eval_tasks = eval_tasks or {"in": NameTask(("color", "fruit")), "out": NameTask(("animal",))}
+    policy = copy.deepcopy(model)
+    for p in policy.parameters():
+        p.requires_grad_(True)
+    torch.manual_seed(config.seed)
+    trainer = Trainer(policy, tokenizer, train_task, config, ref_model=model, device=device, progress=False)
+    history = trainer.train()
+    evals = {}
+    for name, t in eval_tasks.items():
+        e = evaluate_open_ended(trainer.policy, tokenizer, t, n_per_prompt=n_eval, seed=10_000 + config.seed,
+                                embedder=embedder, max_new_tokens=config.max_new_tokens)
+        evals[name] = e
+    return {"config": asdict(config), "history": history, "eval": evals}

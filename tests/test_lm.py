@@ -181,3 +181,29 @@ def test_sentence_embedder_offline():
     assert mean_pairwise_cosine_distance(e) > 0.2
     with pytest.raises(ValueError, match="texts"):
         emb([])
+
+
+def test_name_task_rewards_hand_computed():
+    task = lm.NameTask(("color", "fruit"))
+    assert task.prompts == ["Q: Name a color.\nA:", "Q: Name a fruit.\nA:"]
+    c, f = task.prompts
+    # alphabetical ranks: colours black 0, blue 1, ..., red 7; fruits apple 0, ...
+    r = task.reward([c, c, c, f, f, c], [" black", " Red.", " banana", " apple", "", " yellow"])
+    np.testing.assert_allclose(r, [1.0, 1.0 - 0.02 * 7, 0.0, 1.0, 0.0, 1.0 - 0.02 * 9])
+    m = task.metrics([c, c, f], [" red", " red", " pear"])
+    assert m == {"valid": 1.0, "distinct_valid": 2.0}
+    assert lm.NameTask(("animal",)).prompts == ["Q: Name an animal.\nA:"]
+    with pytest.raises(ValueError, match="categories"):
+        lm.NameTask(("planet",))
+    with pytest.raises(ValueError, match="prompt"):
+        task.reward(["Q: Name a planet.\nA:"], [" mars"])
+
+
+def test_evaluate_open_ended_on_reference(reference):
+    model, tok = reference
+    ev = lm.evaluate_open_ended(model, tok, lm.NameTask(("color",)), n_per_prompt=64, seed=0)
+    assert len(ev["samples"]) == 64
+    # the reference answers with many different colours, most of them valid
+    assert 5 <= ev["distinct"] <= 12 and 0.6 < ev["reward"] < 1.0 and ev["ead1"] > 0
+    again = lm.evaluate_open_ended(model, tok, lm.NameTask(("color",)), n_per_prompt=64, seed=0)
+    assert again["samples"] == ev["samples"]
