@@ -373,7 +373,7 @@ def sample_completions(model, prompt_ids, prompt_mask, *, max_new_tokens, eos_to
 # --------------------------------------------------------------------------------------------
 
 def shape_rewards(rewards, logp, ref_logp, *, beta, kl="reverse", mara_tau=None, groups=None,
-                  entropy_coef: float = 0.0):
+                  entropy_coef: float = 0.0, tau_scope: str = "group"):
     """The rewards the advantages are computed from (torch tensors, no gradient).
 
     1. MARA (eq. 4.1) when ``mara_tau`` is set: per group of ``groups``, good samples
@@ -381,6 +381,10 @@ def shape_rewards(rewards, logp, ref_logp, *, beta, kl="reverse", mara_tau=None,
        good sample of highest reference log-probability (:func:`marabook.mara.mara_rewards`);
     2. the reverse-KL penalty when ``kl == "reverse"``: ``- beta * k1 = - beta (log pi(y) -
        log pi_ref(y))`` per sequence (eq. 5.3). Other ``kl`` modes act in the loss, not here.
+       A percentile ``mara_tau`` (``"p90"``) is taken within each group when ``tau_scope="group"``
+       and over the whole batch when ``tau_scope="batch"`` (anchors stay per group). Note: with
+       groups of 8, a per-group 90th percentile admits only the group's best sample, which is its
+       own anchor, so MARA changes nothing; per-batch percentiles are what the paper used.
     3. an entropy bonus when ``entropy_coef = eta > 0``: ``- eta * log pi(y)``, an unbiased
        per-sample estimate of ``eta * H(pi)``; with the reverse KL the optimum is then
        ``pi_ref^(beta/(beta+eta)) exp(R/(beta+eta))`` (eq. 2.6, :func:`marabook.targets.entropy_regularized_target`).
@@ -391,9 +395,17 @@ def shape_rewards(rewards, logp, ref_logp, *, beta, kl="reverse", mara_tau=None,
         raise ValueError(f"beta must be a finite number >= 0, got {beta!r}")
     if not (isinstance(entropy_coef, (int, float)) and math.isfinite(entropy_coef) and entropy_coef >= 0):
         raise ValueError(f"entropy_coef must be a finite number >= 0, got {entropy_coef!r}")
+    if tau_scope not in ("group", "batch"):
+        raise ValueError(f"tau_scope must be 'group' or 'batch', got {tau_scope!r}")
     r = rewards
     if mara_tau is not None:
-        r = mara_rewards(r, ref_logp, beta, mara_tau, groups=groups)
+        tau = mara_tau
+        kind, q = parse_tau(mara_tau)
+        if kind == "percentile" and tau_scope == "batch":
+            import torch
+
+            tau = float(torch.quantile(rewards.detach().double(), q / 100.0))
+        r = mara_rewards(r, ref_logp, beta, tau, groups=groups)
     if kl == "reverse" and beta > 0:
         r = r - beta * kl_k1(logp, ref_logp)
     if entropy_coef > 0:
@@ -427,7 +439,8 @@ class RLConfig:
     replacement from ``task.prompts``); ``steps`` optimiser steps of Adam with learning rate ``lr``
     and gradient-norm clipping ``max_grad_norm`` (``None``: off); ``max_new_tokens`` per completion;
     ``temperature`` for sampling; ``seed`` for every random draw of the run; ``entropy_coef``
-    (eta) adds an entropy bonus ``eta * H(pi)`` to the objective (see :func:`shape_rewards`).
+    (eta) adds an entropy bonus ``eta * H(pi)`` to the objective; ``tau_scope`` ("group" or
+    "batch") says where a percentile ``mara_tau`` is taken (see :func:`shape_rewards`).
     """
 
     beta: float = 0.01
@@ -443,6 +456,7 @@ class RLConfig:
     temperature: float = 1.0
     seed: int = 0
     entropy_coef: float = 0.0
+    tau_scope: str = "group"
 
     def __post_init__(self):
         if not (isinstance(self.beta, (int, float)) and math.isfinite(self.beta) and self.beta >= 0):
@@ -467,6 +481,8 @@ class RLConfig:
             raise ValueError(f"temperature must be positive, got {self.temperature!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ValueError(f"seed must be an int, got {self.seed!r}")
+        if self.tau_scope not in ("group", "batch"):
+            raise ValueError(f"tau_scope must be 'group' or 'batch', got {self.tau_scope!r}")
         if not (isinstance(self.entropy_coef, (int, float)) and math.isfinite(self.entropy_coef)
                 and self.entropy_coef >= 0):
             raise ValueError(f"entropy_coef must be a finite number >= 0, got {self.entropy_coef!r}")
@@ -577,7 +593,7 @@ class Trainer:
         """:func:`shape_rewards` with this trainer's config."""
         c = self.config
         return shape_rewards(rewards, logp, ref_logp, beta=c.beta, kl=c.kl, mara_tau=c.mara_tau, groups=groups,
-                             entropy_coef=c.entropy_coef)
+                             entropy_coef=c.entropy_coef, tau_scope=c.tau_scope)
 
     def train_step(self) -> dict:
         """One sample-score-update step; returns (and records) its log entry."""

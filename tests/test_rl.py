@@ -145,6 +145,28 @@ def test_compute_advantages_dispatch_and_errors():
         rl.grpo_advantages(r, 2, eps=0)
 
 
+def test_percentile_tau_per_group_is_a_no_op_per_batch_is_not():
+    # two groups of 4; rewards differ slightly, all answers are "good" in spirit
+    r = torch.tensor([0.90, 0.95, 0.97, 1.00, 0.91, 0.93, 0.96, 0.99])
+    ref = torch.log(torch.tensor([0.4, 0.3, 0.2, 0.1, 0.4, 0.3, 0.2, 0.1]))
+    groups = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
+    kw = dict(beta=0.1, kl="none", mara_tau="p90", groups=groups)
+    same = rl.shape_rewards(r, ref, ref, tau_scope="group", **kw)
+    np.testing.assert_allclose(same.numpy(), r.numpy())  # only each group's best is good: its own anchor
+    thr = float(np.quantile(r.numpy(), 0.9))  # batch threshold: 0.979, so 1.00 and 0.99 are good
+    batch = rl.shape_rewards(r, ref, ref, tau_scope="batch", **kw)
+    np.testing.assert_allclose(batch.numpy(), r.numpy(), atol=1e-6)  # still one good sample per group
+    kw["mara_tau"] = "p50"
+    b50 = rl.shape_rewards(r, ref, ref, tau_scope="batch", **kw).numpy()
+    thr50 = float(np.quantile(r.numpy(), 0.5))
+    # group 0: good = 0.97, 1.00 (>= 0.955); anchor 0.97 (ref 0.2): 1.00 -> 0.97 + 0.1 log 2
+    assert thr50 == pytest.approx(0.955)
+    assert b50[3] == pytest.approx(0.97 + 0.1 * math.log(2), rel=1e-5) and b50[2] == pytest.approx(0.97)
+    assert thr > 0.97
+    with pytest.raises(ValueError, match="tau_scope"):
+        rl.shape_rewards(r, ref, ref, tau_scope="prompt", **kw)
+
+
 def test_shape_rewards_mara_then_kl():
     r = torch.tensor([1.0, 1.0, 0.0, 1.0])
     ref = torch.tensor([-0.2, -1.5, -3.0, -0.1])
@@ -344,6 +366,8 @@ def test_rlconfig_rejects_bad_values():
         rl.RLConfig(beta=0.0, mara_tau=1.0)
     with pytest.raises(ValueError, match="entropy_coef"):
         rl.RLConfig(entropy_coef=-0.1)
+    with pytest.raises(ValueError, match="tau_scope"):
+        rl.RLConfig(tau_scope="everywhere")
 
 
 def test_symbol_tokenizer_and_bandit_lm_errors():
