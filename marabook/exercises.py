@@ -76,20 +76,28 @@ EXERCISES: dict[str, _Exercise] = {
     "5.2": _Exercise("the GRPO advantages with std scaling for rewards [1, 1, 1, 1.0014] (a list of 4 floats)",
                      _grpo_52, 1e-2, 1e-3,
                      "subtract the group mean, divide by the unbiased group std plus eps = 1e-4"),
+    "6.1": _Exercise("EAD-1 of ['red', 'red', 'blue'] with vocabulary size 10 (a float)",
+                     lambda: np.array(metrics.ead(["red", "red", "blue"], 1, vocab_size=10)), 1e-3, 0.0,
+                     "distinct unigrams divided by V (1 - ((V-1)/V)^C), C = number of unigrams"),
+    "6.2": _Exercise("the four MARA rewards for tau = 0.9 (a list of 4 floats)",
+                     lambda: np.asarray(mara.mara_rewards(np.array([1.0, 0.98, 0.96, 0.86]),
+                                                          np.log([0.05, 0.18, 0.03, 0.34]), 0.02, 0.9)),
+                     1e-3, 1e-4,
+                     "good = reward >= 0.9; the anchor is the good sample with the highest reference probability"),
 }
 
 
-def check(exercise: str, answer=None) -> bool:
-    """Print "correct" or what is off, and return whether ``answer`` matches.
+def check(exercise: str, answer=None):
+    """Print "correct" or what is off, and return whether ``answer`` matches (True / False).
 
-    ``answer=None`` prints what the exercise expects (without the value) and returns False.
+    ``answer=None`` prints what the exercise expects (without the value) and returns None.
     """
     if exercise not in EXERCISES:
         raise ValueError(f"exercise must be one of {sorted(EXERCISES)}, got {exercise!r}")
     ex = EXERCISES[exercise]
     if answer is None:
         print(f"Exercise {exercise} expects {ex.asks}. Call exercises.check({exercise!r}, your_answer).")
-        return False
+        return None
     try:
         given = np.asarray(answer, dtype=float)
     except (TypeError, ValueError):

@@ -16,7 +16,8 @@ from scipy.special import entr, rel_entr
 from marabook._validate import broadcast_last, check_distribution
 
 __all__ = ["entropy", "entropy_on", "effective_num_modes", "kl_divergence", "total_variation", "mass_on",
-           "ngrams", "distinct_n", "ead", "distinct_answers", "normalize_answer", "mean_pairwise_cosine_distance"]
+           "ngrams", "distinct_n", "ead", "distinct_answers", "normalize_answer", "mean_pairwise_cosine_distance",
+           "bootstrap_se"]
 
 
 def _log_base(base) -> float:
@@ -180,3 +181,16 @@ def mean_pairwise_cosine_distance(embeddings) -> float:
     sim = u @ u.T
     iu = np.triu_indices(len(u), 1)
     return float(np.mean(1.0 - sim[iu]))
+
+
+def bootstrap_se(values, n_boot: int = 2000, seed: int = 0) -> float:
+    """Bootstrap standard error of the mean of ``values`` (1-D, at least 2 finite numbers): the std of
+    the means of ``n_boot`` resamples with replacement, drawn with ``np.random.default_rng(seed)``."""
+    v = np.asarray(values, dtype=float)
+    if v.ndim != 1 or v.size < 2 or not np.all(np.isfinite(v)):
+        raise ValueError(f"values must be a 1-D array of at least 2 finite numbers, got shape {v.shape}")
+    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 10:
+        raise ValueError(f"n_boot must be an integer >= 10, got {n_boot!r}")
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, v.size, size=(int(n_boot), v.size))
+    return float(v[idx].mean(axis=1).std(ddof=1))

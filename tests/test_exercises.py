@@ -12,6 +12,8 @@ HAND = {
     "3.1": 0.05 / math.log(20),                     # eq. (3.2)
     "4.2": [1.0, 1.0 + 0.1 * math.log(10), 0.0],    # anchor = sample 0
     "5.2": [-0.00035 / (0.0007 + 1e-4)] * 3 + [0.00105 / (0.0007 + 1e-4)],
+    "6.1": 2 / (10 * (1 - 0.9 ** 3)),
+    "6.2": [0.98 + 0.02 * math.log(0.18 / 0.05), 0.98, 0.98 + 0.02 * math.log(0.18 / 0.03), 0.86],
 }
 
 
@@ -34,7 +36,7 @@ def test_right_and_wrong_answers(ex, capsys):
     assert exercises.check(ex, wrong) is False
     out = capsys.readouterr().out
     assert "not quite" in out and "Hint" in out
-    assert exercises.check(ex) is False
+    assert exercises.check(ex) is None
     assert "expects" in capsys.readouterr().out
 
 

@@ -110,3 +110,17 @@ def test_mean_pairwise_cosine_distance_hand_computed():
         mean_pairwise_cosine_distance([[1.0, 0.0]])
     with pytest.raises(ValueError, match="zero"):
         mean_pairwise_cosine_distance([[1.0, 0.0], [0.0, 0.0]])
+
+
+def test_bootstrap_se():
+    from marabook.metrics import bootstrap_se
+
+    assert bootstrap_se([2.0, 2.0, 2.0]) == 0.0
+    v = np.random.default_rng(1).normal(size=200)
+    # the bootstrap SE of a mean approaches std / sqrt(n) (ddof 0) for large n
+    assert bootstrap_se(v, n_boot=4000) == pytest.approx(v.std() / np.sqrt(v.size), rel=0.08)
+    assert bootstrap_se(v, seed=3) == bootstrap_se(v, seed=3)
+    with pytest.raises(ValueError, match="values"):
+        bootstrap_se([1.0])
+    with pytest.raises(ValueError, match="n_boot"):
+        bootstrap_se([1.0, 2.0], n_boot=5)
