@@ -46,6 +46,8 @@ __all__ = [
     "NameTask",
     "evaluate_open_ended",
     "run_open_ended",
+    "OPEN_ENDED_METHODS",
+    "open_ended_configs",
 ]
 
 REFERENCE_LM_DIR = Path(__file__).resolve().parent / "data" / "onetwo_lm"
@@ -637,3 +639,20 @@ def run_open_ended(config: RLConfig, *, model=None, tokenizer=None, train_task=N
                                 embedder=embedder, max_new_tokens=config.max_new_tokens)
         evals[name] = e
     return {"config": asdict(config), "history": history, "eval": evals}
+
+
+#: The six trainers of chapter 6 (and scripts/run_open_ended.py): RLConfig overrides by name.
+OPEN_ENDED_METHODS = {
+    "GRPO": dict(kl="reverse_k3", advantage="std"),
+    "RLOO": dict(kl="reverse", advantage="rloo"),
+    "entropy": dict(kl="reverse", advantage="rloo", entropy_coef=0.02),
+    "MARA-rev": dict(kl="reverse", advantage="rloo", mara_tau=0.9),
+    "MARA-fwd": dict(kl="forward", advantage="rloo", mara_tau=0.9),
+    "MARA-rev p90": dict(kl="reverse", advantage="rloo", mara_tau="p90", tau_scope="batch"),
+}
+
+
+def open_ended_configs(seed: int, steps: int = 100) -> dict:
+    """``{method name: RLConfig}`` for chapter 6: beta 0.02, Adam lr 3e-4, 2 prompts x 16 completions."""
+    common = dict(beta=0.02, steps=steps, lr=3e-4, max_new_tokens=6, group_size=16, prompts_per_step=2, seed=seed)
+    return {name: RLConfig(**common, **kw) for name, kw in OPEN_ENDED_METHODS.items()}
