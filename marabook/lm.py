@@ -48,6 +48,8 @@ __all__ = [
     "run_open_ended",
     "OPEN_ENDED_METHODS",
     "open_ended_configs",
+    "RewardModelScorer",
+    "ScoredTask",
 ]
 
 REFERENCE_LM_DIR = Path(__file__).resolve().parent / "data" / "onetwo_lm"
@@ -652,7 +654,102 @@ OPEN_ENDED_METHODS = {
 }
 
 
-def open_ended_configs(seed: int, steps: int = 100) -> dict:
-    """``{method name: RLConfig}`` for chapter 6: beta 0.02, Adam lr 3e-4, 2 prompts x 16 completions."""
-    common = dict(beta=0.02, steps=steps, lr=3e-4, max_new_tokens=6, group_size=16, prompts_per_step=2, seed=seed)
-    return {name: RLConfig(**common, **kw) for name, kw in OPEN_ENDED_METHODS.items()}
+def open_ended_configs(seed: int, steps: int = 100, tau=0.9, max_new_tokens: int = 6) -> dict:
+    """``{method name: RLConfig}`` for chapter 6: beta 0.02, Adam lr 3e-4, 2 prompts x 16 completions.
+
+    ``tau`` replaces the fixed MARA threshold 0.9 of "MARA-rev" / "MARA-fwd" (use a percentile such as
+    ``"p90"`` with ``tau_scope="batch"`` semantics for reward models whose scale is unknown).
+    """
+    common = dict(beta=0.02, steps=steps, lr=3e-4, max_new_tokens=max_new_tokens, group_size=16,
+                  prompts_per_step=2, seed=seed)
+    out = {}
+    for name, kw in OPEN_ENDED_METHODS.items():
+        kw = dict(kw)
+        if kw.get("mara_tau") == 0.9:
+            kw["mara_tau"] = tau
+            if isinstance(tau, str):
+                kw["tau_scope"] = "batch"
+        out[name] = RLConfig(**common, **kw)
+    return out
+
+
+# ------------------------------------------------------------------------------------------
+# A learned reward model by hub id or path (the GPU / Colab path of chapter 6)
+# ------------------------------------------------------------------------------------------
+
+class RewardModelScorer:
+    """Score (question, answer) pairs with a sequence-classification reward model (one logit).
+
+    Loaded by hub id (Colab; e.g. a Skywork reward model) or from a local directory (tests). When the
+    reward model's tokenizer has a chat template, the pair is formatted as a user turn and an
+    assistant turn, the way such models are trained; otherwise it is ``question + answer``.
+    """
+
+    def __init__(self, name_or_path, *, device=None, dtype=None, batch_size: int = 16):
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        if not isinstance(name_or_path, (str, os.PathLike)) or not str(name_or_path).strip():
+            raise ValueError(f"name_or_path must be a hub id or a directory, got {name_or_path!r}")
+        local = Path(str(name_or_path)).is_dir()
+        self.tokenizer = AutoTokenizer.from_pretrained(str(name_or_path), local_files_only=local)
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        kwargs = {"local_files_only": local, "num_labels": 1}
+        if dtype is not None:
+            kwargs["dtype"] = dtype
+        self.model = AutoModelForSequenceClassification.from_pretrained(str(name_or_path), **kwargs)
+        if self.model.config.pad_token_id is None:
+            self.model.config.pad_token_id = self.tokenizer.pad_token_id
+        self.device = device or default_device()
+        self.model.to(self.device).eval()
+        self.batch_size = batch_size
+
+    def format(self, question: str, answer: str) -> str:
+        if getattr(self.tokenizer, "chat_template", None):
+            return self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": question}, {"role": "assistant", "content": answer}], tokenize=False)
+        return question + answer
+
+    def __call__(self, questions: Sequence[str], answers: Sequence[str]) -> list[float]:
+        import torch
+
+        if len(questions) != len(answers) or len(answers) == 0:
+            raise ValueError("questions and answers must be non-empty lists of equal length")
+        texts = [self.format(q, a) for q, a in zip(questions, answers)]
+        out = []
+        with torch.no_grad():
+            for i in range(0, len(texts), self.batch_size):
+                enc = self.tokenizer(texts[i:i + self.batch_size], padding=True, truncation=True, max_length=1024,
+                                     return_tensors="pt").to(self.device)
+                out.extend(self.model(**enc).logits[:, 0].float().cpu().tolist())
+        return out
+
+
+class ScoredTask:
+    """A task whose reward comes from ``scorer(questions, answers)`` (e.g. :class:`RewardModelScorer`).
+
+    ``prompts`` are what the policy sees (formatted); ``questions`` the plain questions the reward
+    model sees, one per prompt. ``metrics`` reports the number of distinct answers in a batch.
+    """
+
+    def __init__(self, prompts: Sequence[str], questions: Sequence[str], scorer):
+        if isinstance(prompts, str) or len(prompts) == 0 or len(prompts) != len(questions):
+            raise ValueError("prompts and questions must be non-empty lists of equal length")
+        if not callable(scorer):
+            raise ValueError("scorer must be callable as scorer(questions, answers)")
+        self.prompts, self.scorer = list(prompts), scorer
+        self._question = dict(zip(self.prompts, questions))
+
+    def reward(self, prompts, completions) -> list[float]:
+        if len(prompts) != len(completions):
+            raise ValueError(f"prompts and completions differ in length: {len(prompts)} vs {len(completions)}")
+        try:
+            questions = [self._question[p] for p in prompts]
+        except KeyError as exc:
+            raise ValueError(f"prompt {exc} is not one of this task's prompts") from None
+        return [float(x) for x in self.scorer(questions, [c.strip() for c in completions])]
+
+    def metrics(self, prompts, completions) -> dict:
+        from marabook.metrics import distinct_answers
+
+        return {"distinct": float(distinct_answers(completions)) if any(c.strip() for c in completions) else 0.0}

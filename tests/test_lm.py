@@ -207,3 +207,35 @@ def test_evaluate_open_ended_on_reference(reference):
     assert 5 <= ev["distinct"] <= 12 and 0.6 < ev["reward"] < 1.0 and ev["ead1"] > 0
     again = lm.evaluate_open_ended(model, tok, lm.NameTask(("color",)), n_per_prompt=64, seed=0)
     assert again["samples"] == ev["samples"]
+
+
+def test_reward_model_scorer_by_path(tmp_path, reference):
+    from transformers import GPT2Config, GPT2ForSequenceClassification
+
+    _, tok = reference
+    torch.manual_seed(0)
+    rm = GPT2ForSequenceClassification(GPT2Config(vocab_size=len(tok), n_positions=64, n_embd=16, n_layer=1,
+                                                  n_head=2, num_labels=1, pad_token_id=tok.pad_token_id))
+    rm.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    scorer = lm.RewardModelScorer(tmp_path, device="cpu")
+    s = scorer(["Name a color.", "Name a color."], [" red", " banana"])
+    assert len(s) == 2 and all(np.isfinite(s)) and s[0] != s[1]
+    ids = torch.tensor([tok("Name a color. red", add_special_tokens=False)["input_ids"]])
+    with torch.no_grad():
+        direct = float(rm.eval()(input_ids=ids).logits[0, 0])
+    assert scorer(["Name a color."], [" red"])[0] == pytest.approx(direct, abs=1e-5)
+    task = lm.ScoredTask(["Q: Name a color.\nA:"], ["Name a color."], scorer)
+    assert task.reward(["Q: Name a color.\nA:"], ["red"]) == pytest.approx(scorer(["Name a color."], ["red"]))
+    assert task.metrics(["p", "p"], [" red", "Red."]) == {"distinct": 1.0}
+    with pytest.raises(ValueError, match="scorer"):
+        lm.ScoredTask(["p"], ["q"], scorer=3)
+
+
+def test_open_ended_configs():
+    cfgs = lm.open_ended_configs(3)
+    assert list(cfgs) == list(lm.OPEN_ENDED_METHODS)
+    assert cfgs["MARA-rev"].mara_tau == 0.9 and cfgs["MARA-rev p90"].tau_scope == "batch"
+    assert cfgs["GRPO"].advantage == "std" and cfgs["GRPO"].kl == "reverse_k3" and cfgs["RLOO"].seed == 3
+    rm = lm.open_ended_configs(0, tau="p90")
+    assert rm["MARA-fwd"].mara_tau == "p90" and rm["MARA-fwd"].tau_scope == "batch"
