@@ -24,7 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
-from marabook.rl import RLConfig, Trainer, default_device, sequence_logprobs
+from marabook.rl import RLConfig, Trainer, completion_logprobs, default_device, sample_texts
 
 __all__ = [
     "REFERENCE_LM_DIR",
@@ -326,26 +326,11 @@ def _binary_entropy_bits(p: float) -> float:
 
 def answer_logprobs(model, tokenizer, prompt: str, answers: Sequence[str]) -> np.ndarray:
     """Exact ``log pi(answer + EOS | prompt)`` for each answer string (eq. 5.1), as a NumPy array."""
-    import torch
-
     if not isinstance(prompt, str) or not prompt:
         raise ValueError("prompt must be a non-empty string")
     if isinstance(answers, str) or len(answers) == 0:
         raise ValueError("answers must be a non-empty list of strings")
-    device = next(model.parameters()).device
-    eos = tokenizer.eos_token_id
-    p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    comps = [tokenizer(a, add_special_tokens=False)["input_ids"] + [eos] for a in answers]
-    width = max(len(c) for c in comps)
-    c_ids = torch.full((len(comps), width), eos, dtype=torch.long)
-    c_mask = torch.zeros((len(comps), width), dtype=torch.long)
-    for i, c in enumerate(comps):
-        c_ids[i, :len(c)] = torch.tensor(c)
-        c_mask[i, :len(c)] = 1
-    p_ids = torch.tensor([p] * len(comps), dtype=torch.long)
-    with torch.no_grad():
-        lp = sequence_logprobs(model, p_ids.to(device), torch.ones_like(p_ids).to(device),
-                               c_ids.to(device), c_mask.to(device))
+    lp = completion_logprobs(model, tokenizer, [prompt] * len(answers), list(answers))
     return lp.double().cpu().numpy()
 
 
@@ -586,12 +571,10 @@ def evaluate_open_ended(model, tokenizer, task, *, n_per_prompt: int = 16, seed:
     """
     from marabook import metrics as M
 
-    if not isinstance(n_per_prompt, int) or n_per_prompt < 2:
+    if isinstance(n_per_prompt, bool) or not isinstance(n_per_prompt, int) or n_per_prompt < 2:
         raise ValueError(f"n_per_prompt must be an int >= 2, got {n_per_prompt!r}")
-    sampler = Trainer(model, tokenizer, task, RLConfig(max_new_tokens=max_new_tokens, steps=1),
-                      ref_model=_Unused(), device=str(next(model.parameters()).device), progress=False)
-    ev = sampler.evaluate(n_per_prompt=n_per_prompt, seed=seed)
-    samples = ev["samples"]
+    samples = sample_texts(model, tokenizer, task.prompts, n_per_prompt=n_per_prompt,
+                           max_new_tokens=max_new_tokens, seed=seed)
     tok = lambda t: tokenizer(t, add_special_tokens=False)["input_ids"]  # noqa: E731
     rows = []
     for i, p in enumerate(task.prompts):
@@ -606,16 +589,6 @@ def evaluate_open_ended(model, tokenizer, task, *, n_per_prompt: int = 16, seed:
     out = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
     out["samples"] = samples
     return out
-
-
-class _Unused:
-    """Stand-in reference model for a sampling-only Trainer (never called)."""
-
-    def to(self, device):
-        return self
-
-    def eval(self):
-        return self
 
 
 def run_open_ended(config: RLConfig, *, model=None, tokenizer=None, train_task=None, eval_tasks=None,

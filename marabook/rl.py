@@ -57,6 +57,10 @@ __all__ = [
     "sequence_logprobs",
     "completion_mask",
     "sample_completions",
+    "encode_prompts",
+    "decode_completions",
+    "sample_texts",
+    "completion_logprobs",
     "expected_kl_gradients",
     "shape_rewards",
     "TokenBanditLM",
@@ -372,6 +376,79 @@ def sample_completions(model, prompt_ids, prompt_mask, *, max_new_tokens, eos_to
 # Tasks and the trainer
 # --------------------------------------------------------------------------------------------
 
+def _pad_id(tokenizer) -> int:
+    if tokenizer.eos_token_id is None:
+        raise ValueError("tokenizer must define eos_token_id")
+    return int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id)
+
+
+def encode_prompts(tokenizer, prompts: Sequence[str], device="cpu"):
+    """Left-padded prompt ids and attention mask, ``(ids, mask)``, both (len(prompts), width)."""
+    import torch
+
+    if isinstance(prompts, str) or len(prompts) == 0:
+        raise ValueError("prompts must be a non-empty list of strings")
+    enc = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    width = max(len(e) for e in enc)
+    ids = torch.full((len(enc), width), _pad_id(tokenizer), dtype=torch.long)
+    mask = torch.zeros((len(enc), width), dtype=torch.long)
+    for i, e in enumerate(enc):
+        if len(e) == 0:
+            raise ValueError(f"prompt {prompts[i]!r} encodes to no tokens")
+        ids[i, width - len(e):] = torch.tensor(e)
+        mask[i, width - len(e):] = 1
+    return ids.to(device), mask.to(device)
+
+
+def decode_completions(tokenizer, completion_ids, mask) -> list[str]:
+    """Completion texts without EOS and padding (the inverse of the sampler's output)."""
+    eos = tokenizer.eos_token_id
+    rows = []
+    for ids, m in zip(completion_ids.tolist(), mask.tolist()):
+        toks = [t for t, keep in zip(ids, m) if keep and t != eos]
+        rows.append(tokenizer.decode(toks, skip_special_tokens=True))
+    return rows
+
+
+def sample_texts(model, tokenizer, prompts: Sequence[str], *, n_per_prompt: int = 1, max_new_tokens: int = 8,
+                 seed: int = 0, temperature: float = 1.0, autocast=None) -> list[str]:
+    """``n_per_prompt`` sampled completions (text) for each prompt, prompt after prompt, from a fresh
+    generator seeded with ``seed`` (so the same call always returns the same texts)."""
+    import torch
+
+    if isinstance(n_per_prompt, bool) or not isinstance(n_per_prompt, int) or n_per_prompt < 1:
+        raise ValueError(f"n_per_prompt must be a positive int, got {n_per_prompt!r}")
+    device = next(model.parameters()).device
+    ids, mask = encode_prompts(tokenizer, prompts, device)
+    gen = torch.Generator(device=device)
+    gen.manual_seed(seed)
+    comp, cmask = sample_completions(model, ids, mask, max_new_tokens=max_new_tokens,
+                                     eos_token_id=int(tokenizer.eos_token_id), pad_token_id=_pad_id(tokenizer),
+                                     generator=gen, temperature=temperature, autocast=autocast,
+                                     num_samples=n_per_prompt)
+    return decode_completions(tokenizer, comp, cmask)
+
+
+def completion_logprobs(model, tokenizer, prompts: Sequence[str], completions: Sequence[str]):
+    """``log pi(completion + EOS | prompt)`` (eq. 5.1) for text pairs, a float tensor (N,), no gradient."""
+    import torch
+
+    if isinstance(completions, str) or len(completions) != len(prompts):
+        raise ValueError("completions must be a list with one string per prompt")
+    device = next(model.parameters()).device
+    p_ids, p_mask = encode_prompts(tokenizer, prompts, device)
+    eos = int(tokenizer.eos_token_id)
+    enc = [tokenizer(c, add_special_tokens=False)["input_ids"] + [eos] for c in completions]
+    width = max(len(e) for e in enc)
+    c_ids = torch.full((len(enc), width), eos, dtype=torch.long)
+    c_mask = torch.zeros((len(enc), width), dtype=torch.long)
+    for i, e in enumerate(enc):
+        c_ids[i, :len(e)] = torch.tensor(e)
+        c_mask[i, :len(e)] = 1
+    with torch.no_grad():
+        return sequence_logprobs(model, p_ids, p_mask, c_ids.to(device), c_mask.to(device))
+
+
 def shape_rewards(rewards, logp, ref_logp, *, beta, kl="reverse", mara_tau=None, groups=None,
                   entropy_coef: float = 0.0, tau_scope: str = "group"):
     """The rewards the advantages are computed from (torch tensors, no gradient).
@@ -561,27 +638,12 @@ class Trainer:
 
     # ---- pieces of a step --------------------------------------------------------------------
     def encode_prompts(self, prompts: Sequence[str]):
-        """Left-padded prompt ids and mask on the trainer's device."""
-        import torch
-
-        enc = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
-        width = max(len(e) for e in enc)
-        ids = torch.full((len(enc), width), self.pad, dtype=torch.long)
-        mask = torch.zeros((len(enc), width), dtype=torch.long)
-        for i, e in enumerate(enc):
-            if len(e) == 0:
-                raise ValueError(f"prompt {prompts[i]!r} encodes to no tokens")
-            ids[i, width - len(e):] = torch.tensor(e)
-            mask[i, width - len(e):] = 1
-        return ids.to(self.device), mask.to(self.device)
+        """Left-padded prompt ids and mask on the trainer's device (:func:`encode_prompts`)."""
+        return encode_prompts(self.tokenizer, prompts, self.device)
 
     def decode(self, completion_ids, mask) -> list[str]:
-        """Completion texts without EOS and padding."""
-        rows = []
-        for ids, m in zip(completion_ids.tolist(), mask.tolist()):
-            toks = [t for t, keep in zip(ids, m) if keep and t != self.eos]
-            rows.append(self.tokenizer.decode(toks, skip_special_tokens=True))
-        return rows
+        """Completion texts without EOS and padding (:func:`decode_completions`)."""
+        return decode_completions(self.tokenizer, completion_ids, mask)
 
     def sample(self, model, prompt_ids, prompt_mask, num_samples=1):
         c = self.config
@@ -693,20 +755,11 @@ class Trainer:
     def evaluate(self, n_per_prompt: int = 64, seed: int = 12345) -> dict:
         """Sample ``n_per_prompt`` completions for every task prompt with a fresh generator (so
         evaluation never disturbs the training stream) and return mean reward and task metrics."""
-        import torch
-
-        if not isinstance(n_per_prompt, int) or n_per_prompt < 1:
-            raise ValueError(f"n_per_prompt must be a positive int, got {n_per_prompt!r}")
-        gen = torch.Generator(device=self.device)
-        gen.manual_seed(seed)
-        prompts = [p for p in self.task.prompts for _ in range(n_per_prompt)]
-        u_ids, u_mask = self.encode_prompts(self.task.prompts)
         c = self.config
-        comp, cmask = sample_completions(self.policy, u_ids, u_mask, max_new_tokens=c.max_new_tokens,
-                                         eos_token_id=self.eos, pad_token_id=self.pad, generator=gen,
-                                         temperature=c.temperature, autocast=self._autocast,
-                                         num_samples=n_per_prompt)
-        texts = self.decode(comp, cmask)
+        texts = sample_texts(self.policy, self.tokenizer, self.task.prompts, n_per_prompt=n_per_prompt,
+                             max_new_tokens=c.max_new_tokens, seed=seed, temperature=c.temperature,
+                             autocast=self._autocast)
+        prompts = [p for p in self.task.prompts for _ in range(n_per_prompt)]
         out = {"reward": float(np.mean(self.task.reward(prompts, texts)))}
         out.update({k: float(v) for k, v in self.task.metrics(prompts, texts).items()})
         out["samples"] = texts

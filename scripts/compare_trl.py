@@ -36,19 +36,7 @@ def make_reward(task, tokenizer, ref_model, beta, mara_tau, group_size):
         r = np.asarray(task.reward(prompts, completions), dtype=float)
         if mara_tau is None:
             return r.tolist()
-        eos = tokenizer.eos_token_id
-        p_ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
-        c_ids = [tokenizer(c, add_special_tokens=False)["input_ids"] + [eos] for c in completions]
-        pw, cw = max(map(len, p_ids)), max(map(len, c_ids))
-        P = torch.full((len(p_ids), pw), eos)
-        PM = torch.zeros_like(P)
-        C = torch.full((len(c_ids), cw), eos)
-        CM = torch.zeros_like(C)
-        for i, (p, c) in enumerate(zip(p_ids, c_ids)):
-            P[i, pw - len(p):], PM[i, pw - len(p):] = torch.tensor(p), 1
-            C[i, :len(c)], CM[i, :len(c)] = torch.tensor(c), 1
-        with torch.no_grad():
-            ref_lp = rl.sequence_logprobs(ref_model, P, PM, C, CM).double().numpy()
+        ref_lp = rl.completion_logprobs(ref_model, tokenizer, list(prompts), list(completions)).double().numpy()
         groups = np.arange(len(r)) // group_size
         return mara_rewards(r, ref_lp, beta, mara_tau, groups=groups).tolist()
 

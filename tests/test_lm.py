@@ -239,3 +239,36 @@ def test_open_ended_configs():
     assert cfgs["GRPO"].advantage == "std" and cfgs["GRPO"].kl == "reverse_k3" and cfgs["RLOO"].seed == 3
     rm = lm.open_ended_configs(0, tau="p90")
     assert rm["MARA-fwd"].mara_tau == "p90" and rm["MARA-fwd"].tau_scope == "batch"
+
+
+def test_lm_functions_reject_bad_input(reference, tmp_path):
+    model, tok = reference
+    with pytest.raises(ValueError, match="prompt"):
+        lm.answer_logprobs(model, tok, "", [" 1"])
+    with pytest.raises(ValueError, match="answers"):
+        lm.answer_logprobs(model, tok, "Q: x\nA:", " 1")
+    with pytest.raises(ValueError, match="vocab_size"):
+        lm.build_tokenizer(["a"], vocab_size=100)
+    with pytest.raises(ValueError, match="collapse_bits"):
+        lm.summarize_onetwo([], collapse_bits=1.5)
+    with pytest.raises(ValueError, match="n_per_prompt"):
+        lm.evaluate_open_ended(model, tok, lm.NameTask(("color",)), n_per_prompt=1)
+    with pytest.raises(ValueError, match="item"):
+        lm.NameTask.quality("color", "banana")
+    with pytest.raises(ValueError, match="path"):
+        lm.load_reference_lm(path=tmp_path)
+    with pytest.raises(ValueError, match="name_or_path"):
+        lm.RewardModelScorer("")
+    with pytest.raises(ValueError, match="configs"):
+        lm.run_onetwo_sweep([])
+
+
+def test_answer_logprobs_equal_sum_of_token_logprobs(reference):
+    model, tok = reference
+    prompt = lm.OneTwoTask.for_reference_lm().prompts[0]
+    ids = tok(prompt, add_special_tokens=False)["input_ids"]
+    ans = tok(" 1", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    with torch.no_grad():
+        logp = torch.log_softmax(model(input_ids=torch.tensor([ids + ans])).logits[0], -1)
+    manual = sum(float(logp[len(ids) - 1 + t, a]) for t, a in enumerate(ans))
+    assert lm.answer_logprobs(model, tok, prompt, [" 1"])[0] == pytest.approx(manual, abs=1e-5)

@@ -379,3 +379,48 @@ def test_symbol_tokenizer_and_bandit_lm_errors():
         tok("c")
     with pytest.raises(ValueError, match="probs"):
         rl.TokenBanditLM.from_probs([0.5, 0.6])
+
+
+def test_text_helpers_match_the_tensor_path():
+    tok = rl.SymbolTokenizer("abp")
+    model = rl.TokenBanditLM.from_probs([0.5, 0.3, 1e-9, 0.2 - 1e-9])  # a, b, p, EOS
+    texts = rl.sample_texts(model, tok, ["p", "pp"], n_per_prompt=500, max_new_tokens=1, seed=4)
+    assert texts == rl.sample_texts(model, tok, ["p", "pp"], n_per_prompt=500, max_new_tokens=1, seed=4)
+    assert len(texts) == 1000 and set(texts) <= {"a", "b", ""}
+    assert texts[:500].count("a") / 500 == pytest.approx(0.5, abs=0.07)
+    lp = rl.completion_logprobs(model, tok, ["p", "p", "pp"], ["a", "", "b"])
+    # one token then EOS: log pi(token) + log pi(EOS); the empty completion is EOS alone
+    eos = math.log(0.2 - 1e-9)
+    np.testing.assert_allclose(lp.numpy(), [math.log(0.5) + eos, eos, math.log(0.3) + eos], rtol=1e-5)
+    ids, mask = rl.encode_prompts(tok, ["p", "ppp"])
+    np.testing.assert_array_equal(mask.numpy(), [[0, 0, 1], [1, 1, 1]])
+    assert rl.decode_completions(tok, torch.tensor([[0, 3, 1]]), torch.tensor([[1, 1, 0]])) == ["a"]
+
+
+def test_new_public_functions_reject_bad_input():
+    tok = rl.SymbolTokenizer("ab")
+    model = rl.TokenBanditLM.from_probs([0.5, 0.3, 0.2])
+    with pytest.raises(ValueError, match="prompts"):
+        rl.encode_prompts(tok, [])
+    with pytest.raises(ValueError, match="prompt"):
+        rl.encode_prompts(tok, [""])
+    with pytest.raises(ValueError, match="n_per_prompt"):
+        rl.sample_texts(model, tok, ["a"], n_per_prompt=0)
+    with pytest.raises(ValueError, match="completions"):
+        rl.completion_logprobs(model, tok, ["a", "b"], ["a"])
+    with pytest.raises(ValueError, match="eos_token_id"):
+        rl.completion_mask(torch.zeros((1, 2), dtype=torch.long), None)
+    with pytest.raises(ValueError, match="completion_ids"):
+        rl.completion_mask(torch.zeros(3, dtype=torch.long), 1)
+    p_ids, p_mask = torch.tensor([[0]]), torch.tensor([[1]])
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        rl.sample_completions(model, p_ids, p_mask, max_new_tokens=0, eos_token_id=2, pad_token_id=2,
+                              generator=torch.Generator())
+    with pytest.raises(ValueError, match="generator"):
+        rl.sample_completions(model, p_ids, p_mask, max_new_tokens=1, eos_token_id=2, pad_token_id=2, generator=0)
+    with pytest.raises(ValueError, match="attention_mask"):
+        rl.token_logprobs(model, p_ids, torch.tensor([[1, 1]]), p_ids, p_mask)
+    with pytest.raises(ValueError, match="logits"):
+        rl.expected_kl_gradients([0.0], [1.0])
+    with pytest.raises(ValueError, match="ref_probs"):
+        rl.expected_kl_gradients([0.0, 0.0], [0.5, 0.6])
