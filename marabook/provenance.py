@@ -44,7 +44,7 @@ def provenance(command: str | None = None) -> dict:
     if command is not None and not isinstance(command, str):
         raise ValueError(f"command must be a string or None, got {command!r}")
     pkgs = {}
-    for name in ("numpy", "torch", "transformers", "marabook"):
+    for name in ("numpy", "torch", "transformers", "rdkit", "marabook"):
         mod = sys.modules.get(name)
         if mod is not None:
             pkgs[name] = getattr(mod, "__version__", "?")

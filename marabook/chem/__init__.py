@@ -1,0 +1,23 @@
+"""Chemical language models (book chapters 7-8): SMILES data and tokenizer, a GRU prior, RDKit oracles,
+molecule metrics, and the REINVENT loop with MARA.
+
+Needs ``torch`` and ``rdkit`` (``pip install "marabook[chem]"``).
+"""
+
+from marabook.chem.data import load_smiles
+from marabook.chem.metrics import (fingerprints, hits_above, intdiv, modes_covered, n_circles, novelty,
+                                   oracle_burden, sample_report, similarity_matrix, uniqueness, validity,
+                                   yield_count)
+from marabook.chem.oracles import (REFERENCE_DRUGS, Oracle, assign_modes, bulk_tanimoto, canonical_smiles,
+                                   hbd_count, heavy_atoms, is_valid, make_reward, morgan_fingerprint,
+                                   multi_mode_task, murcko_scaffold, product_task, qed_score, sa_score,
+                                   tanimoto)
+from marabook.chem.prior import SmilesGRU, load_prior, pretrain_prior
+from marabook.chem.tokenizer import SmilesTokenizer
+
+__all__ = ["load_smiles", "SmilesTokenizer", "SmilesGRU", "load_prior", "pretrain_prior", "is_valid",
+           "canonical_smiles", "qed_score", "sa_score", "hbd_count", "heavy_atoms", "morgan_fingerprint",
+           "tanimoto", "bulk_tanimoto", "murcko_scaffold", "Oracle", "make_reward", "product_task",
+           "multi_mode_task", "REFERENCE_DRUGS", "assign_modes", "validity", "uniqueness", "novelty",
+           "sample_report", "fingerprints", "similarity_matrix", "intdiv", "n_circles", "yield_count",
+           "oracle_burden", "hits_above", "modes_covered"]

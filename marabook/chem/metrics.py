@@ -1,0 +1,146 @@
+"""Molecule metrics (book chapters 7-8): validity, uniqueness, novelty, Yield, OB100, IntDiv1,
+#Circles and mode coverage. Each one is tested on hand-computed cases in ``tests/test_chem.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from marabook.chem.oracles import _fp_mol, _rdkit, canonical_smiles, mol_from_smiles
+
+__all__ = ["validity", "uniqueness", "novelty", "sample_report", "fingerprints", "similarity_matrix",
+           "intdiv", "n_circles", "yield_count", "oracle_burden", "hits_above", "modes_covered"]
+
+
+def _check_list(smiles, name="smiles"):
+    if isinstance(smiles, str) or not isinstance(smiles, Sequence):
+        raise ValueError(f"{name} must be a list of SMILES strings")
+    return list(smiles)
+
+
+def validity(smiles) -> float:
+    """Fraction of strings RDKit parses (0.0 for an empty list)."""
+    smiles = _check_list(smiles)
+    return float(np.mean([canonical_smiles(s) is not None for s in smiles])) if smiles else 0.0
+
+
+def uniqueness(smiles) -> float:
+    """Distinct canonical molecules / valid molecules."""
+    canon = [c for c in (canonical_smiles(s) for s in _check_list(smiles)) if c is not None]
+    return len(set(canon)) / len(canon) if canon else 0.0
+
+
+def novelty(smiles, training) -> float:
+    """Fraction of the distinct valid molecules that are not in ``training`` (compared canonically)."""
+    canon = {c for c in (canonical_smiles(s) for s in _check_list(smiles)) if c is not None}
+    if not canon:
+        return 0.0
+    train = training if isinstance(training, set) else {canonical_smiles(s) for s in training}
+    return len(canon - train) / len(canon)
+
+
+def sample_report(smiles, training=None) -> dict:
+    """Validity, uniqueness and (with ``training``) novelty of a set of samples."""
+    out = {"n": len(_check_list(smiles)), "validity": validity(smiles), "uniqueness": uniqueness(smiles)}
+    if training is not None:
+        out["novelty"] = novelty(smiles, training)
+    return out
+
+
+def fingerprints(smiles, radius: int = 2, n_bits: int = 1024):
+    """Morgan bit vectors of the valid molecules (invalid strings are dropped)."""
+    fps = []
+    for s in _check_list(smiles):
+        m = mol_from_smiles(s)
+        if m is not None and m.GetNumAtoms() > 0:
+            fps.append(_fp_mol(m, radius, n_bits))
+    return fps
+
+
+def similarity_matrix(smiles, radius: int = 2, n_bits: int = 1024) -> np.ndarray:
+    """Tanimoto similarity matrix of the valid molecules' Morgan fingerprints."""
+    from rdkit import DataStructs
+
+    fps = fingerprints(smiles, radius, n_bits)
+    return np.array([DataStructs.BulkTanimotoSimilarity(f, fps) for f in fps]).reshape(len(fps), len(fps))
+
+
+def intdiv(smiles, p: int = 1) -> float:
+    """Internal diversity, MOSES convention: ``1 - (mean over all ordered pairs, self-pairs included, of
+    T(x, y)^p)^(1/p)`` with Morgan radius-2, 1024-bit fingerprints of the valid molecules."""
+    if not isinstance(p, int) or p < 1:
+        raise ValueError(f"p must be a positive integer, got {p!r}")
+    sim = similarity_matrix(smiles)
+    if sim.size == 0:
+        return 0.0
+    return float(1.0 - np.mean(sim ** p) ** (1.0 / p))
+
+
+def n_circles(smiles, threshold: float = 0.75) -> int:
+    """#Circles (Xie et al. 2023), greedy and deterministic: walk the distinct valid molecules in the
+    given order and keep one whenever its Tanimoto *distance* (1 - similarity) to every molecule kept
+    so far exceeds ``threshold``. The count of kept molecules lower-bounds the packing number."""
+    from rdkit import DataStructs
+
+    if not 0.0 <= threshold < 1.0:
+        raise ValueError(f"threshold must be in [0, 1), got {threshold}")
+    seen, kept = set(), []
+    for s in _check_list(smiles):
+        m = mol_from_smiles(s)
+        if m is None or m.GetNumAtoms() == 0:
+            continue
+        c = _rdkit().MolToSmiles(m)
+        if c in seen:
+            continue
+        seen.add(c)
+        fp = _fp_mol(m, 2, 1024)
+        if not kept or max(DataStructs.BulkTanimotoSimilarity(fp, kept)) < 1.0 - threshold:
+            kept.append(fp)
+    return len(kept)
+
+
+def _check_records(records):
+    for r in records:
+        if len(r) != 4:
+            raise ValueError("records must be (call_index, smiles, canonical, score) tuples")
+    return records
+
+
+def hits_above(records, threshold: float) -> list:
+    """Distinct canonical molecules whose score is >= ``threshold``, in order of first discovery."""
+    seen, out = set(), []
+    for _, _, canon, score in _check_records(records):
+        if canon is not None and score >= threshold and canon not in seen:
+            seen.add(canon)
+            out.append(canon)
+    return out
+
+
+def yield_count(records, threshold: float) -> int:
+    """Yield: the number of distinct valid molecules scored at or above ``threshold`` in a run."""
+    return len(hits_above(records, threshold))
+
+
+def oracle_burden(records, threshold: float, k: int = 100):
+    """OB``k`` (OB100 by default): the number of oracle calls made until the ``k``-th distinct molecule at
+    or above ``threshold`` was found (lower is better); ``None`` if the run never found ``k``."""
+    if not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    seen = set()
+    for call, _, canon, score in _check_records(records):
+        if canon is not None and score >= threshold and canon not in seen:
+            seen.add(canon)
+            if len(seen) == k:
+                return int(call) + 1
+    return None
+
+
+def modes_covered(modes: Sequence, min_hits: int = 1) -> dict:
+    """Hits per mode label (``None`` labels are ignored) and how many modes have at least ``min_hits``."""
+    counts: dict = {}
+    for m in modes:
+        if m is not None:
+            counts[m] = counts.get(m, 0) + 1
+    return {"hits": counts, "covered": sum(v >= min_hits for v in counts.values())}

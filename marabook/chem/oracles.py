@@ -1,0 +1,364 @@
+"""RDKit oracles and reward builders for the chemistry chapters (book chapters 7-8).
+
+Every scoring function here takes SMILES strings, parses them with RDKit, and gives an *invalid*
+string (unparsable, empty, not a string) the score 0 - never an exception. :class:`Oracle` wraps a
+batch scoring function, counts every call (the oracle budget) and every invalid string, and keeps the
+full record a run needs for its metrics.
+
+Offline substitutes for the paper's oracles: docking (a protein structure and a docking program) and
+retrosynthesis (a planning model) are out of reach on a CPU without internet. :func:`product_task`
+replaces docking by a size term (docking scores grow with molecular size) and retrosynthesis by
+RDKit's SA score; :func:`multi_mode_task` gives several clearly separated high-reward regions. Any
+callable ``f(list[str]) -> scores in [0, 1]`` - a docking program, for example - plugs into
+:class:`Oracle` and :func:`make_reward` the same way.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+__all__ = ["mol_from_smiles", "is_valid", "canonical_smiles", "qed_score", "sa_score", "hbd_count",
+           "heavy_atoms", "morgan_fingerprint", "tanimoto", "bulk_tanimoto", "ramp", "Oracle", "make_reward",
+           "qed_term", "hbd_term", "sa_term", "size_term", "similarity_term", "product_task",
+           "multi_mode_task", "REFERENCE_DRUGS", "assign_modes", "murcko_scaffold"]
+
+# Four marketed drugs from four unrelated chemical series, all inside the MOSES property window
+# (molecular weight 250-350, only C N O S F Cl Br) so the prior can reach them. Their prior support
+# differs (measured in chapter 7); task (b) rewards closeness to any one of them.
+REFERENCE_DRUGS = {
+    "diazepam": "CN1C(=O)CN=C(c2ccccc2)c2cc(Cl)ccc21",
+    "tolbutamide": "CCCCNC(=O)NS(=O)(=O)c1ccc(C)cc1",
+    "metoprolol": "COCCc1ccc(OCC(O)CNC(C)C)cc1",
+    "zolpidem": "Cc1ccc(-c2nc3ccc(C)cn3c2CC(=O)N(C)C)cc1",
+}
+
+
+def _rdkit():
+    from rdkit import Chem, RDLogger
+
+    RDLogger.DisableLog("rdApp.*")
+    return Chem
+
+
+def mol_from_smiles(smiles):
+    """RDKit molecule of ``smiles``, or ``None`` for anything RDKit cannot parse (non-strings too)."""
+    if not isinstance(smiles, str) or not smiles.strip():
+        return None
+    Chem = _rdkit()
+    try:
+        return Chem.MolFromSmiles(smiles)
+    except Exception:  # RDKit raises on some pathological inputs instead of returning None
+        return None
+
+
+def is_valid(smiles) -> bool:
+    """True when RDKit parses ``smiles`` into a molecule with at least one atom."""
+    mol = mol_from_smiles(smiles)
+    return mol is not None and mol.GetNumAtoms() > 0
+
+
+def canonical_smiles(smiles):
+    """RDKit canonical SMILES, or ``None`` for an invalid string (uniqueness and novelty compare these)."""
+    mol = mol_from_smiles(smiles)
+    if mol is None or mol.GetNumAtoms() == 0:
+        return None
+    return _rdkit().MolToSmiles(mol)
+
+
+def qed_score(smiles) -> float:
+    """Quantitative estimate of drug-likeness (Bickerton et al. 2012) in [0, 1]; 0.0 if invalid."""
+    mol = mol_from_smiles(smiles)
+    if mol is None or mol.GetNumAtoms() == 0:
+        return 0.0
+    from rdkit.Chem import QED
+
+    try:
+        return float(QED.qed(mol))
+    except Exception:
+        return 0.0
+
+
+_SASCORER = None
+
+
+def _sascorer():
+    global _SASCORER
+    if _SASCORER is None:
+        from rdkit.Chem import RDConfig
+
+        path = os.path.join(RDConfig.RDContribDir, "SA_Score")
+        if path not in sys.path:
+            sys.path.append(path)
+        _SASCORER = importlib.import_module("sascorer")
+    return _SASCORER
+
+
+def sa_score(smiles) -> float:
+    """Synthetic accessibility score (Ertl & Schuffenhauer 2009; RDKit Contrib ``sascorer``): 1 (easy)
+    to 10 (hard). An invalid string scores 10.0, the worst value."""
+    mol = mol_from_smiles(smiles)
+    if mol is None or mol.GetNumAtoms() == 0:
+        return 10.0
+    try:
+        return float(_sascorer().calculateScore(mol))
+    except Exception:
+        return 10.0
+
+
+def hbd_count(smiles) -> int:
+    """Number of hydrogen-bond donors (Lipinski definition); -1 for an invalid string."""
+    mol = mol_from_smiles(smiles)
+    if mol is None:
+        return -1
+    from rdkit.Chem import Lipinski
+
+    return int(Lipinski.NumHDonors(mol))
+
+
+def heavy_atoms(smiles) -> int:
+    """Number of heavy (non-hydrogen) atoms; 0 for an invalid string."""
+    mol = mol_from_smiles(smiles)
+    return 0 if mol is None else int(mol.GetNumHeavyAtoms())
+
+
+def morgan_fingerprint(smiles, radius: int = 2, n_bits: int = 2048):
+    """Morgan (ECFP-like) bit vector of ``smiles``, or ``None`` if invalid."""
+    if not isinstance(radius, int) or radius < 0:
+        raise ValueError(f"radius must be a non-negative integer, got {radius!r}")
+    if not isinstance(n_bits, int) or n_bits < 1:
+        raise ValueError(f"n_bits must be a positive integer, got {n_bits!r}")
+    mol = mol_from_smiles(smiles)
+    if mol is None:
+        return None
+    from rdkit.Chem import rdFingerprintGenerator
+
+    return rdFingerprintGenerator.GetMorganGenerator(radius=radius, fpSize=n_bits).GetFingerprint(mol)
+
+
+def tanimoto(a, b, radius: int = 2, n_bits: int = 2048) -> float:
+    """Tanimoto similarity of the Morgan fingerprints of two SMILES; 0.0 if either is invalid."""
+    fa, fb = morgan_fingerprint(a, radius, n_bits), morgan_fingerprint(b, radius, n_bits)
+    if fa is None or fb is None:
+        return 0.0
+    from rdkit import DataStructs
+
+    return float(DataStructs.TanimotoSimilarity(fa, fb))
+
+
+def bulk_tanimoto(smiles: Sequence[str], references: Sequence[str], radius: int = 2,
+                  n_bits: int = 2048) -> np.ndarray:
+    """Similarity matrix (len(smiles), len(references)); rows of invalid SMILES are 0."""
+    from rdkit import DataStructs
+
+    ref_fps = [morgan_fingerprint(r, radius, n_bits) for r in references]
+    if any(f is None for f in ref_fps):
+        raise ValueError("references must all be valid SMILES")
+    out = np.zeros((len(smiles), len(ref_fps)))
+    for i, s in enumerate(smiles):
+        fp = morgan_fingerprint(s, radius, n_bits)
+        if fp is not None:
+            out[i] = DataStructs.BulkTanimotoSimilarity(fp, ref_fps)
+    return out
+
+
+def murcko_scaffold(smiles):
+    """Bemis-Murcko scaffold (canonical SMILES) of a molecule; ``None`` if invalid. Acyclic molecules
+    have the empty scaffold ``""``."""
+    mol = mol_from_smiles(smiles)
+    if mol is None:
+        return None
+    from rdkit.Chem.Scaffolds import MurckoScaffold
+
+    try:
+        return _rdkit().MolToSmiles(MurckoScaffold.GetScaffoldForMol(mol))
+    except Exception:
+        return None
+
+
+def ramp(x, low: float, high: float) -> np.ndarray:
+    """Piecewise-linear desirability: 0 at ``x <= low``, 1 at ``x >= high`` (``low > high`` reverses it)."""
+    if low == high:
+        raise ValueError("low and high must differ")
+    x = np.asarray(x, dtype=float)
+    return np.clip((x - low) / (high - low), 0.0, 1.0)
+
+
+# ---------------------------------------------------------------------------------------- reward terms
+# A term maps a list of parsed RDKit molecules (the Oracle parses each string once) to scores in [0, 1].
+
+def _qed_mol(mol) -> float:
+    from rdkit.Chem import QED
+
+    try:
+        return float(QED.qed(mol))
+    except Exception:
+        return 0.0
+
+
+def _sa_mol(mol) -> float:
+    try:
+        return float(_sascorer().calculateScore(mol))
+    except Exception:
+        return 10.0
+
+
+def qed_term(mols) -> np.ndarray:
+    """QED of each molecule."""
+    return np.array([_qed_mol(m) for m in mols], dtype=float)
+
+
+def hbd_term(mols, max_donors: int = 3) -> np.ndarray:
+    """1 when the molecule has at most ``max_donors`` H-bond donors (the paper: fewer than 4), else 0."""
+    from rdkit.Chem import Lipinski
+
+    return np.array([1.0 if Lipinski.NumHDonors(m) <= max_donors else 0.0 for m in mols])
+
+
+def sa_term(mols, easy: float = 3.0, hard: float = 5.0) -> np.ndarray:
+    """Synthesizability proxy: 1 for SA score <= ``easy``, falling linearly to 0 at ``hard``."""
+    return ramp([_sa_mol(m) for m in mols], hard, easy) if len(mols) else np.zeros(0)
+
+
+def size_term(mols, low: int = 20, high: int = 26) -> np.ndarray:
+    """Stand-in for a docking score's size preference: 0 at <= ``low`` heavy atoms, 1 at >= ``high``."""
+    return ramp([m.GetNumHeavyAtoms() for m in mols], low, high) if len(mols) else np.zeros(0)
+
+
+def _fp_mol(mol, radius=2, n_bits=2048):
+    from rdkit.Chem import rdFingerprintGenerator
+
+    return rdFingerprintGenerator.GetMorganGenerator(radius=radius, fpSize=n_bits).GetFingerprint(mol)
+
+
+def similarity_term(mols, references: Sequence[str], saturate: float = 0.5, floor: float = 0.1) -> np.ndarray:
+    """``max_k ramp(sim(y, ref_k), floor, saturate)``: closeness to the nearest reference molecule."""
+    from rdkit import DataStructs
+
+    if not len(mols):
+        return np.zeros(0)
+    ref_fps = [morgan_fingerprint(r) for r in references]
+    if any(f is None for f in ref_fps):
+        raise ValueError("references must all be valid SMILES")
+    best = np.array([max(DataStructs.BulkTanimotoSimilarity(_fp_mol(m), ref_fps)) for m in mols])
+    return ramp(best, floor, saturate)
+
+
+def make_reward(*terms: Callable, aggregate: str = "product"):
+    """Composite reward from terms ``f(list[Mol]) -> [0, 1]`` ("product" or "mean" of the terms).
+
+    The terms can be anything with that signature: the RDKit terms above, or a docking oracle
+    (normalised to [0, 1]; ``Chem.MolToSmiles(mol)`` gives it a SMILES) the reader plugs in."""
+    if not terms:
+        raise ValueError("terms must contain at least one callable")
+    if not all(callable(t) for t in terms):
+        raise ValueError("terms must all be callables list[Mol] -> array")
+    if aggregate not in ("product", "mean"):
+        raise ValueError(f"aggregate must be 'product' or 'mean', got {aggregate!r}")
+
+    def reward(mols) -> np.ndarray:
+        parts = np.stack([np.asarray(t(mols), dtype=float) for t in terms])
+        return parts.prod(axis=0) if aggregate == "product" else parts.mean(axis=0)
+
+    return reward
+
+
+@dataclass
+class Oracle:
+    """A counted, recorded oracle around a batch scoring function with values in [0, 1].
+
+    ``score_fn`` receives the parsed RDKit molecules (``takes="mols"``, the default, so each string is
+    parsed once) or the canonical SMILES strings (``takes="smiles"``, e.g. for an external docking
+    program) of the valid inputs.
+
+    Every string passed in is one oracle call (invalid and repeated strings included: the budget counts
+    what the generator proposed). Invalid strings score 0 without reaching ``score_fn`` and are counted
+    in ``n_invalid``. ``records`` keeps ``(call_index, smiles, canonical, score)`` for every call, which
+    is what Yield, OB100 and the diversity metrics are computed from.
+    """
+
+    score_fn: Callable
+    name: str = "oracle"
+    takes: str = "mols"
+    budget: int | None = None
+    calls: int = 0
+    n_invalid: int = 0
+    records: list = field(default_factory=list)
+
+    def __post_init__(self):
+        if not callable(self.score_fn):
+            raise ValueError("score_fn must be callable")
+        if self.takes not in ("mols", "smiles"):
+            raise ValueError(f"takes must be 'mols' or 'smiles', got {self.takes!r}")
+        if self.budget is not None and (not isinstance(self.budget, int) or self.budget < 1):
+            raise ValueError(f"budget must be a positive integer or None, got {self.budget!r}")
+
+    @property
+    def remaining(self) -> float:
+        return math.inf if self.budget is None else self.budget - self.calls
+
+    def __call__(self, smiles: Sequence[str]) -> np.ndarray:
+        if isinstance(smiles, str):
+            raise ValueError("smiles must be a list of strings, not one string")
+        smiles = list(smiles)
+        Chem = _rdkit()
+        mols = [mol_from_smiles(s) for s in smiles]
+        mols = [m if m is not None and m.GetNumAtoms() > 0 else None for m in mols]
+        canon = [Chem.MolToSmiles(m) if m is not None else None for m in mols]
+        valid_idx = [i for i, c in enumerate(canon) if c is not None]
+        scores = np.zeros(len(smiles))
+        if valid_idx:
+            args = [mols[i] for i in valid_idx] if self.takes == "mols" else [canon[i] for i in valid_idx]
+            vals = np.asarray(self.score_fn(args), dtype=float)
+            if vals.shape != (len(valid_idx),):
+                raise ValueError(f"score_fn returned shape {vals.shape}, expected ({len(valid_idx)},)")
+            scores[valid_idx] = np.nan_to_num(np.clip(vals, 0.0, 1.0), nan=0.0)
+        for s, c, v in zip(smiles, canon, scores):
+            self.records.append((self.calls, s, c, float(v)))
+            self.calls += 1
+        self.n_invalid += len(smiles) - len(valid_idx)
+        return scores
+
+    def state_dict(self) -> dict:
+        return {"name": self.name, "budget": self.budget, "calls": self.calls, "n_invalid": self.n_invalid,
+                "records": [list(r) for r in self.records]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.calls, self.n_invalid = int(state["calls"]), int(state["n_invalid"])
+        self.records = [tuple(r) for r in state["records"]]
+
+
+def product_task(budget: int | None = None) -> Oracle:
+    """Task (a), a paper-like product reward: ``QED x [HBD < 4] x SA-term x size-term``.
+
+    The paper multiplies a docking score, QED, an H-bond-donor constraint and a retrosynthesis term.
+    Offline we keep QED and the donor constraint, replace retrosynthesis by the SA-score term
+    (:func:`sa_term`) and the docking score by its best-known bias, a preference for larger molecules
+    (:func:`size_term`, 20 -> 26 heavy atoms; most MOSES molecules have 18-25)."""
+    return Oracle(make_reward(qed_term, hbd_term, sa_term, size_term), name="product", budget=budget)
+
+
+def multi_mode_task(references: dict | None = None, budget: int | None = None, saturate: float = 0.4,
+                    floor: float = 0.1) -> Oracle:
+    """Task (b), several separated modes: ``[HBD < 4] x max_k ramp(Tanimoto(y, drug_k), floor, saturate)``
+    over the reference drugs (default :data:`REFERENCE_DRUGS`, four unrelated series)."""
+    refs = list((references or REFERENCE_DRUGS).values())
+
+    def score(mols):
+        return hbd_term(mols) * similarity_term(mols, refs, saturate=saturate, floor=floor)
+
+    return Oracle(score, name="multi_mode", budget=budget)
+
+
+def assign_modes(smiles: Sequence[str], references: dict | None = None) -> list:
+    """Name of the most similar reference drug for each molecule (``None`` if invalid)."""
+    refs = references or REFERENCE_DRUGS
+    names = list(refs)
+    sims = bulk_tanimoto(smiles, list(refs.values()))
+    return [names[int(np.argmax(r))] if is_valid(s) else None for s, r in zip(smiles, sims)]
