@@ -37,7 +37,8 @@ from marabook.mara import mara_rewards, parse_tau
 from marabook.targets import reverse_kl_target
 
 __all__ = ["dap_loss", "dap_fixed_point", "ReinventConfig", "DiversityFilter", "ReplayMemory",
-           "ReinventTrainer", "run_reinvent", "summarize_run", "METHODS", "method_config"]
+           "ReinventTrainer", "run_reinvent", "run_reinvent_grid", "compare_methods", "summarize_run", "METHODS",
+           "method_config"]
 
 
 def dap_loss(agent_logp, prior_logp, scores, sigma: float):
@@ -387,3 +388,71 @@ def run_reinvent(task: str, method: str, seed: int, *, budget: int, batch_size: 
     top = sorted(best.items(), key=lambda kv: (-kv[1], kv[0]))[:12]
     return {"task": task, "method": method, "seed": seed, "summary": summary, "history": trainer.history,
             "top": [(float(v), s) for s, v in top]}
+
+
+def _grid_worker(args):
+    task, method, seed, kw = args
+    torch.set_num_threads(1)
+    return run_reinvent(task, method, seed, **kw)
+
+
+def run_reinvent_grid(tasks=("product", "multi_mode"), methods=METHODS, seeds=range(5), *, budget: int,
+                      workers: int = 1, device=None, progress: bool = True, **kw) -> list[dict]:
+    """Every (task, method, seed) run of chapter 8; ``workers > 1`` runs them in spawned processes (one
+    torch thread each; results do not depend on the number of workers). Returns the runs in grid order."""
+    from tqdm.auto import tqdm
+
+    if not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    for m in methods:
+        if m not in METHODS:
+            raise ValueError(f"methods must be drawn from {METHODS}, got {m!r}")
+    jobs = [(t, m, int(s), {"budget": budget, "device": device, **kw}) for t in tasks for m in methods
+            for s in seeds]
+    if workers == 1:
+        return [_grid_worker(j) for j in tqdm(jobs, desc="REINVENT runs", disable=not progress)]
+    import multiprocessing as mp
+
+    with mp.get_context("spawn").Pool(workers) as pool:
+        return list(tqdm(pool.imap(_grid_worker, jobs), total=len(jobs), desc="REINVENT runs",
+                         disable=not progress))
+
+
+def compare_methods(runs, task: str, metrics=None, baseline: str = "REINVENT", budget: int | None = None) -> list:
+    """Table-2-style rows for one task: per method and metric the mean, the standard deviation over
+    seeds, and a one-sided Welch t-test p-value against ``baseline`` (alternative: the method is better,
+    i.e. larger, or smaller for OB metrics). A run that never reached 100 hits counts ``budget`` calls
+    for OB100 (a censored value; the row says how many runs reached it)."""
+    from scipy import stats
+
+    rows = [r for r in runs if r["task"] == task]
+    if not rows:
+        raise ValueError(f"task {task!r} has no runs")
+    metrics = metrics or [k for k in rows[0]["summary"] if k.split("@")[0] in
+                          ("yield", "OB100", "intdiv1", "circles")]
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    out = []
+    for m in methods:
+        row = {"method": m, "n": sum(r["method"] == m for r in rows)}
+        for k in metrics:
+            vals = []
+            for r in rows:
+                if r["method"] == m:
+                    v = r["summary"][k]
+                    vals.append(float(budget if v is None and budget is not None else np.nan if v is None else v))
+            vals = np.array(vals)
+            base = np.array([float(budget if r["summary"][k] is None and budget is not None else
+                                   np.nan if r["summary"][k] is None else r["summary"][k])
+                             for r in rows if r["method"] == baseline])
+            row[k] = (float(np.mean(vals)), float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0)
+            if k.startswith("OB"):
+                row[k + " reached"] = sum(r["summary"][k] is not None for r in rows if r["method"] == m)
+            if m != baseline and len(vals) > 1 and len(base) > 1 and np.isfinite(vals).all() and np.isfinite(base).all():
+                alt = "less" if k.startswith("OB") else "greater"
+                if np.ptp(np.concatenate([vals, base])) == 0:
+                    p = 1.0
+                else:
+                    p = float(stats.ttest_ind(vals, base, equal_var=False, alternative=alt).pvalue)
+                row[k + " p"] = p
+        out.append(row)
+    return out
