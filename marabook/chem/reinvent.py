@@ -247,7 +247,9 @@ class ReinventTrainer:
         if c.mara_tau is not None:
             s_used = mara_rewards(s_k, prior_lp.double().cpu().numpy(), c.beta, c.mara_tau)
         # 6. DAP loss (eq. 7.1) and one Adam step
+        self.agent.train()  # cuDNN's GRU backward needs training mode (the shipped prior has no dropout)
         agent_lp = self.agent.log_likelihood(ids)
+        self.agent.eval()
         target = prior_lp + c.sigma * torch.as_tensor(s_used, dtype=prior_lp.dtype, device=self.device)
         loss = ((target - agent_lp) ** 2).mean()
         self.optimizer.zero_grad(set_to_none=True)
