@@ -84,7 +84,24 @@ EXERCISES: dict[str, _Exercise] = {
                                                           np.log([0.05, 0.18, 0.03, 0.34]), 0.02, 0.9)),
                      1e-3, 1e-4,
                      "good = reward >= 0.9; the anchor is the good sample with the highest reference probability"),
+    "7.1": _Exercise("pi_agent(y1) / pi_agent(y2) at REINVENT's fixed point, equal prior, scores 0.85 and 0.80, "
+                     "sigma = 128 (a float)", lambda: _dap_ratio_71(), 1e-3, 0.0,
+                     "eq. (7.2): the prior ratio times exp(sigma * (S(y1) - S(y2)))"),
+    "8.1": _Exercise("the three MARA scores for S = [0.9, 0.86, 0.5], log pi_prior = [-20, -18, -25], sigma = 128, "
+                     "tau = 0.85 (a list of 3 floats)", lambda: _mara_81(), 1e-4, 1e-5,
+                     "beta = 1 / sigma; the anchor is the good molecule with the highest prior log-likelihood"),
 }
+
+
+def _dap_ratio_71() -> np.ndarray:
+    from marabook.chem.reinvent import dap_fixed_point  # lazy: chapters 1-6 need neither torch nor RDKit
+
+    g = dap_fixed_point(np.array([0.5, 0.5]), np.array([0.85, 0.80]), 128.0)
+    return np.array(g[0] / g[1])
+
+
+def _mara_81() -> np.ndarray:
+    return np.asarray(mara.mara_rewards(np.array([0.9, 0.86, 0.5]), np.array([-20.0, -18.0, -25.0]), 1 / 128, 0.85))
 
 
 def check(exercise: str, answer=None):

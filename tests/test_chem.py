@@ -255,19 +255,8 @@ def test_yield_and_oracle_burden_hand_cases():
 
 
 # ------------------------------------------------------------------------------------------- DAP loss
-def _descend_dap(prior_probs, scores, sigma, steps=4000, lr=0.05):
-    """Tabular agent trained on the exact expected REINVENT gradient: samples from the agent (weights
-    detached), regression of log pi_agent onto log pi_prior + sigma * S."""
-    logits = torch.log(torch.as_tensor(prior_probs)).clone().requires_grad_(True)
-    target = torch.log(torch.as_tensor(prior_probs)) + sigma * torch.as_tensor(scores)
-    opt = torch.optim.Adam([logits], lr=lr)
-    for _ in range(steps):
-        logp = torch.log_softmax(logits, 0)
-        loss = (logp.exp().detach() * (target - logp) ** 2).sum()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return torch.softmax(logits, 0).detach().numpy()
+def _descend_dap(prior_probs, scores, sigma):
+    return chem.fit_dap_tabular(prior_probs, scores, sigma, steps=4000, lr=0.05)
 
 
 def test_dap_fixed_point_is_the_gibbs_target_with_beta_one_over_sigma():
@@ -367,3 +356,41 @@ def test_trainer_rejects_bad_arguments(prior):
         ReinventTrainer(prior, len, ReinventConfig())
     with pytest.raises(ValueError, match="config"):
         ReinventTrainer(prior, chem.product_task(), {})
+
+
+def _fake_runs():
+    runs = []
+    for m, ys in (("REINVENT", [10, 12, 11]), ("MARA 0.85", [15, 16, 14])):
+        for seed, y in enumerate(ys):
+            runs.append({"task": "multi_mode", "method": m, "seed": seed,
+                         "summary": {"yield@0.80": y, "OB100@0.80": None if y < 12 else 500 + y,
+                                     "modes@0.80": {"a": y, "b": seed}}})
+    return runs
+
+
+def test_compare_methods_against_scipy_and_tables():
+    from scipy import stats
+
+    rows = chem.compare_methods(_fake_runs(), "multi_mode", budget=1000)
+    base, mara = rows
+    assert base["yield@0.80"] == pytest.approx((11.0, 1.0)) and mara["yield@0.80"] == pytest.approx((15.0, 1.0))
+    p = stats.ttest_ind([15, 16, 14], [10, 12, 11], equal_var=False, alternative="greater").pvalue
+    assert mara["yield@0.80 p"] == pytest.approx(p)
+    # censored OB100: runs that never found 100 hits count the budget
+    assert base["OB100@0.80"][0] == pytest.approx((1000 + 512 + 1000) / 3) and base["OB100@0.80 reached"] == 1
+    text = chem.format_comparison(rows, ["yield@0.80"])
+    assert "15 +- 1" in text and f"({p:.3f})" in text
+    mt = chem.mode_table(_fake_runs(), modes=["a", "b", "c"])
+    assert mt["REINVENT"]["hits"] == {"a": 11.0, "b": 1.0, "c": 0.0}
+    assert mt["REINVENT"]["covered"] == pytest.approx(5 / 3)
+    with pytest.raises(ValueError, match="task"):
+        chem.compare_methods(_fake_runs(), "product")
+
+
+def test_draw_grid_skips_invalid_and_checks_arguments():
+    img = chem.draw_grid(["CCO", "bad(", "c1ccccc1"], legends=["a", "b", "c"], per_row=2, size=100)
+    assert img.size == (200, 100)
+    with pytest.raises(ValueError, match="legends"):
+        chem.draw_grid(["CCO"], legends=[])
+    with pytest.raises(ValueError, match="smiles"):
+        chem.draw_grid(["bad("])

@@ -5,6 +5,7 @@ Needs ``torch`` and ``rdkit`` (``pip install "marabook[chem]"``).
 """
 
 from marabook.chem.data import load_smiles
+from marabook.chem.draw import draw_grid
 from marabook.chem.metrics import (fingerprints, hits_above, intdiv, modes_covered, n_circles, novelty,
                                    oracle_burden, sample_report, similarity_matrix, uniqueness, validity,
                                    yield_count)
@@ -13,6 +14,9 @@ from marabook.chem.oracles import (REFERENCE_DRUGS, Oracle, assign_modes, bulk_t
                                    multi_mode_task, murcko_scaffold, product_task, qed_score, sa_score,
                                    tanimoto)
 from marabook.chem.prior import SmilesGRU, load_prior, pretrain_prior
+from marabook.chem.reinvent import (METHODS, ReinventConfig, ReinventTrainer, compare_methods, dap_fixed_point,
+                                    dap_loss, fit_dap_tabular, format_comparison, method_config, mode_table,
+                                    run_reinvent, run_reinvent_grid, summarize_run)
 from marabook.chem.tokenizer import SmilesTokenizer
 
 __all__ = ["load_smiles", "SmilesTokenizer", "SmilesGRU", "load_prior", "pretrain_prior", "is_valid",
@@ -20,4 +24,6 @@ __all__ = ["load_smiles", "SmilesTokenizer", "SmilesGRU", "load_prior", "pretrai
            "tanimoto", "bulk_tanimoto", "murcko_scaffold", "Oracle", "make_reward", "product_task",
            "multi_mode_task", "REFERENCE_DRUGS", "assign_modes", "validity", "uniqueness", "novelty",
            "sample_report", "fingerprints", "similarity_matrix", "intdiv", "n_circles", "yield_count",
-           "oracle_burden", "hits_above", "modes_covered"]
+           "oracle_burden", "hits_above", "modes_covered", "draw_grid", "METHODS", "ReinventConfig",
+           "ReinventTrainer", "compare_methods", "dap_fixed_point", "dap_loss", "fit_dap_tabular",
+           "format_comparison", "method_config", "mode_table", "run_reinvent", "run_reinvent_grid", "summarize_run"]

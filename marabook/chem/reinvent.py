@@ -36,7 +36,7 @@ from marabook.chem.prior import SmilesGRU, collate_ids
 from marabook.mara import mara_rewards, parse_tau
 from marabook.targets import reverse_kl_target
 
-__all__ = ["dap_loss", "dap_fixed_point", "ReinventConfig", "DiversityFilter", "ReplayMemory",
+__all__ = ["dap_loss", "dap_fixed_point", "fit_dap_tabular", "format_comparison", "mode_table", "ReinventConfig", "DiversityFilter", "ReplayMemory",
            "ReinventTrainer", "run_reinvent", "run_reinvent_grid", "compare_methods", "summarize_run", "METHODS",
            "method_config"]
 
@@ -60,6 +60,36 @@ def dap_fixed_point(prior_probs, scores, sigma: float) -> np.ndarray:
     ``beta = 1 / sigma``."""
     s = check_beta(sigma, "sigma")
     return reverse_kl_target(prior_probs, scores, 1.0 / s)
+
+
+def fit_dap_tabular(prior_probs, scores, sigma: float, steps: int = 4000, lr: float = 0.05,
+                    record_every: int = 0):
+    """Train a tabular agent (one logit per molecule, started at the prior) on the *exact* expected
+    REINVENT gradient: molecules drawn from the agent itself (the sampling weights are not
+    differentiated), squared error of ``log pi_agent`` against ``log pi_prior + sigma * S`` (eq. 7.1).
+    Adam on the logits. Returns the final agent probabilities, or ``(final, trajectory)`` with
+    ``record_every > 0``. Chapter 7 uses it to show that the fixed point is eq. (7.2)."""
+    s = float(check_beta(sigma, "sigma"))
+    p = np.asarray(prior_probs, dtype=float)
+    sc = check_finite(scores, "scores")
+    if p.ndim != 1 or p.shape != sc.shape or np.any(p <= 0) or abs(p.sum() - 1) > 1e-6:
+        raise ValueError("prior_probs must be a positive 1-D distribution with the shape of scores")
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    logits = torch.log(torch.as_tensor(p, dtype=torch.float64)).clone().requires_grad_(True)
+    target = torch.log(torch.as_tensor(p, dtype=torch.float64)) + s * torch.as_tensor(sc, dtype=torch.float64)
+    opt = torch.optim.Adam([logits], lr=lr)
+    traj = []
+    for t in range(steps):
+        logp = torch.log_softmax(logits, 0)
+        loss = (logp.exp().detach() * (target - logp) ** 2).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if record_every and t % record_every == 0:
+            traj.append(torch.softmax(logits, 0).detach().numpy().copy())
+    final = torch.softmax(logits, 0).detach().numpy()
+    return (final, np.array(traj)) if record_every else final
 
 
 @dataclass
@@ -457,4 +487,41 @@ def compare_methods(runs, task: str, metrics=None, baseline: str = "REINVENT", b
                     p = float(stats.ttest_ind(vals, base, equal_var=False, alternative=alt).pvalue)
                 row[k + " p"] = p
         out.append(row)
+    return out
+
+
+def format_comparison(rows, metrics, baseline: str = "REINVENT") -> str:
+    """A plain-text table of :func:`compare_methods` rows: ``mean +- std`` per metric and, for the other
+    methods, the one-sided p-value against ``baseline`` in brackets."""
+    if not rows:
+        raise ValueError("rows must not be empty")
+    width = 22
+    lines = [f"{'method':<13}" + "".join(f"{m:>{width}}" for m in metrics)]
+    for r in rows:
+        cells = []
+        for m in metrics:
+            mean, sd = r[m]
+            fmt = ".3f" if m.startswith("intdiv") else ".1f" if m.startswith("circles") else ".0f"
+            cell = f"{mean:{fmt}} +- {sd:{fmt}}"
+            if r["method"] != baseline and f"{m} p" in r:
+                cell += f" ({r[m + ' p']:.3f})"
+            cells.append(f"{cell:>{width}}")
+        lines.append(f"{r['method']:<13}" + "".join(cells))
+    return "\n".join(lines)
+
+
+def mode_table(runs, threshold: str = "0.80", modes=None) -> dict:
+    """Per method: mean hits per mode of the multi-mode task over seeds, and the mean number of modes
+    with at least one hit. ``{method: {"hits": {mode: mean}, "covered": mean}}``."""
+    from marabook.chem.oracles import REFERENCE_DRUGS
+
+    names = list(modes or REFERENCE_DRUGS)
+    out = {}
+    rows = [r for r in runs if r["task"] == "multi_mode"]
+    if not rows:
+        raise ValueError("runs must contain multi_mode runs")
+    for m in dict.fromkeys(r["method"] for r in rows):
+        mine = [r["summary"][f"modes@{threshold}"] for r in rows if r["method"] == m]
+        out[m] = {"hits": {n: float(np.mean([d.get(n, 0) for d in mine])) for n in names},
+                  "covered": float(np.mean([sum(d.get(n, 0) > 0 for n in names) for d in mine]))}
     return out

@@ -1,0 +1,26 @@
+"""Drawing molecules with RDKit for the chapters (a grid image that notebooks display inline)."""
+
+from __future__ import annotations
+
+from marabook.chem.oracles import mol_from_smiles
+
+__all__ = ["draw_grid"]
+
+
+def draw_grid(smiles, legends=None, per_row: int = 6, size: int = 180):
+    """An RDKit grid image (PNG-backed, displays in Jupyter) of the valid molecules in ``smiles``;
+    ``legends`` (same length) label them. Invalid strings are skipped."""
+    from rdkit.Chem import Draw
+
+    if isinstance(smiles, str):
+        raise ValueError("smiles must be a list of strings")
+    if legends is not None and len(legends) != len(smiles):
+        raise ValueError("legends must have the same length as smiles")
+    if not isinstance(per_row, int) or per_row < 1:
+        raise ValueError(f"per_row must be a positive integer, got {per_row!r}")
+    pairs = [(mol_from_smiles(s), (legends[i] if legends is not None else "")) for i, s in enumerate(smiles)]
+    pairs = [(m, lab) for m, lab in pairs if m is not None]
+    if not pairs:
+        raise ValueError("smiles contains no valid molecule")
+    return Draw.MolsToGridImage([m for m, _ in pairs], molsPerRow=per_row, subImgSize=(size, size),
+                                legends=[str(lab) for _, lab in pairs], useSVG=False)
