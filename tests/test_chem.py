@@ -394,3 +394,30 @@ def test_draw_grid_skips_invalid_and_checks_arguments():
         chem.draw_grid(["CCO"], legends=[])
     with pytest.raises(ValueError, match="smiles"):
         chem.draw_grid(["bad("])
+
+
+def test_mara_in_the_loop_makes_good_targets_equal(prior):
+    """With every valid molecule scoring 1 and tau = 0.5, eq. (8.1): every valid molecule's target is
+    log pi_prior(z) + sigma * S(z), one number; without MARA the targets differ by the prior term."""
+    flat = Oracle(lambda mols: np.ones(len(mols)), name="all good")
+    for tau, equal in ((0.5, True), (None, False)):
+        cfg = ReinventConfig(budget=32, batch_size=32, seed=0, mara_tau=tau)
+        tr = ReinventTrainer(prior, Oracle(flat.score_fn), cfg, device="cpu", progress=False)
+        tr.train_step()
+        b = tr.last_batch
+        good = b["scores"] >= 0.5
+        assert good.sum() > 10
+        spread = np.ptp(b["target"][good])
+        assert (spread < 1e-3) == equal, spread
+        if equal:
+            anchor = np.argmax(np.where(good, b["prior_logp"], -np.inf))
+            assert b["target"][good][0] == pytest.approx(b["prior_logp"][anchor] + cfg.sigma * 1.0, abs=1e-3)
+
+
+def test_run_helpers_reject_bad_arguments():
+    with pytest.raises(ValueError, match="task"):
+        chem.run_reinvent("docking", "REINVENT", 0, budget=32)
+    with pytest.raises(ValueError, match="workers"):
+        chem.run_reinvent_grid(budget=32, workers=0)
+    with pytest.raises(ValueError, match="methods"):
+        chem.run_reinvent_grid(methods=["PPO"], budget=32)

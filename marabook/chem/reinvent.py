@@ -237,6 +237,7 @@ class ReinventTrainer:
         self.memory = ReplayMemory(config.replay_size)
         self.step = 0
         self.history: list[dict] = []
+        self.last_batch: dict = {}
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         self.checkpoint_every = checkpoint_every
         self.progress = progress
@@ -282,6 +283,10 @@ class ReinventTrainer:
         self.agent.eval()
         target = prior_lp + c.sigma * torch.as_tensor(s_used, dtype=prior_lp.dtype, device=self.device)
         loss = ((target - agent_lp) ** 2).mean()
+        # what the loss saw, for inspection and tests (fresh distinct molecules first, then replayed ones)
+        self.last_batch = {"smiles": smiles_k + [s for _, s, _ in replay], "scores": np.asarray(s_k, dtype=float),
+                           "train_scores": np.asarray(s_used, dtype=float),
+                           "prior_logp": prior_lp.detach().cpu().numpy(), "target": target.detach().cpu().numpy()}
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -495,18 +500,19 @@ def format_comparison(rows, metrics, baseline: str = "REINVENT") -> str:
     methods, the one-sided p-value against ``baseline`` in brackets."""
     if not rows:
         raise ValueError("rows must not be empty")
-    width = 22
-    lines = [f"{'method':<13}" + "".join(f"{m:>{width}}" for m in metrics)]
+    width = 25
+    lines = [f"{'method':<12}" + "".join(f"{m:>{width}}" for m in metrics)]
     for r in rows:
         cells = []
         for m in metrics:
             mean, sd = r[m]
-            fmt = ".3f" if m.startswith("intdiv") else ".1f" if m.startswith("circles") else ".0f"
+            fmt = (".3f" if m.startswith(("intdiv", "uniqueness", "validity")) else ".1f" if m.startswith("circles")
+                   else ".0f")
             cell = f"{mean:{fmt}} +- {sd:{fmt}}"
             if r["method"] != baseline and f"{m} p" in r:
                 cell += f" ({r[m + ' p']:.3f})"
             cells.append(f"{cell:>{width}}")
-        lines.append(f"{r['method']:<13}" + "".join(cells))
+        lines.append(f"{r['method']:<12}" + "".join(cells))
     return "\n".join(lines)
 
 
