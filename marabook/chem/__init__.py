@@ -6,7 +6,7 @@ Needs ``torch`` and ``rdkit`` (``pip install "marabook[chem]"``).
 
 from marabook.chem.data import load_smiles
 from marabook.chem.draw import draw_grid
-from marabook.chem.metrics import (fingerprints, hits_above, intdiv, modes_covered, n_circles, novelty,
+from marabook.chem.metrics import (discovery_curve, fingerprints, hits_above, intdiv, modes_covered, n_circles, novelty,
                                    oracle_burden, sample_report, similarity_matrix, uniqueness, validity,
                                    yield_count)
 from marabook.chem.oracles import (REFERENCE_DRUGS, Oracle, assign_modes, bulk_tanimoto, canonical_smiles,
@@ -24,6 +24,6 @@ __all__ = ["load_smiles", "SmilesTokenizer", "SmilesGRU", "load_prior", "pretrai
            "tanimoto", "bulk_tanimoto", "murcko_scaffold", "Oracle", "make_reward", "product_task",
            "multi_mode_task", "REFERENCE_DRUGS", "assign_modes", "validity", "uniqueness", "novelty",
            "sample_report", "fingerprints", "similarity_matrix", "intdiv", "n_circles", "yield_count",
-           "oracle_burden", "hits_above", "modes_covered", "draw_grid", "METHODS", "ReinventConfig",
+           "oracle_burden", "hits_above", "modes_covered", "discovery_curve", "draw_grid", "METHODS", "ReinventConfig",
            "ReinventTrainer", "compare_methods", "dap_fixed_point", "dap_loss", "fit_dap_tabular",
            "format_comparison", "method_config", "mode_table", "run_reinvent", "run_reinvent_grid", "summarize_run"]

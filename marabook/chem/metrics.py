@@ -11,7 +11,8 @@ import numpy as np
 from marabook.chem.oracles import _fp_mol, _rdkit, canonical_smiles, mol_from_smiles
 
 __all__ = ["validity", "uniqueness", "novelty", "sample_report", "fingerprints", "similarity_matrix",
-           "intdiv", "n_circles", "yield_count", "oracle_burden", "hits_above", "modes_covered"]
+           "intdiv", "n_circles", "yield_count", "oracle_burden", "hits_above", "modes_covered",
+           "discovery_curve"]
 
 
 def _check_list(smiles, name="smiles"):
@@ -135,6 +136,31 @@ def oracle_burden(records, threshold: float, k: int = 100):
             if len(seen) == k:
                 return int(call) + 1
     return None
+
+
+def discovery_curve(records, thresholds=(0.80, 0.85), at=None) -> dict:
+    """Cumulative counts over a run: distinct valid molecules and distinct hits at or above each threshold,
+    after each number of oracle calls in ``at`` (default: every call). ``{"calls", "distinct",
+    "hits@0.80", ...}``; the last entry of ``hits@t`` is the run's Yield at ``t``."""
+    _check_records(records)
+    at = list(range(1, len(records) + 1)) if at is None else sorted(int(a) for a in at)
+    seen, hits = set(), {t: set() for t in thresholds}
+    out = {"calls": at, "distinct": []}
+    out.update({f"hits@{t:.2f}": [] for t in thresholds})
+    j = 0
+    for n in at:
+        while j < min(n, len(records)):
+            _, _, canon, score = records[j]
+            if canon is not None:
+                seen.add(canon)
+                for t in thresholds:
+                    if score >= t:
+                        hits[t].add(canon)
+            j += 1
+        out["distinct"].append(len(seen))
+        for t in thresholds:
+            out[f"hits@{t:.2f}"].append(len(hits[t]))
+    return out
 
 
 def modes_covered(modes: Sequence, min_hits: int = 1) -> dict:

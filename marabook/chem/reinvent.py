@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from marabook._validate import check_beta, check_finite
-from marabook.chem.metrics import hits_above, intdiv, n_circles, oracle_burden, yield_count
+from marabook.chem.metrics import discovery_curve, hits_above, intdiv, n_circles, oracle_burden, yield_count
 from marabook.chem.oracles import Oracle, murcko_scaffold
 from marabook.chem.prior import SmilesGRU, collate_ids
 from marabook.mara import mara_rewards, parse_tau
@@ -221,7 +221,8 @@ class ReinventTrainer:
             raise ValueError(f"checkpoint_every must be an int >= 0, got {checkpoint_every!r}")
         self.config, self.oracle = config, oracle
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.prior = prior.to(self.device).eval()
+        # the caller's prior is used as is on its own device (and frozen), copied to another device
+        self.prior = (prior if prior.device == self.device else prior.clone().to(self.device)).eval()
         for p in self.prior.parameters():
             p.requires_grad_(False)
         self.agent = prior.clone().to(self.device).eval()
@@ -404,8 +405,9 @@ def run_reinvent(task: str, method: str, seed: int, *, budget: int, batch_size: 
                  lr: float = 1e-4, prior: SmilesGRU | None = None, device=None, progress: bool = False,
                  thresholds=(0.80, 0.85)) -> dict:
     """One chapter-8 run: a fresh oracle for ``task`` ("product" or "multi_mode"), the method's
-    config, train to the budget, summarise. Returns ``{"summary", "history", "top"}`` where ``top``
-    lists the 12 best distinct molecules (score, SMILES)."""
+    config, train to the budget, summarise. Returns ``{"summary", "history", "curve", "top"}``: ``curve`` is
+    the :func:`~marabook.chem.metrics.discovery_curve` after every step, ``top`` the 12 best distinct
+    molecules (score, SMILES)."""
     from marabook.chem.oracles import assign_modes, multi_mode_task, product_task
     from marabook.chem.prior import load_prior
 
@@ -423,8 +425,9 @@ def run_reinvent(task: str, method: str, seed: int, *, budget: int, batch_size: 
         if canon is not None:
             best[canon] = max(score, best.get(canon, 0.0))
     top = sorted(best.items(), key=lambda kv: (-kv[1], kv[0]))[:12]
+    curve = discovery_curve(oracle.records, thresholds, at=[h["calls"] for h in trainer.history])
     return {"task": task, "method": method, "seed": seed, "summary": summary, "history": trainer.history,
-            "top": [(float(v), s) for s, v in top]}
+            "curve": curve, "top": [(float(v), s) for s, v in top]}
 
 
 def _grid_worker(args):
