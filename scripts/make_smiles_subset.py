@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import sys
 import hashlib
 import io
 import zipfile
@@ -49,7 +50,7 @@ def main():
         "reference": "Polykovskiy et al. 2020, Molecular Sets (MOSES), Frontiers in Pharmacology",
         "n_full": len(smiles), "n_subset": args.n, "seed": args.seed,
         "subset_sha256": hashlib.sha256(buf.getvalue()).hexdigest(),
-    })
+    }, command="python scripts/make_smiles_subset.py " + " ".join(sys.argv[1:]))
     print(f"wrote {args.n} of {len(smiles)} SMILES to {SUBSET_PATH} ({len(buf.getvalue()) / 1e6:.2f} MB)")
 
 

@@ -16,10 +16,14 @@ Writes book/results/reinvent.json (runs: summary metrics, per-step history, top 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 from marabook.chem.reinvent import METHODS, run_reinvent_grid
 from marabook.provenance import load_json, save_json
+
+
+COMMAND = "python scripts/run_reinvent.py " + " ".join(sys.argv[1:])
 
 
 def main():
@@ -41,7 +45,7 @@ def main():
         res["runs"] = [r for p in parts for r in p["results"]["runs"]]
         res["parts"] = [{"provenance": p["provenance"], "settings": p["results"]["settings"],
                          "wall_seconds": p["results"]["wall_seconds"]} for p in parts]
-        save_json(args.out, res)
+        save_json(args.out, res, command=COMMAND)
         print(f"merged {len(res['runs'])} runs -> {args.out}")
         return
     t0 = time.time()
@@ -50,7 +54,7 @@ def main():
     for r in runs:  # keep the stored file small: the score curve, not every log field
         r["history"] = {k: [h[k] for h in r["history"]] for k in ("calls", "score", "valid", "unique")}
     save_json(args.out, {"settings": vars(args), "methods": list(METHODS), "wall_seconds": round(time.time() - t0, 1),
-                         "runs": runs})
+                         "runs": runs}, command=COMMAND)
     print(f"{len(runs)} runs in {time.time() - t0:.0f} s -> {args.out}")
 
 

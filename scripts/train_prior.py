@@ -12,6 +12,7 @@ weights) measures 10,000 samples: validity, uniqueness and novelty against the t
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 import numpy as np
@@ -52,7 +53,7 @@ def main():
         "nll_history": history[:: max(1, len(history) // 50)],
         "training_data": {"n": len(smiles), "sha256": subset_info()["subset_sha256"]},
         "report_samples": {"n": args.n_report, "seed": 12345, "device": str(model.device)},
-        "provenance": provenance(),
+        "provenance": provenance("python scripts/train_prior.py " + " ".join(sys.argv[1:])),
     })
     model.cpu().save_pretrained(args.out, report=report)
     print({k: report[k] for k in ("validity", "uniqueness", "novelty", "n_parameters", "train_seconds")})
