@@ -393,6 +393,13 @@ def test_compare_methods_against_scipy_and_tables():
     assert mt["REINVENT"]["covered"] == pytest.approx(5 / 3)
     with pytest.raises(ValueError, match="task"):
         chem.compare_methods(_fake_runs(), "product")
+    same = [{"task": "t", "method": m, "seed": i, "summary": {"uniqueness": 1.0}} for m in ("REINVENT", "MARA 0.85")
+            for i in range(3)]
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert chem.compare_methods(same, "t", metrics=["uniqueness"])[1]["uniqueness p"] == 1.0
 
 
 def test_draw_grid_skips_invalid_and_checks_arguments():

@@ -23,6 +23,7 @@ filter) and/or apply MARA, optionally add replayed top molecules, take one Adam 
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -489,11 +490,14 @@ def compare_methods(runs, task: str, metrics=None, baseline: str = "REINVENT", b
                 row[k + " reached"] = sum(r["summary"][k] is not None for r in rows if r["method"] == m)
             if m != baseline and len(vals) > 1 and len(base) > 1 and np.isfinite(vals).all() and np.isfinite(base).all():
                 alt = "less" if k.startswith("OB") else "greater"
-                if np.ptp(np.concatenate([vals, base])) == 0:
-                    p = 1.0
+                if np.ptp(np.concatenate([vals, base])) <= 1e-9 * max(1.0, float(np.abs(base).max())):
+                    p = 1.0  # identical samples: no evidence either way
                 else:
-                    p = float(stats.ttest_ind(vals, base, equal_var=False, alternative=alt).pvalue)
-                row[k + " p"] = p
+                    with warnings.catch_warnings():  # near-identical samples: scipy warns, p is still defined
+                        warnings.simplefilter("ignore", RuntimeWarning)
+                        p = float(stats.ttest_ind(vals, base, equal_var=False, alternative=alt).pvalue)
+                if np.isfinite(p):
+                    row[k + " p"] = p
         out.append(row)
     return out
 
