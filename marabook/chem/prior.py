@@ -81,6 +81,7 @@ class SmilesGRU(nn.Module):
     def forward(self, ids: torch.Tensor, hidden=None):
         """Logits (B, T, V) for next-token prediction (padding and start token masked to -inf), and the
         final hidden state."""
+        self.gru.flatten_parameters()  # cuDNN wants one weight chunk; copies (the agent) lose it
         out, hidden = self.gru(self.embedding(ids), hidden)
         return self.head(out).masked_fill(self._never, float("-inf")), hidden
 
