@@ -440,3 +440,42 @@ def test_run_helpers_reject_bad_arguments():
         chem.run_reinvent_grid(budget=32, workers=0)
     with pytest.raises(ValueError, match="methods"):
         chem.run_reinvent_grid(methods=["PPO"], budget=32)
+
+
+def test_public_functions_name_the_bad_argument(prior, tmp_path):
+    """Bad input anywhere in the chemistry API is a ValueError that names the argument."""
+    from marabook.chem.data import read_smiles_file
+    from marabook.chem.prior import collate_ids
+    from marabook.chem.reinvent import fit_dap_tabular
+
+    cases = [
+        (lambda: read_smiles_file(tmp_path / "none.csv"), "path"),
+        (lambda: chem.morgan_fingerprint("CCO", radius=-1), "radius"),
+        (lambda: chem.tanimoto("CCO", "CCN", n_bits=0), "n_bits"),
+        (lambda: chem.bulk_tanimoto(["CCO"], ["bad("]), "references"),
+        (lambda: ramp([1.0], 2, 2), "low and high"),
+        (lambda: make_reward(qed_term, 3), "terms"),
+        (lambda: Oracle(qed_term, budget=0), "budget"),
+        (lambda: Oracle(lambda mols: np.zeros(5))(["CCO"]), "score_fn"),
+        (lambda: M.intdiv(["CCO"], p=0), "p"),
+        (lambda: M.hits_above([(0, "CCO")], 0.5), "records"),
+        (lambda: M.discovery_curve([(0, "CCO", "CCO")]), "records"),
+        (lambda: M.novelty("CCO", ["CCO"]), "smiles"),
+        (lambda: collate_ids([]), "seqs"),
+        (lambda: chem.SmilesGRU("tok"), "tokenizer"),
+        (lambda: chem.SmilesGRU(prior.tokenizer, hidden_size=0), "hidden_size"),
+        (lambda: chem.SmilesGRU(prior.tokenizer, dropout=1.0), "dropout"),
+        (lambda: prior.sample(4, batch_size=0), "batch_size"),
+        (lambda: prior.sample_ids(4, temperature=0), "temperature"),
+        (lambda: prior.log_likelihood(torch.zeros(3, dtype=torch.long)), "ids"),
+        (lambda: chem.pretrain_prior([], progress=False), "smiles"),
+        (lambda: chem.pretrain_prior(["CCO"], epochs=0, progress=False), "epochs"),
+        (lambda: fit_dap_tabular([0.5, 0.5], [0.0], 1.0), "prior_probs"),
+        (lambda: fit_dap_tabular([0.5, 0.5], [0.0, 1.0], 1.0, steps=0), "steps"),
+        (lambda: fit_dap_tabular([0.5, 0.5], [0.0, 1.0], 0.0), "sigma"),
+        (lambda: chem.format_comparison([], ["yield@0.80"]), "rows"),
+        (lambda: chem.mode_table([{"task": "product"}]), "runs"),
+    ]
+    for call, name in cases:
+        with pytest.raises(ValueError, match=name):
+            call()

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from marabook._validate import check_beta, check_finite
-from marabook.chem.metrics import discovery_curve, hits_above, intdiv, n_circles, oracle_burden, yield_count
+from marabook.chem.metrics import discovery_curve, hits_above, intdiv, modes_covered, n_circles, oracle_burden
 from marabook.chem.oracles import Oracle, murcko_scaffold
 from marabook.chem.prior import SmilesGRU, collate_ids
 from marabook.mara import mara_rewards, parse_tau
@@ -394,11 +394,7 @@ def summarize_run(records, thresholds=(0.80, 0.85), k: int = 100, modes=None) ->
         out[f"intdiv1@{key}"] = intdiv(hits) if len(hits) > 1 else 0.0
         out[f"circles@{key}"] = n_circles(hits)
         if modes is not None:
-            labels = modes(hits)
-            counts = {}
-            for lab in labels:
-                counts[lab] = counts.get(lab, 0) + 1
-            out[f"modes@{key}"] = counts
+            out[f"modes@{key}"] = modes_covered(modes(hits))["hits"]
     return out
 
 
@@ -472,19 +468,16 @@ def compare_methods(runs, task: str, metrics=None, baseline: str = "REINVENT", b
     metrics = metrics or [k for k in rows[0]["summary"] if k.split("@")[0] in
                           ("yield", "OB100", "intdiv1", "circles")]
     methods = list(dict.fromkeys(r["method"] for r in rows))
+
+    def values(method, key):  # None (OB never reached) counts as the budget when one is given
+        return np.array([float(budget if budget is not None else np.nan) if r["summary"][key] is None
+                         else float(r["summary"][key]) for r in rows if r["method"] == method])
+
     out = []
     for m in methods:
         row = {"method": m, "n": sum(r["method"] == m for r in rows)}
         for k in metrics:
-            vals = []
-            for r in rows:
-                if r["method"] == m:
-                    v = r["summary"][k]
-                    vals.append(float(budget if v is None and budget is not None else np.nan if v is None else v))
-            vals = np.array(vals)
-            base = np.array([float(budget if r["summary"][k] is None and budget is not None else
-                                   np.nan if r["summary"][k] is None else r["summary"][k])
-                             for r in rows if r["method"] == baseline])
+            vals, base = values(m, k), values(baseline, k)
             row[k] = (float(np.mean(vals)), float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0)
             if k.startswith("OB"):
                 row[k + " reached"] = sum(r["summary"][k] is not None for r in rows if r["method"] == m)
