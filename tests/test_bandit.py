@@ -24,6 +24,9 @@ def exact_target(beta, direction, tau):
 @pytest.mark.parametrize("tau", [None, 0.5])
 def test_exact_gradient_training_converges_to_the_closed_form(beta, direction, tau):
     traj = bandit.train_exact(REF, R, beta, direction=direction, mara_tau=tau, steps=4000, lr=0.1)
+    # Exact gradient ascent converges geometrically, slowest at small beta (the curvature of J scales
+    # with beta): after 4000 steps the measured TV is <= 1.3e-5 everywhere except reverse MARA at
+    # beta = 0.01 (4.7e-4). 1e-3 is that convergence budget; a wrong target is off by > 0.05.
     assert total_variation(traj.final, exact_target(beta, direction, tau)) < 1e-3
     assert traj.policies.shape[1] == V and traj.steps[0] == 0 and traj.steps[-1] == 4000
     if tau is None:  # the task's objective (original rewards) improves on the reference
@@ -44,8 +47,16 @@ def test_sampled_rloo_reverse_kl_ends_near_exact_target(beta, tau):
     traj = bandit.train_sampled(REF, R, beta, direction="reverse", mara_tau=tau, batch_size=64,
                                 steps=5000, lr=0.1, seeds=(0, 1))
     tv = total_variation(traj.final, exact_target(beta, "reverse", tau))
+    other = exact_target(beta, "reverse", 0.5 if tau is None else None)  # the other method's target
     assert traj.final.shape == (2, V)
-    assert np.all(tv < 0.05), tv
+    # Sampled RLOO with one anchor per batch: final TV measured over seeds 0-7 is <= 0.016 except one
+    # excursion of 0.049 (MARA, beta = 0.01, seed 6: a batch anchor is not the global anchor). The
+    # tolerance is set by what must be told apart, not by those numbers: the vanilla and MARA targets
+    # are >= 0.30 apart in TV here, so half that distance decides which target training reached.
+    gap = total_variation(exact_target(beta, "reverse", tau), other)
+    assert gap > 0.3
+    assert np.all(tv < gap / 2), tv
+    assert np.all(total_variation(traj.final, other) > gap / 2)
 
 
 def test_sampled_training_is_reproducible_and_seed_dependent():

@@ -186,6 +186,12 @@ def _assert_math_rendered(driver, page):
         time.sleep(0.1)
     left = driver.execute_script(js)
     assert left == 0, f"{page}: {left} of {total} math elements not typeset"
+    # Typeset is not the same as right: a TeX error is typeset too, as red text in an mjx-merror node
+    # (e.g. "\\tag not allowed in split environment"). Any such node fails the page, with its message.
+    errors = driver.execute_script(
+        "return Array.from(document.querySelectorAll('mjx-merror, .MathJax_Error'))"
+        ".map(e => (e.getAttribute('data-mjx-error') || e.getAttribute('title') || e.textContent || '').trim())")
+    assert not errors, f"{page}: {len(errors)} MathJax error(s): {errors}"
     return total
 
 

@@ -18,6 +18,8 @@ def test_mixture_on_grid_is_normalised_and_symmetric():
 @pytest.mark.parametrize("direction", ["reverse", "forward"])
 def test_categorical_family_matches_target_both_directions(direction):
     fit = fitting.fit_kl(TARGET, GRID, family="categorical", direction=direction, steps=3000, lr=0.1)
+    # gradient descent on a convex loss over 241 logits, 3000 steps: a convergence budget (the loss
+    # itself must fall below 1e-4); any single Gaussian stays > 0.3 in TV from this bimodal target
     assert total_variation(fit.probs, TARGET) < 1e-3
     assert fit.losses[-1] < 1e-4
 
@@ -25,7 +27,8 @@ def test_categorical_family_matches_target_both_directions(direction):
 def test_gaussian_forward_kl_moment_matches():
     fit = fitting.fit_kl(TARGET, GRID, family="gaussian", direction="forward", steps=3000, lr=0.05, init_mean=1.0)
     # the grid Gaussian is an exponential family with statistics (x, x^2): the forward-KL optimum
-    # matches the target's first two moments on the grid
+    # matches the target's first two moments on the grid (measured to ~1e-14 after 3000
+    # steps on this smooth two-parameter problem; 1e-6 leaves room for other BLAS and NumPy versions)
     for k in (1, 2):
         np.testing.assert_allclose(np.sum(GRID ** k * fit.probs), np.sum(GRID ** k * TARGET), atol=1e-6)
 
@@ -33,6 +36,8 @@ def test_gaussian_forward_kl_moment_matches():
 @pytest.mark.parametrize("start,mode", [(1.0, 2.5), (-0.5, -2.5)])
 def test_gaussian_reverse_kl_picks_the_nearest_mode(start, mode):
     fit = fitting.fit_kl(TARGET, GRID, family="gaussian", direction="reverse", steps=3000, lr=0.05, init_mean=start)
+    # the reverse-KL optimum is not exactly the component (the other mode's tail pulls on it), but lies
+    # within a few 1e-3 of (mode, 0.7) for modes 5 standard deviations apart; the wrong mode is 5 away
     assert abs(fit.params["mean"] - mode) < 0.05
     assert abs(fit.params["std"] - 0.7) < 0.05
     assert fit.losses[-1] < fit.losses[0]

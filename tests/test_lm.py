@@ -41,6 +41,7 @@ def test_reference_corpus_has_the_stated_bias():
     assert 0.35 < len(answers) / len(docs) < 0.45
     share1 = answers.count(" 1") / len(answers)
     share2 = answers.count(" 2") / len(answers)
+    # ~8,000 answers: binomial SE sqrt(0.74 * 0.26 / 8000) = 0.005, so 0.015 is a 3-SE band
     assert share1 == pytest.approx(0.74, abs=0.015)
     assert share2 == pytest.approx(0.18, abs=0.015)
     with pytest.raises(ValueError, match="n_docs"):
@@ -93,6 +94,8 @@ def test_answer_logprobs_agree_with_sampling(reference):
     trainer = rl.Trainer(model, tok, task, cfg, ref_model=lm.load_reference_lm()[0], device="cpu", progress=False)
     ev = trainer.evaluate(n_per_prompt=1500, seed=3)
     exact = np.mean([lm.onetwo_answer_probs(model, tok, p)["p_valid"] for p in task.prompts])
+    # 4 prompts x 1500 samples: binomial SE of P(valid) ~ sqrt(0.1 * 0.9 / 6000) = 0.004; 0.02 is a
+    # 5-SE band, and a sampler that drops or adds one token per completion changes P(valid) by > 0.1
     assert ev["valid"] == pytest.approx(exact, abs=0.02)
 
 

@@ -1,15 +1,19 @@
-"""Every chapter: stored without outputs, and executes top to bottom in smoke mode."""
+"""Every chapter: stored without outputs, executes top to bottom in smoke mode, and computes the right numbers.
+
+The chapters run once per session (``executed_chapters`` in conftest.py). Each chapter glues its key
+numbers (``marabook.glue.glue``); ``KEY_NUMBERS`` below says what each must be and why that tolerance,
+so a chapter that silently computes a wrong number (a changed beta, a broken call, a regression in
+the package that the unit tests missed) fails the suite.
+"""
 
 import json
-import os
-from pathlib import Path
+import math
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
+from conftest import CHAPTERS
 
-ROOT = Path(__file__).resolve().parents[1]
-CHAPTERS = sorted((ROOT / "book").glob("*.ipynb"))
+from marabook.glue import glued_values
 
 
 def test_there_are_chapters():
@@ -35,14 +39,10 @@ def test_chapter_first_code_cell_installs_only_on_colab(path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
-def test_chapter_executes_in_smoke_mode(path, monkeypatch):
-    monkeypatch.setenv("MARABOOK_SMOKE", "1")
-    monkeypatch.delenv("MPLBACKEND", raising=False)  # let the kernel use its inline backend
-    nb = nbformat.read(path, as_version=4)
-    nb.cells.append(nbformat.v4.new_code_cell(
-        "import marabook.config\nassert marabook.config.scale() == 'smoke'\nprint('SMOKE-CHECK-OK')"))
-    NotebookClient(nb, timeout=600, kernel_name="python3",
-                   resources={"metadata": {"path": str(path.parent)}}).execute()
+def test_chapter_executes_in_smoke_mode(path, executed_chapters):
+    ran = executed_chapters[path.name]
+    assert ran.error is None, f"{path.name} stopped with an error:\n{ran.error}"
+    nb = ran.notebook
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "run scale: smoke" in text  # the chapter itself reports the scale it ran at
     assert "SMOKE-CHECK-OK" in text
@@ -50,3 +50,163 @@ def test_chapter_executes_in_smoke_mode(path, monkeypatch):
     assert not errors
     images = sum("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert images >= 1, f"{path.name} produced no figure"
+
+
+# ------------------------------------------------------------------------------------- key numbers
+# Each check: (kind, arguments, why). Kinds: "close" (expected, atol), "below"/"above" (bound), "between"
+# (lo, hi), "rule" (a function of all the chapter's glued values that returns True when right).
+# Closed forms are checked to 1e-9 relative: they are evaluated in double precision in log space, so
+# only rounding (~1e-15) separates the chapter from the expected value; 1e-9 leaves room for other
+# NumPy/BLAS builds, while any change of a setting moves them by far more.
+CLOSED = 1e-9
+SMOKE_BETA_STEP = 10 ** (3 / 199)  # chapter 3's smoke sweep: 200 betas on a log grid over 3 decades
+
+KEY_NUMBERS = {
+    "01_distribution_matching": {
+        "identity_residual": ("below", 1e-10, "identity (1.4) holds exactly; both sides are sums of 8 terms "
+                                              "of size < 30, rounding ~1e-14"),
+        "optimiser_max_diff": ("rule", lambda g: g["optimiser_max_diff"]
+                               <= math.sqrt((max(g["optimiser_gap"], 0.0) + 1e-13) / (2 * 0.3)),
+                               "J(G) - J(pi) = beta KL(pi||G) (1.4) and Pinsker bound the distance by the "
+                               "optimiser's own objective gap (plus J's rounding, 1e-13), beta = 0.3"),
+        "optimiser_gap": ("between", -1e-13, 1e-10, "the closed form is at least as good as L-BFGS (to J's "
+                                                     "rounding), and L-BFGS with the analytic gradient converges"),
+        "categorical_reverse_tv": ("below", 0.01, "expressive family fits the bimodal target (300 smoke steps: a "
+                                                  "convergence budget; any single Gaussian is > 0.4 away)"),
+        "categorical_forward_tv": ("below", 0.01, "as above, forward KL"),
+        "gaussian_reverse_tv": ("above", 0.4, "one Gaussian cannot cover two modes 5 sd apart"),
+        "gaussian_reverse_mean": ("close", 2.5, 0.05, "reverse KL hides in the mode nearest its start (1.0); "
+                                                      "within a few 1e-3 of the component mean 2.5"),
+        "gaussian_forward_mean": ("close", 0.0, 0.05, "forward KL matches the mean of the symmetric mixture, 0"),
+        "mode2_mass_beta_0_02": ("close", 0.9999722163436667, CLOSED, "Gibbs target (1.3), beta = 0.02"),
+        "mode1_mass_beta_1": ("close", 0.41282067218845786, CLOSED, "Gibbs target (1.3), beta = 1"),
+    },
+    "02_forward_kl_target": {
+        "lambda_beta_0_13": ("close", 1.000422789443336, CLOSED, "root of the forward normaliser, beta = 0.13"),
+        "forward_sum_error": ("below", 1e-12, "the root-finder normalises G_fwd to machine precision"),
+        "offsupport_mass_beta_0_1": ("close", 1 - 0.75 * 0.1, CLOSED, "off-support mass max(0, 1 - 0.75 beta)"),
+        "entropy_only_equal_reward_ratio": ("close", 1.0, CLOSED, "entropy only: equal rewards, equal mass"),
+    },
+    "03_when_unimodal": {
+        "best_over_runner_up_beta_1e_3": ("close", math.exp(100.0), CLOSED * math.exp(100.0),
+                                          "log-ratio (3.1): exp(0.1 / 1e-3) = e^100"),
+        "equal_reward_ratio_min": ("close", 15.0, 1e-6, "equal rewards keep the reference ratio 0.30/0.02 at every "
+                                                        "beta (forward root-finding rounds at ~1e-12 relative)"),
+        "equal_reward_ratio_max": ("close", 15.0, 1e-6, "as above"),
+        "beta_star": ("close", 0.25 / 1.9, CLOSED, "crossover (3.2): reward gap 0.25 over log-support gap 1.9"),
+        "reverse_peak_flip_beta": ("rule", lambda g: 0.25 / 1.9 <= g["reverse_peak_flip_beta"]
+                                   <= 0.25 / 1.9 * SMOKE_BETA_STEP,
+                                   "the first grid beta at or above beta* (one grid step of the smoke sweep)"),
+    },
+    "04_mara": {
+        "mara_block2_target": ("close", 0.5, 1e-12, "MARA target (4.2) is flat over 20 good tokens, 10 in "
+                                                    "block 2; bad tokens hold ~e^-100"),
+        "vanilla_block2_target": ("close", 0.07585818002124355, CLOSED, "Gibbs target, beta = 0.01"),
+        "mara_tau_1_5_block2": ("close", 0.07585818002124355, CLOSED, "tau above every reward: MARA is inert "
+                                                                      "and equals vanilla"),
+        "equal_reward_mara_ratio_beta_1e_3": ("close", 1.0, CLOSED, "MARA gives both correct answers equal mass"),
+    },
+    "05_rl_language_models": {
+        "k3_loss_minus_forward_grad": ("below", 1e-12, "k3 in the loss has the forward-KL expected gradient "
+                                                       "(5.4), an exact identity"),
+        "k1_reward_minus_reverse_grad": ("below", 1e-12, "k1 in the reward has the reverse-KL gradient"),
+        "ref_share_1": ("close", 0.8055, 1e-3, "exact P(1)/(P(1)+P(2)) of the shipped model (float32 "
+                                               "forward passes: ~1e-6; 1e-3 allows other torch builds)"),
+        "vanilla_share_1_mean": ("rule", lambda g: abs(g["vanilla_share_1_mean"] - g["ref_share_1"])
+                                 < (g["ref_share_1"] - 0.5) / 2,
+                                 "vanilla's target is the reference ratio at every beta (equal rewards): after "
+                                 "3 smoke steps it is nearer to it than to MARA's target 0.5"),
+        "mara_share_1_mean": ("rule", lambda g: g["mara_share_1_mean"] < g["vanilla_share_1_mean"] - 0.05,
+                              "MARA's target is 0.5 (reverse KL): even 3 steps move it below vanilla"),
+    },
+    "06_open_ended": {
+        "distinct_eight_colours": ("close", 8.0, 0.0, "eight different answers"),
+        "semantic_repeated": ("close", 0.0, 1e-5, "identical texts embed identically (float32 rounding)"),
+        "ead1_repeated": ("close", 1 / (30000 * (1 - (1 - 1 / 30000) ** 8)), CLOSED,
+                          "EAD-1: 1 distinct unigram over its expectation V(1 - (1 - 1/V)^8), V = 30,000"),
+    },
+    "07_chemical_language_models": {
+        "prior_validity": ("close", 0.9485, 0.062, "the prior's report (10k samples); 200 smoke samples have "
+                                                   "binomial SE 0.0155, so a 4-SE band"),
+        "toy_fixed_point_1": ("close", 0.4943674379031238, CLOSED, "DAP fixed point (7.2) = Gibbs target, "
+                                                                   "beta = 1/sigma = 0.2"),
+        "toy_fit_max_diff": ("below", 2e-3, "Adam on the exact DAP loss reaches the fixed point (measured ~1e-16)"),
+        "fixed_point_ratio_sigma_32": ("close", math.exp(32 * 0.05), CLOSED * 5, "exp(sigma * 0.05)"),
+        "fixed_point_ratio_sigma_128": ("close", math.exp(128 * 0.05), CLOSED * 602, "exp(sigma * 0.05)"),
+    },
+    "08_mara_molecules": {
+        "toy_mara_fit_max_diff": ("below", 2e-3, "DAP on MARA scores reaches the MARA target (measured ~1e-16)"),
+        "toy_mara_good_ratio": ("close", 1.0, CLOSED, "two good molecules, equal mass under MARA"),
+        "toy_mara_good_mass": ("close", 0.9682764721508448, CLOSED, "MARA target (4.2), beta = 0.2, tau = 0.85"),
+    },
+}
+
+
+def check_key_numbers(glued: dict, expected: dict) -> list:
+    """The failed checks, as messages (empty when every key number is right)."""
+    failures = []
+    for name, (kind, *args) in expected.items():
+        why = args[-1]
+        if name not in glued:
+            failures.append(f"{name}: not glued by the chapter")
+            continue
+        v = glued[name]
+        if kind == "close":
+            ok = abs(v - args[0]) <= args[1]
+        elif kind == "below":
+            ok = v <= args[0]
+        elif kind == "above":
+            ok = v >= args[0]
+        elif kind == "between":
+            ok = args[0] <= v <= args[1]
+        elif kind == "rule":
+            ok = bool(args[0](glued))
+        else:
+            raise ValueError(f"unknown check kind {kind!r}")
+        if not ok:
+            failures.append(f"{name} = {v!r} fails {kind} {args[:-1] if kind != 'rule' else ''} ({why})")
+    return failures
+
+
+def test_every_chapter_has_key_numbers():
+    assert set(KEY_NUMBERS) == {p.stem for p in CHAPTERS}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_chapter_key_numbers(path, executed_chapters):
+    glued = glued_values(executed_chapters[path.name].notebook)
+    failures = check_key_numbers(glued, KEY_NUMBERS[path.stem])
+    assert not failures, f"{path.name}:\n" + "\n".join(failures)
+
+
+def test_a_wrong_key_number_is_caught():
+    good = {"beta_star": 0.25 / 1.9, "reverse_peak_flip_beta": 0.135}
+    assert check_key_numbers(good, {k: KEY_NUMBERS["03_when_unimodal"][k] for k in good}) == []
+    bad = {"beta_star": 0.25 / 1.9 * 1.001, "reverse_peak_flip_beta": 0.16}  # 0.1% off; one grid step late
+    failures = check_key_numbers(bad, {k: KEY_NUMBERS["03_when_unimodal"][k] for k in bad})
+    assert len(failures) == 2 and "beta_star" in failures[0]
+    assert check_key_numbers({}, {"beta_star": KEY_NUMBERS["03_when_unimodal"]["beta_star"]}) == \
+        ["beta_star: not glued by the chapter"]
+
+
+def test_glued_values_reads_what_glue_writes():
+    """glue's output format round-trips through glued_values (no kernel needed: IPython's display)."""
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.utils.capture import capture_output
+
+    from marabook.glue import glue
+
+    InteractiveShell.instance()
+    with capture_output() as cap:
+        glue("x", 0.25)
+        glue("label", "mode 1", display=True)
+    outs = [nbformat.v4.new_output("display_data", data=o.data, metadata=o.metadata) for o in cap.outputs]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("", outputs=outs)])
+    assert glued_values(nb) == {"x": 0.25, "label": "mode 1"}
+    with pytest.raises(ValueError, match="value"):
+        glue("y", float("nan"))
+    with pytest.raises(ValueError, match="name"):
+        glue("not an identifier", 1.0)
+    with pytest.raises(ValueError, match="twice"):
+        glued_values(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("", outputs=outs + outs)]))

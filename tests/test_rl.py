@@ -53,7 +53,7 @@ def test_estimators_torch_match_numpy_and_sampling():
         v = est(logp, ref)
         assert isinstance(v, torch.Tensor)
         se = float(v.std()) / math.sqrt(len(v))
-        assert abs(float(v.mean()) - kl) < 4 * se
+        assert abs(float(v.mean()) - kl) < 4 * se  # a 4-standard-error band: fails by chance with p ~ 6e-5
     np.testing.assert_allclose(rl.kl_k3(logp[:5], ref[:5]).numpy(),
                                rl.kl_k3(logp[:5].numpy(), ref[:5].numpy()), rtol=1e-6)
     assert float(rl.kl_k3(logp, ref).min()) >= 0.0
@@ -268,6 +268,9 @@ def test_sampler_matches_scorer_distribution():
         lp = rl.sequence_logprobs(model, p_ids[:len(uniq)], p_mask[:len(uniq)], uniq, rl.completion_mask(uniq, 4))
     exact = lp.exp().numpy()
     assert exact.sum() == pytest.approx(1.0, abs=1e-4)  # every possible completion was drawn
+    # sampling error of the empirical distribution: E[TV] ~ 0.5 * sum_k sqrt(2 p_k (1 - p_k) / (pi n))
+    # <= 0.5 * sqrt(2 K / (pi n)) = 0.014 for K = 25 completions, n = 20,000 (a bound, reached only
+    # for uniform p); 0.02 is above it, while a sampler off by one token position gives TV > 0.1
     assert 0.5 * np.abs(counts / n - exact).sum() < 0.02
     # same generator seed -> same samples
     comp2, _ = rl.sample_completions(model, p_ids[:50], p_mask[:50], max_new_tokens=2, eos_token_id=4,
@@ -319,7 +322,15 @@ def test_trainer_converges_to_closed_form_targets(kl, target_fn):
     beta = 0.3
     p, _ = bandit_run(kl, beta)
     target = target_fn(REF4, R4, beta)
-    assert 0.5 * np.abs(p - target).sum() < 0.04, (p, target)
+    other = (forward_kl_target if target_fn is reverse_kl_target else reverse_kl_target)(REF4, R4, beta)
+    # Tolerance from the method, not tuned: the two candidate targets are TV 0.161 apart, so a policy
+    # within 0.08 of one is nearer to it than to the other. What the sampled trainer actually reaches
+    # (final TV over seeds 0-7, 600 Adam steps at lr 0.05, group 64): k1-in-reward ~0 (at the Gibbs
+    # target the shaped reward R - beta log(pi/ref) is the same for every sample, so RLOO advantages
+    # vanish and so does the gradient noise), k3 <= 0.013, forward mean 0.027 and max 0.049 (its
+    # per-sample gradient stays noisy at the target).
+    assert 0.5 * np.abs(p - target).sum() < 0.08, (p, target)
+    assert 0.5 * np.abs(p - other).sum() > 0.08, (p, other)  # and it is not the other target
 
 
 def test_trainer_entropy_bonus_converges_to_eq_2_6():
@@ -328,6 +339,9 @@ def test_trainer_entropy_bonus_converges_to_eq_2_6():
     beta, eta = 0.1, 0.2
     p, _ = bandit_run("reverse", beta, entropy_coef=eta)
     target = entropy_regularized_target(REF4, R4, beta, eta)
+    # k1 shaping plus entropy bonus: at the target every sample's shaped reward is equal, so the
+    # stationary noise is zero (measured TV < 1e-4 over seeds 0-7); 0.03 is the convergence budget of
+    # 600 steps, well under half the 0.06+ distance to the target without the bonus.
     assert 0.5 * np.abs(p - target).sum() < 0.03, (p, target)
     assert 0.5 * np.abs(reverse_kl_target(REF4, R4, beta) - target).sum() > 0.06  # distinguishable
 
@@ -337,6 +351,8 @@ def test_trainer_mara_reverse_is_flat():
     p, _ = bandit_run("reverse", beta, mara_tau=0.85)
     target = mara_target(REF4, R4, beta, 0.85)
     assert target[0] == pytest.approx(target[1])  # a and b are both good: flat
+    # as above, no stationary noise at the target with one anchor per batch of 64 (measured TV < 1e-4
+    # over seeds 0-7); 0.02 is a convergence budget, a third of the distance to the vanilla target
     assert 0.5 * np.abs(p - target).sum() < 0.02, (p, target)
     vanilla = reverse_kl_target(REF4, R4, beta)
     assert 0.5 * np.abs(vanilla - target).sum() > 0.06  # the test can tell them apart
@@ -387,7 +403,7 @@ def test_text_helpers_match_the_tensor_path():
     texts = rl.sample_texts(model, tok, ["p", "pp"], n_per_prompt=500, max_new_tokens=1, seed=4)
     assert texts == rl.sample_texts(model, tok, ["p", "pp"], n_per_prompt=500, max_new_tokens=1, seed=4)
     assert len(texts) == 1000 and set(texts) <= {"a", "b", ""}
-    assert texts[:500].count("a") / 500 == pytest.approx(0.5, abs=0.07)
+    assert texts[:500].count("a") / 500 == pytest.approx(0.5, abs=0.07)  # binomial SE 0.022: a 3.1-SE band
     lp = rl.completion_logprobs(model, tok, ["p", "p", "pp"], ["a", "", "b"])
     # one token then EOS: log pi(token) + log pi(EOS); the empty completion is EOS alone
     eos = math.log(0.2 - 1e-9)
