@@ -57,7 +57,9 @@ lock:
 	{ echo "# Exact versions of everything \`make test\` and \`make book\` install (pip constraints file)."; \
 	  echo "# Regenerate: make test-latest && make lock   (pip freeze of .venv-latest, marabook itself left out)"; \
 	  echo "# Python $$(.venv-latest/bin/python -c 'import sys; print(sys.version.split()[0])'), frozen $$(date -u +%Y-%m-%d)"; \
-	  .venv-latest/bin/python -m pip freeze --all --exclude-editable | grep -v -i -E '^(marabook|pip)( |=|@)'; } > requirements-lock.txt
+	  .venv-latest/bin/python -m pip freeze --all --exclude-editable | grep -v -i -E '^(marabook|pip)( |=|@)' \
+	  | sed -E 's/^([A-Za-z0-9_.-]+==[^+ ]+)[+][^ ]*$$/\1/'; } > requirements-lock.txt
+	@# (local version labels such as torch's +cpu are dropped: pip treats ==X and ==X+cpu as a conflict)
 	@echo "wrote requirements-lock.txt"
 
 book: $(STAMP)
