@@ -12,6 +12,30 @@ import numpy as np
 PROB_SUM_ATOL = 1e-6
 
 
+def is_torch(x) -> bool:
+    """True for a torch tensor (checked by module name, so torch is never imported here)."""
+    return type(x).__module__.split(".")[0] == "torch"
+
+
+def check_int(value, name: str, *, minimum: int = 1) -> int:
+    """An integer >= ``minimum`` (bools rejected), returned as a Python int."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_number(value, name: str, *, minimum: float | None = None, positive: bool = False) -> float:
+    """A finite real number (bools rejected); ``positive`` requires > 0, ``minimum`` requires >= it."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if positive and not value > 0:
+        raise ValueError(f"{name} must be > 0, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum:g}, got {value!r}")
+    return float(value)
+
+
 def as_float_array(x, name: str) -> np.ndarray:
     """Convert ``x`` to a float64 array, raising a ValueError naming ``name`` if that fails."""
     try:

@@ -21,6 +21,7 @@ import numpy as np
 from scipy.special import log_softmax, softmax
 
 from marabook._validate import check_beta, check_distribution, check_finite
+from marabook.estimators import rloo_advantages
 from marabook.mara import mara_rewards
 from marabook.targets import kl_regularized_gradient
 
@@ -192,7 +193,7 @@ def train_sampled(ref_probs, rewards, beta, *, direction="reverse", mara_tau=Non
         if direction == "reverse":
             log_pi = log_softmax(theta, axis=-1)
             rew = rew - b * (log_pi[rows, ys] - log_ref[ys])
-        adv = rew - (rew.sum(axis=1, keepdims=True) - rew) / (n - 1)     # RLOO
+        adv = rloo_advantages(rew.ravel(), n).reshape(n_seeds, n)      # RLOO (eq. 5.2), one group per seed
         grad = np.zeros_like(theta)
         np.add.at(grad, (np.repeat(rows, n, axis=1), ys), adv)
         grad = (grad - adv.sum(axis=1, keepdims=True) * pi) / n          # sum_i A_i (e_{y_i} - pi) / N

@@ -13,13 +13,14 @@ optimum becomes flat over the good samples (eq. 4.2, :func:`mara_target`).
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 import numpy as np
 
-from marabook._validate import check_beta, check_distribution, check_finite
+from marabook._validate import check_beta, check_distribution, check_finite, is_torch
 from marabook.targets import reverse_kl_target
 
-__all__ = ["mara_rewards", "mara_target", "parse_tau"]
+__all__ = ["mara_rewards", "mara_target", "parse_tau", "Threshold"]
 
 _PERCENTILE = re.compile(r"^p(\d+(?:\.\d+)?)$")
 
@@ -46,8 +47,44 @@ def parse_tau(tau):
     return "value", value
 
 
-def _is_torch(x) -> bool:
-    return type(x).__module__.split(".")[0] == "torch"
+@dataclass(frozen=True)
+class Threshold:
+    """MARA's good-sample threshold, parsed and checked once (at a config's construction).
+
+    ``kind`` is ``"value"`` (``R >= value`` is good) or ``"percentile"`` (``value`` = Q: the Q-th
+    percentile of the rewards); ``scope`` says over which rewards a percentile is taken: ``"group"``
+    (each prompt group, the default) or ``"batch"`` (the whole batch; anchors stay per group). With
+    groups of 8 a per-group 90th percentile admits only each group's best sample, its own anchor, so
+    MARA changes nothing: per-batch percentiles are what the paper used for reward models.
+    """
+
+    kind: str
+    value: float
+    scope: str = "group"
+
+    @classmethod
+    def parse(cls, tau, scope: str = "group") -> "Threshold":
+        """From a number, a ``"pQ"`` string, or a Threshold (returned as is)."""
+        if isinstance(tau, Threshold):
+            return tau
+        if scope not in ("group", "batch"):
+            raise ValueError(f"tau_scope must be 'group' or 'batch', got {scope!r}")
+        kind, value = parse_tau(tau)
+        return cls(kind, value, scope)
+
+    def for_batch(self, rewards) -> "Threshold":
+        """A batch-scope percentile resolved to a value on this batch's ``rewards``; otherwise itself."""
+        if self.kind != "percentile" or self.scope != "batch":
+            return self
+        if is_torch(rewards):
+            import torch
+
+            return Threshold("value", float(torch.quantile(rewards.detach().double(), self.value / 100.0)))
+        return Threshold("value", float(np.quantile(np.asarray(rewards, dtype=float), self.value / 100.0)))
+
+    def __str__(self) -> str:
+        return f"p{self.value:g}" + (" (batch)" if self.scope == "batch" else "") if self.kind == "percentile" \
+            else f"{self.value:g}"
 
 
 def mara_rewards(rewards, ref_logprobs, beta, tau, groups=None):
@@ -61,9 +98,9 @@ def mara_rewards(rewards, ref_logprobs, beta, tau, groups=None):
         ``log pi_ref(y)`` of the same samples (for sequences: the sum of token log-probs); finite.
     beta : float > 0
         The KL coefficient of the trainer that will consume the rewards.
-    tau : float or str
-        Good-sample threshold. A number (``R >= tau`` is good), or ``"pQ"``: the Q-th percentile of
-        each group's rewards (see :func:`parse_tau`).
+    tau : float, str or Threshold
+        Good-sample threshold. A number (``R >= tau`` is good), ``"pQ"``: the Q-th percentile of
+        each group's rewards (see :func:`parse_tau`), or a :class:`Threshold` (for batch-scope percentiles).
     groups : 1-D integer array or tensor (N,), optional
         Group id per sample (e.g. the prompt index); each group gets its own anchor. ``None``: one group.
 
@@ -77,8 +114,9 @@ def mara_rewards(rewards, ref_logprobs, beta, tau, groups=None):
     b = check_beta(beta)
     if b.ndim != 0:
         raise ValueError("beta must be a scalar for mara_rewards")
-    kind, tau_value = parse_tau(tau)
-    if _is_torch(rewards) or _is_torch(ref_logprobs):
+    threshold = Threshold.parse(tau).for_batch(rewards)
+    kind, tau_value = threshold.kind, threshold.value
+    if is_torch(rewards) or is_torch(ref_logprobs):
         return _mara_torch(rewards, ref_logprobs, float(b), kind, tau_value, groups)
     r = check_finite(rewards, "rewards")
     lp = check_finite(ref_logprobs, "ref_logprobs")
@@ -116,7 +154,18 @@ def _group_ids_numpy(groups, n: int) -> np.ndarray:
     return np.unique(g, return_inverse=True)[1].reshape(n)
 
 
-def _mara_torch(rewards, ref_logprobs, beta: float, kind: str, tau_value: float, groups):
+def augment(rewards, ref_logprobs, beta: float, threshold: Threshold, groups):
+    """:func:`mara_rewards` for torch tensors a trainer has already validated (eq. 4.1).
+
+    The trainer checked ``beta`` and parsed ``threshold`` when its config was built, and ``rewards``
+    (the task's output) and ``ref_logprobs`` (its own forward pass) in the step; this path repeats
+    none of those checks, so the inner loop has no extra host synchronisations.
+    """
+    t = threshold.for_batch(rewards)
+    return _mara_torch(rewards, ref_logprobs, beta, t.kind, t.value, groups, check=False)
+
+
+def _mara_torch(rewards, ref_logprobs, beta: float, kind: str, tau_value: float, groups, check: bool = True):
     import torch
 
     if not (isinstance(rewards, torch.Tensor) and isinstance(ref_logprobs, torch.Tensor)):
@@ -129,9 +178,9 @@ def _mara_torch(rewards, ref_logprobs, beta: float, kind: str, tau_value: float,
     with torch.no_grad():
         r = rewards.detach().to(torch.float64)
         lp = ref_logprobs.detach().to(device=r.device, dtype=torch.float64)
-        if not torch.isfinite(r).all():
+        if check and not torch.isfinite(r).all():
             raise ValueError("rewards must be finite (no NaN or inf)")
-        if not torch.isfinite(lp).all():
+        if check and not torch.isfinite(lp).all():
             raise ValueError("ref_logprobs must be finite (no NaN or inf)")
         n = r.numel()
         if groups is None:

@@ -1,0 +1,213 @@
+"""Sequences: sampling completions from a causal LM and scoring them (book chapter 5, eq. 5.1).
+
+Works for any Hugging Face-style causal LM (called as ``model(input_ids=..., attention_mask=...,
+position_ids=...)``, returning ``.logits``) and its tokenizer. A completion is the generated tokens up
+to and including the first end-of-sequence token; its log-probability is the *sum* of its token
+log-probabilities; prompts are left-padded and never scored.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from typing import Sequence
+
+import numpy as np
+
+from marabook.plumbing import pad_sequences
+
+__all__ = ["token_logprobs", "sequence_logprobs", "completion_mask", "sample_completions", "encode_prompts",
+           "decode_completions", "sample_texts", "completion_logprobs"]
+
+
+def _check_ids(input_ids, attention_mask, name="input_ids"):
+    import torch
+
+    if not isinstance(input_ids, torch.Tensor) or input_ids.ndim != 2 or input_ids.numel() == 0:
+        raise ValueError(f"{name} must be a non-empty 2-D LongTensor (batch, length)")
+    if not isinstance(attention_mask, torch.Tensor) or attention_mask.shape != input_ids.shape:
+        raise ValueError(f"attention_mask must be a tensor with the shape of {name} {tuple(input_ids.shape)}")
+
+
+def _position_ids(attention_mask):
+    """Positions that skip left padding: 0 at each row's first real token."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def completion_mask(completion_ids, eos_token_id):
+    """1 for completion tokens up to and including the first ``eos_token_id``, 0 after it.
+
+    A completion that never emits EOS (truncated at ``max_new_tokens``) keeps all its tokens.
+    """
+    import torch
+
+    if not isinstance(completion_ids, torch.Tensor) or completion_ids.ndim != 2:
+        raise ValueError("completion_ids must be a 2-D tensor (batch, new_tokens)")
+    if not isinstance(eos_token_id, (int, np.integer)):
+        raise ValueError(f"eos_token_id must be an int, got {eos_token_id!r}")
+    is_eos = (completion_ids == eos_token_id).long()
+    # tokens strictly after the first EOS have a positive count of earlier EOS tokens
+    eos_before = is_eos.cumsum(-1) - is_eos
+    return (eos_before == 0).long()
+
+
+def token_logprobs(model, prompt_ids, prompt_mask, completion_ids, completion_mask_, autocast=None,
+                   dedupe: bool = True):
+    """Log-probabilities of each completion token under ``model``, shape (batch, new_tokens).
+
+    ``prompt_ids``/``prompt_mask`` are left-padded prompts; ``completion_ids`` the sampled tokens
+    and ``completion_mask_`` from :func:`completion_mask`. Position ids skip the left padding, so
+    a padded batch gives the same numbers as each sequence alone. Masked positions are set to 0.
+    Gradients flow when called outside ``torch.no_grad()``. Log-softmax is taken in float32.
+
+    ``dedupe``: run the model once per *distinct* row and copy the results back (same values, same
+    gradients; RL batches repeat each prompt ``group_size`` times and often repeat answers too).
+    """
+    import torch
+
+    _check_ids(prompt_ids, prompt_mask, "prompt_ids")
+    if completion_ids.ndim != 2 or completion_ids.shape[0] != prompt_ids.shape[0]:
+        raise ValueError("completion_ids must be 2-D with the batch size of prompt_ids")
+    if completion_mask_.shape != completion_ids.shape:
+        raise ValueError("completion_mask_ must have the shape of completion_ids")
+    ids = torch.cat([prompt_ids, completion_ids], 1)
+    mask = torch.cat([prompt_mask.long(), completion_mask_.long()], 1)
+    inverse = None
+    if dedupe and ids.shape[0] > 1:
+        rows = torch.cat([ids * mask, mask], 1)  # masked tokens do not matter
+        uniq, inverse = torch.unique(rows, dim=0, return_inverse=True)
+        if uniq.shape[0] == ids.shape[0]:
+            inverse = None
+        else:
+            first = torch.full((uniq.shape[0],), ids.shape[0], dtype=torch.long, device=ids.device)
+            first = first.scatter_reduce(0, inverse, torch.arange(ids.shape[0], device=ids.device), "amin")
+            ids, mask = ids[first], mask[first]
+            completion_ids, completion_mask_ = completion_ids[first], completion_mask_[first]
+    p = prompt_ids.shape[1]
+    with autocast() if autocast is not None else nullcontext():
+        logits = model(input_ids=ids, attention_mask=mask, position_ids=_position_ids(mask)).logits
+    logits = logits[:, p - 1:-1].float()
+    lp = torch.log_softmax(logits, -1).gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1)
+    lp = lp * completion_mask_.to(lp.dtype)
+    return lp if inverse is None else lp[inverse]
+
+
+def sequence_logprobs(model, prompt_ids, prompt_mask, completion_ids, completion_mask_, autocast=None,
+                      dedupe: bool = True):
+    """``log pi(y | x)``: the sum of the completion's token log-probabilities (eq. 5.1), shape (batch,)."""
+    return token_logprobs(model, prompt_ids, prompt_mask, completion_ids, completion_mask_, autocast,
+                          dedupe).sum(-1)
+
+
+def sample_completions(model, prompt_ids, prompt_mask, *, max_new_tokens, eos_token_id, pad_token_id,
+                       generator, temperature=1.0, autocast=None, num_samples: int = 1):
+    """Sample completions token by token (ancestral sampling, a KV cache, no top-k/top-p).
+
+    Returns ``(completion_ids, mask)``, both (batch * num_samples, T) with ``T <= max_new_tokens``;
+    after a row's EOS its tokens are ``pad_token_id`` and its mask is 0. With ``num_samples > 1``
+    each prompt is encoded once and its cache repeated (rows come prompt after prompt, like
+    ``prompt_ids.repeat_interleave(num_samples, 0)``). All randomness comes from ``generator`` (a
+    ``torch.Generator`` on the model's device): the same generator state gives the same samples.
+    """
+    import torch
+
+    _check_ids(prompt_ids, prompt_mask, "prompt_ids")
+    if not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}")
+    if not (isinstance(temperature, (int, float)) and temperature > 0):
+        raise ValueError(f"temperature must be positive, got {temperature!r}")
+    if not isinstance(generator, torch.Generator):
+        raise ValueError("generator must be a torch.Generator")
+    if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) or num_samples < 1:
+        raise ValueError(f"num_samples must be a positive int, got {num_samples!r}")
+    mask = prompt_mask.long()
+    pos = _position_ids(mask)
+    out = []
+    ctx = autocast if autocast is not None else nullcontext
+    with torch.no_grad(), ctx():
+        res = model(input_ids=prompt_ids, attention_mask=mask, position_ids=pos, use_cache=True)
+        past, logits = res.past_key_values, res.logits[:, -1]
+        if num_samples > 1:
+            logits = logits.repeat_interleave(num_samples, 0)
+            mask = mask.repeat_interleave(num_samples, 0)
+            pos = pos.repeat_interleave(num_samples, 0)
+            if past is not None:
+                past.batch_repeat_interleave(num_samples)
+        b = logits.shape[0]
+        finished = torch.zeros(b, dtype=torch.bool, device=prompt_ids.device)
+        next_pos = pos[:, -1:] + 1
+        for _ in range(max_new_tokens):
+            probs = torch.softmax(logits.float() / temperature, -1)
+            tok = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+            tok = torch.where(finished, torch.full_like(tok, pad_token_id), tok)
+            out.append(tok)
+            finished = finished | (tok == eos_token_id)
+            if bool(finished.all()) or len(out) == max_new_tokens:
+                break
+            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], 1)
+            res = model(input_ids=tok[:, None], attention_mask=mask, position_ids=next_pos,
+                        past_key_values=past, use_cache=True)
+            past, logits = res.past_key_values, res.logits[:, -1]
+            next_pos = next_pos + 1
+    ids = torch.stack(out, 1)
+    return ids, completion_mask(ids, int(eos_token_id))
+
+
+def _pad_id(tokenizer) -> int:
+    if tokenizer.eos_token_id is None:
+        raise ValueError("tokenizer must define eos_token_id")
+    return int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id)
+
+
+def encode_prompts(tokenizer, prompts: Sequence[str], device="cpu"):
+    """Left-padded prompt ids and attention mask, ``(ids, mask)``, both (len(prompts), width)."""
+    if isinstance(prompts, str) or len(prompts) == 0:
+        raise ValueError("prompts must be a non-empty list of strings")
+    enc = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    for p, e in zip(prompts, enc):
+        if len(e) == 0:
+            raise ValueError(f"prompt {p!r} encodes to no tokens")
+    return pad_sequences(enc, _pad_id(tokenizer), left=True, device=device)
+
+
+def decode_completions(tokenizer, completion_ids, mask) -> list[str]:
+    """Completion texts without EOS and padding (the inverse of the sampler's output)."""
+    eos = tokenizer.eos_token_id
+    rows = []
+    for ids, m in zip(completion_ids.tolist(), mask.tolist()):
+        toks = [t for t, keep in zip(ids, m) if keep and t != eos]
+        rows.append(tokenizer.decode(toks, skip_special_tokens=True))
+    return rows
+
+
+def sample_texts(model, tokenizer, prompts: Sequence[str], *, n_per_prompt: int = 1, max_new_tokens: int = 8,
+                 seed: int = 0, temperature: float = 1.0, autocast=None) -> list[str]:
+    """``n_per_prompt`` sampled completions (text) for each prompt, prompt after prompt, from a fresh
+    generator seeded with ``seed`` (so the same call always returns the same texts)."""
+    import torch
+
+    if isinstance(n_per_prompt, bool) or not isinstance(n_per_prompt, int) or n_per_prompt < 1:
+        raise ValueError(f"n_per_prompt must be a positive int, got {n_per_prompt!r}")
+    device = next(model.parameters()).device
+    ids, mask = encode_prompts(tokenizer, prompts, device)
+    gen = torch.Generator(device=device)
+    gen.manual_seed(seed)
+    comp, cmask = sample_completions(model, ids, mask, max_new_tokens=max_new_tokens,
+                                     eos_token_id=int(tokenizer.eos_token_id), pad_token_id=_pad_id(tokenizer),
+                                     generator=gen, temperature=temperature, autocast=autocast,
+                                     num_samples=n_per_prompt)
+    return decode_completions(tokenizer, comp, cmask)
+
+
+def completion_logprobs(model, tokenizer, prompts: Sequence[str], completions: Sequence[str]):
+    """``log pi(completion + EOS | prompt)`` (eq. 5.1) for text pairs, a float tensor (N,), no gradient."""
+    import torch
+
+    if isinstance(completions, str) or len(completions) != len(prompts):
+        raise ValueError("completions must be a list with one string per prompt")
+    device = next(model.parameters()).device
+    p_ids, p_mask = encode_prompts(tokenizer, prompts, device)
+    eos = int(tokenizer.eos_token_id)
+    enc = [tokenizer(c, add_special_tokens=False)["input_ids"] + [eos] for c in completions]
+    c_ids, c_mask = pad_sequences(enc, eos, device=device)
+    with torch.no_grad():
+        return sequence_logprobs(model, p_ids, p_mask, c_ids, c_mask)
