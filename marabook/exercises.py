@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 
 from marabook import mara, metrics, targets
-from marabook.widgets import explorer_problem
+from marabook.problems import explorer_problem
 
 __all__ = ["check", "EXERCISES"]
 

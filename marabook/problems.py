@@ -13,6 +13,7 @@ import numpy as np
 from marabook._validate import check_finite
 
 __all__ = [
+    "explorer_problem",
     "Problem",
     "three_action_equal_support",
     "three_action_equal_reward",
@@ -133,3 +134,21 @@ def two_block_tokens(n_tokens: int = 100, blocks=((10, 20), (60, 70)), decay: fl
     log_ref = -decay * y.astype(float)
     log_ref -= np.logaddexp.reduce(log_ref)
     return Problem(name="two blocks", ref_probs=np.exp(log_ref), rewards=rewards, modes=modes, peaks=peaks)
+
+
+_CENTERS = (20, 70)
+
+
+def explorer_problem(reward_gap: float, ref_gap: float) -> Problem:
+    """The chapter-3 two-bump problem with a chosen reward gap and reference log-gap.
+
+    Mode 2 has reward 1 and mode 1 has ``1 - reward_gap``; the reference decays linearly in log
+    space so that ``log pi_ref(peak 1) - log pi_ref(peak 2) = ref_gap`` (mode 1 is better supported
+    when ``ref_gap > 0``). Chapter 3's explorer (:mod:`marabook.widgets`) draws it.
+    """
+    if not np.isfinite(reward_gap) or not 0 <= reward_gap <= 1:
+        raise ValueError(f"reward_gap must lie in [0, 1], got {reward_gap!r}")
+    if not np.isfinite(ref_gap):
+        raise ValueError(f"ref_gap must be finite, got {ref_gap!r}")
+    return bimodal_tokens(centers=_CENTERS, heights=(1.0 - reward_gap, 1.0),
+                          ref_slope=ref_gap / (_CENTERS[1] - _CENTERS[0]))

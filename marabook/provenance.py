@@ -13,7 +13,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-__all__ = ["provenance", "save_json", "load_json"]
+__all__ = ["provenance", "save_json", "load_json", "RESULTS_DIR", "stored_path", "load_stored", "describe"]
+
+#: Where the stored full-scale results live: inside the package, so that Colab and pip readers get them.
+RESULTS_DIR = Path(__file__).resolve().parent / "data" / "results"
 
 
 def _git_revision() -> str:
@@ -74,3 +77,29 @@ def load_json(path) -> dict:
     if not isinstance(data, dict) or "provenance" not in data or "results" not in data:
         raise ValueError(f"path {path} is not a marabook results file (no provenance block)")
     return data
+
+
+def stored_path(name: str) -> Path:
+    """The path of the stored result ``name`` (e.g. ``"reinvent"``) in :data:`RESULTS_DIR`."""
+    if not isinstance(name, str) or not name or "/" in name or name.endswith(".json"):
+        raise ValueError(f"name must be a stored result's name such as 'reinvent', got {name!r}")
+    return RESULTS_DIR / f"{name}.json"
+
+
+def load_stored(name: str) -> dict:
+    """The stored result ``name`` shipped with the package (``{"provenance", "results"}``).
+
+    Raises FileNotFoundError naming the script that writes it when it is missing."""
+    path = stored_path(name)
+    if not path.exists():
+        raise FileNotFoundError(f"no stored result {name!r} at {path}; the scripts in scripts/ write it")
+    return load_json(path)
+
+
+def describe(prov: dict) -> str:
+    """One line for a reader: ``stored: <command> | revision <rev> | <device> | <date>``."""
+    for key in ("command", "git_revision", "device", "date"):
+        if key not in prov:
+            raise ValueError(f"prov must have a {key!r} entry")
+    date = str(prov["date"])[:10]
+    return f"stored: {prov['command']} | revision {str(prov['git_revision'])[:12]} | {prov['device']} | {date}"

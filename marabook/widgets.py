@@ -3,32 +3,13 @@
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
-import numpy as np
 
 from marabook.metrics import mass_on
 from marabook.plotting import new_figure, plot_targets
-from marabook.problems import Problem, bimodal_tokens
+from marabook.problems import explorer_problem
 from marabook.targets import forward_kl_target, reverse_kl_target
 
 __all__ = ["explorer_problem", "draw_explorer", "target_explorer", "explorer_grid"]
-
-_CENTERS = (20, 70)
-
-
-def explorer_problem(reward_gap: float, ref_gap: float) -> Problem:
-    """The chapter-3 two-bump problem with a chosen reward gap and reference log-gap.
-
-    Mode 2 has reward 1 and mode 1 has ``1 - reward_gap``; the reference decays linearly in log
-    space so that ``log pi_ref(peak 1) - log pi_ref(peak 2) = ref_gap`` (mode 1 is better supported
-    when ``ref_gap > 0``).
-    """
-    if not np.isfinite(reward_gap) or not 0 <= reward_gap <= 1:
-        raise ValueError(f"reward_gap must lie in [0, 1], got {reward_gap!r}")
-    if not np.isfinite(ref_gap):
-        raise ValueError(f"ref_gap must be finite, got {ref_gap!r}")
-    return bimodal_tokens(centers=_CENTERS, heights=(1.0 - reward_gap, 1.0),
-                          ref_slope=ref_gap / (_CENTERS[1] - _CENTERS[0]))
-
 
 def draw_explorer(ax, beta: float, reward_gap: float, ref_gap: float):
     """One explorer panel: both targets at ``beta`` and the mass each puts on each mode."""

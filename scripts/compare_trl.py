@@ -1,7 +1,7 @@
 """TRL's GRPOTrainer vs marabook's trainer on the 1-2 task, same tiny model, same beta (chapter 5).
 
     pip install -e ".[trl]"
-    python scripts/compare_trl.py                       # writes book/results/trl_onetwo.json
+    python scripts/compare_trl.py                       # writes marabook/data/results/trl_onetwo.json
     python scripts/compare_trl.py --seeds 3 --steps 100 --betas 0.001 0.01 0.03
 
 For each seed and beta it runs, on the shipped reference LM (CPU):
@@ -15,7 +15,6 @@ and its wall time per step. Results are saved with provenance.
 """
 
 import argparse
-import copy
 import time
 from pathlib import Path
 
@@ -23,11 +22,9 @@ import numpy as np
 import torch
 
 from marabook import lm, rl
+from marabook.experiments import onetwo
 from marabook.mara import mara_rewards
-from marabook.provenance import save_json
-
-ROOT = Path(__file__).resolve().parents[1]
-
+from marabook.provenance import RESULTS_DIR, save_json
 
 def make_reward(task, tokenizer, ref_model, beta, mara_tau, group_size):
     """A TRL reward function: the task's 0/1 reward, MARA-augmented per prompt group if asked."""
@@ -75,7 +72,7 @@ def run_marabook(beta, mara_tau, advantage, seed, steps):
     model, tok = lm.load_reference_lm()
     cfg = rl.RLConfig(beta=beta, kl="reverse_k3", advantage=advantage, mara_tau=mara_tau, steps=steps,
                       group_size=8, prompts_per_step=4, lr=3e-3, max_new_tokens=4, seed=seed)
-    res = lm.run_onetwo(cfg, model=model, tokenizer=tok, device="cpu")
+    res = onetwo.run(cfg, model=model, tokenizer=tok, device="cpu")
     final = {k: v for k, v in res["final"].items() if k != "per_prompt"}
     return final
 
@@ -85,7 +82,7 @@ def main(argv=None):
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--betas", type=float, nargs="+", default=[0.01])
-    ap.add_argument("--out", default=str(ROOT / "book" / "results" / "trl_onetwo.json"))
+    ap.add_argument("--out", default=str(RESULTS_DIR / "trl_onetwo.json"))
     ap.add_argument("--work", default="/tmp/marabook_trl")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)

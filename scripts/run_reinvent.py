@@ -10,7 +10,7 @@ Stored results were made one task per call on a GPU machine and merged:
     python scripts/run_reinvent.py --tasks multi_mode --out b.json --device cuda --workers 14
     python scripts/run_reinvent.py --merge a.json b.json
 
-Writes book/results/reinvent.json (runs: summary metrics, per-step history, top molecules; provenance).
+Writes marabook/data/results/reinvent.json (runs: summary metrics, per-step history, top molecules; provenance).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import argparse
 import sys
 import time
 
-from marabook.chem.reinvent import METHODS, run_reinvent_grid
-from marabook.provenance import load_json, save_json
+from marabook.experiments.molecules import METHODS, sweep
+from marabook.provenance import RESULTS_DIR, load_json, save_json
 
 
 COMMAND = "python scripts/run_reinvent.py " + " ".join(sys.argv[1:])
@@ -36,7 +36,7 @@ def main():
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--tasks", nargs="+", default=["product", "multi_mode"])
-    ap.add_argument("--out", default="book/results/reinvent.json")
+    ap.add_argument("--out", default=str(RESULTS_DIR / "reinvent.json"))
     ap.add_argument("--merge", nargs="+", help="combine result files (e.g. one per task) into --out")
     args = ap.parse_args()
     if args.merge:
@@ -49,7 +49,7 @@ def main():
         print(f"merged {len(res['runs'])} runs -> {args.out}")
         return
     t0 = time.time()
-    runs = run_reinvent_grid(args.tasks, METHODS, range(args.seeds), budget=args.budget, workers=args.workers,
+    runs = sweep(args.tasks, METHODS, range(args.seeds), budget=args.budget, workers=args.workers,
                              device=args.device, batch_size=args.batch_size, sigma=args.sigma, lr=args.lr)
     for r in runs:  # keep the stored file small: the score curve, not every log field
         r["history"] = {k: [h[k] for h in r["history"]] for k in ("calls", "score", "valid", "unique")}

@@ -1,4 +1,4 @@
-"""Stored results carry provenance; every stored results file in book/results is well formed."""
+"""Stored results carry provenance; every stored results file shipped in marabook/data/results is well formed."""
 
 import json
 from pathlib import Path
@@ -8,7 +8,7 @@ import pytest
 from marabook import provenance
 
 ROOT = Path(__file__).resolve().parents[1]
-STORED = sorted((ROOT / "book" / "results").glob("*.json"))
+STORED = sorted(provenance.RESULTS_DIR.glob("*.json"))
 
 
 def test_save_and_load_roundtrip(tmp_path):

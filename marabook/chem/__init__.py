@@ -7,16 +7,15 @@ Needs ``torch`` and ``rdkit`` (``pip install "marabook[chem]"``).
 from marabook.chem.data import load_smiles
 from marabook.chem.draw import draw_grid
 from marabook.chem.metrics import (discovery_curve, fingerprints, hits_above, intdiv, modes_covered, n_circles, novelty,
-                                   oracle_burden, sample_report, similarity_matrix, uniqueness, validity,
-                                   yield_count)
-from marabook.chem.oracles import (REFERENCE_DRUGS, Oracle, assign_modes, bulk_tanimoto, canonical_smiles,
+                                   oracle_burden, sample_report, similarity_matrix, summarize_run, uniqueness,
+                                   validity, yield_count)
+from marabook.chem.oracles import (REFERENCE_DRUGS, Oracle, OracleRecord, assign_modes, bulk_tanimoto, canonical_smiles,
                                    hbd_count, heavy_atoms, is_valid, make_reward, morgan_fingerprint,
                                    multi_mode_task, murcko_scaffold, product_task, qed_score, sa_score,
                                    tanimoto)
 from marabook.chem.prior import SmilesGRU, load_prior, pretrain_prior
-from marabook.chem.reinvent import (METHODS, ReinventConfig, ReinventTrainer, compare_methods, dap_fixed_point,
-                                    dap_loss, fit_dap_tabular, format_comparison, method_config, mode_table,
-                                    run_reinvent, run_reinvent_grid, summarize_run)
+from marabook.chem.reinvent import (DiversityFilter, MaraTransform, ReinventConfig, ReinventTrainer, ReplayMemory,
+                                    ScoreTransform, dap_fixed_point, dap_loss, fit_dap_tabular)
 from marabook.chem.tokenizer import SmilesTokenizer
 
 __all__ = ["load_smiles", "SmilesTokenizer", "SmilesGRU", "load_prior", "pretrain_prior", "is_valid",
@@ -24,6 +23,19 @@ __all__ = ["load_smiles", "SmilesTokenizer", "SmilesGRU", "load_prior", "pretrai
            "tanimoto", "bulk_tanimoto", "murcko_scaffold", "Oracle", "make_reward", "product_task",
            "multi_mode_task", "REFERENCE_DRUGS", "assign_modes", "validity", "uniqueness", "novelty",
            "sample_report", "fingerprints", "similarity_matrix", "intdiv", "n_circles", "yield_count",
-           "oracle_burden", "hits_above", "modes_covered", "discovery_curve", "draw_grid", "METHODS", "ReinventConfig",
-           "ReinventTrainer", "compare_methods", "dap_fixed_point", "dap_loss", "fit_dap_tabular",
-           "format_comparison", "method_config", "mode_table", "run_reinvent", "run_reinvent_grid", "summarize_run"]
+           "oracle_burden", "hits_above", "modes_covered", "discovery_curve", "draw_grid", "ReinventConfig",
+           "ReinventTrainer", "dap_fixed_point", "dap_loss", "fit_dap_tabular", "summarize_run", "OracleRecord",
+           "ScoreTransform", "MaraTransform", "DiversityFilter", "ReplayMemory"]
+
+# Names of the first edition that moved up to marabook.experiments.molecules: still importable from here,
+# resolved on first use (PEP 562) so that importing marabook.chem never imports the experiments layer.
+MOVED = {name: "molecules" for name in ("METHODS", "method_config", "run_reinvent", "run_reinvent_grid",
+                                        "compare_methods", "format_comparison", "mode_table")}
+
+
+def __getattr__(name):
+    if name in MOVED:
+        import importlib
+
+        return getattr(importlib.import_module(f"marabook.experiments.{MOVED[name]}"), name)
+    raise AttributeError(f"module 'marabook.chem' has no attribute {name!r}")

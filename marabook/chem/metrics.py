@@ -8,7 +8,7 @@ from typing import Sequence
 
 import numpy as np
 
-from marabook.chem.oracles import _fp_mol, _rdkit, canonical_smiles, mol_from_smiles
+from marabook.chem.oracles import OracleRecord, _fp_mol, _rdkit, canonical_smiles, mol_from_smiles
 
 __all__ = ["validity", "uniqueness", "novelty", "sample_report", "fingerprints", "similarity_matrix",
            "intdiv", "n_circles", "yield_count", "oracle_burden", "hits_above", "modes_covered",
@@ -102,20 +102,23 @@ def n_circles(smiles, threshold: float = 0.75) -> int:
     return len(kept)
 
 
-def _check_records(records):
+def _check_records(records) -> list:
+    """Records as :class:`~marabook.chem.oracles.OracleRecord` (plain 4-tuples are accepted)."""
+    out = []
     for r in records:
-        if len(r) != 4:
-            raise ValueError("records must be (call_index, smiles, canonical, score) tuples")
-    return records
+        if isinstance(r, (str, bytes)) or not hasattr(r, "__len__") or len(r) != 4:
+            raise ValueError("records must be (call, smiles, canonical, score) tuples")
+        out.append(r if isinstance(r, OracleRecord) else OracleRecord(*r))
+    return out
 
 
 def hits_above(records, threshold: float) -> list:
     """Distinct canonical molecules whose score is >= ``threshold``, in order of first discovery."""
     seen, out = set(), []
-    for _, _, canon, score in _check_records(records):
-        if canon is not None and score >= threshold and canon not in seen:
-            seen.add(canon)
-            out.append(canon)
+    for r in _check_records(records):
+        if r.canonical is not None and r.score >= threshold and r.canonical not in seen:
+            seen.add(r.canonical)
+            out.append(r.canonical)
     return out
 
 
@@ -130,11 +133,11 @@ def oracle_burden(records, threshold: float, k: int = 100):
     if not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
     seen = set()
-    for call, _, canon, score in _check_records(records):
-        if canon is not None and score >= threshold and canon not in seen:
-            seen.add(canon)
+    for r in _check_records(records):
+        if r.canonical is not None and r.score >= threshold and r.canonical not in seen:
+            seen.add(r.canonical)
             if len(seen) == k:
-                return int(call) + 1
+                return int(r.call) + 1
     return None
 
 
@@ -142,7 +145,7 @@ def discovery_curve(records, thresholds=(0.80, 0.85), at=None) -> dict:
     """Cumulative counts over a run: distinct valid molecules and distinct hits at or above each threshold,
     after each number of oracle calls in ``at`` (default: every call). ``{"calls", "distinct",
     "hits@0.80", ...}``; the last entry of ``hits@t`` is the run's Yield at ``t``."""
-    _check_records(records)
+    records = _check_records(records)
     at = list(range(1, len(records) + 1)) if at is None else sorted(int(a) for a in at)
     seen, hits = set(), {t: set() for t in thresholds}
     out = {"calls": at, "distinct": []}
@@ -150,7 +153,7 @@ def discovery_curve(records, thresholds=(0.80, 0.85), at=None) -> dict:
     j = 0
     for n in at:
         while j < min(n, len(records)):
-            _, _, canon, score = records[j]
+            canon, score = records[j].canonical, records[j].score
             if canon is not None:
                 seen.add(canon)
                 for t in thresholds:
@@ -170,3 +173,26 @@ def modes_covered(modes: Sequence, min_hits: int = 1) -> dict:
         if m is not None:
             counts[m] = counts.get(m, 0) + 1
     return {"hits": counts, "covered": sum(v >= min_hits for v in counts.values())}
+
+
+def summarize_run(records, thresholds=(0.80, 0.85), k: int = 100, modes=None) -> dict:
+    """Chapter 8's metrics of one run from its oracle records: validity and uniqueness of everything
+    sampled; per screening threshold the Yield, OB``k``, and IntDiv1 and #Circles of the hits; with
+    ``modes`` (a function ``list[str] -> list[label]``) the hits per mode and the modes covered."""
+    calls = len(records)
+    records = _check_records(records)
+    canon = [r.canonical for r in records]
+    valid = [c for c in canon if c is not None]
+    out = {"calls": calls, "validity": len(valid) / calls if calls else 0.0,
+           "uniqueness": len(set(valid)) / len(valid) if valid else 0.0}
+    for t in thresholds:
+        hits = hits_above(records, t)
+        key = f"{t:.2f}"
+        out[f"yield@{key}"] = len(hits)
+        ob = oracle_burden(records, t, k)
+        out[f"OB{k}@{key}"] = ob
+        out[f"intdiv1@{key}"] = intdiv(hits) if len(hits) > 1 else 0.0
+        out[f"circles@{key}"] = n_circles(hits)
+        if modes is not None:
+            out[f"modes@{key}"] = modes_covered(modes(hits))["hits"]
+    return out

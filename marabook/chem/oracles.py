@@ -20,12 +20,12 @@ import math
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 
 __all__ = ["mol_from_smiles", "is_valid", "canonical_smiles", "qed_score", "sa_score", "hbd_count",
-           "heavy_atoms", "morgan_fingerprint", "tanimoto", "bulk_tanimoto", "ramp", "Oracle", "make_reward",
+           "heavy_atoms", "morgan_fingerprint", "tanimoto", "bulk_tanimoto", "ramp", "Oracle", "OracleRecord", "make_reward",
            "qed_term", "hbd_term", "sa_term", "size_term", "similarity_term", "product_task",
            "multi_mode_task", "REFERENCE_DRUGS", "assign_modes", "murcko_scaffold"]
 
@@ -269,6 +269,15 @@ def make_reward(*terms: Callable, aggregate: str = "product"):
     return reward
 
 
+class OracleRecord(NamedTuple):
+    """One oracle call: its index, the string proposed, its canonical SMILES (None if invalid), the score."""
+
+    call: int
+    smiles: str
+    canonical: str | None
+    score: float
+
+
 @dataclass
 class Oracle:
     """A counted, recorded oracle around a batch scoring function with values in [0, 1].
@@ -279,7 +288,7 @@ class Oracle:
 
     Every string passed in is one oracle call (invalid and repeated strings included: the budget counts
     what the generator proposed). Invalid strings score 0 without reaching ``score_fn`` and are counted
-    in ``n_invalid``. ``records`` keeps ``(call_index, smiles, canonical, score)`` for every call, which
+    in ``n_invalid``. ``records`` keeps an :class:`OracleRecord` ``(call, smiles, canonical, score)`` for every call, which
     is what Yield, OB100 and the diversity metrics are computed from.
     """
 
@@ -320,7 +329,7 @@ class Oracle:
                 raise ValueError(f"score_fn returned shape {vals.shape}, expected ({len(valid_idx)},)")
             scores[valid_idx] = np.nan_to_num(np.clip(vals, 0.0, 1.0), nan=0.0)
         for s, c, v in zip(smiles, canon, scores):
-            self.records.append((self.calls, s, c, float(v)))
+            self.records.append(OracleRecord(self.calls, s, c, float(v)))
             self.calls += 1
         self.n_invalid += len(smiles) - len(valid_idx)
         return scores
@@ -331,7 +340,7 @@ class Oracle:
 
     def load_state_dict(self, state: dict) -> None:
         self.calls, self.n_invalid = int(state["calls"]), int(state["n_invalid"])
-        self.records = [tuple(r) for r in state["records"]]
+        self.records = [OracleRecord(*r) for r in state["records"]]
 
 
 def product_task(budget: int | None = None) -> Oracle:

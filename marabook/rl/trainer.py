@@ -38,7 +38,7 @@ from typing import Protocol, Sequence
 import numpy as np
 
 from marabook._validate import check_int, check_number
-from marabook.estimators import ADVANTAGES, _advantages, _k3, advantage_algorithm, kl_k1
+from marabook.estimators import _advantages, _k3, advantage_algorithm, kl_k1
 from marabook.mara import Threshold, augment, mara_rewards
 from marabook.plumbing import TrainLoop, default_device as _default_device
 from marabook.rl.sequences import decode_completions, encode_prompts, sample_completions, sample_texts, token_logprobs

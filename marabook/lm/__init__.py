@@ -1,0 +1,37 @@
+"""Language models for the book (chapters 5-6; needs torch and transformers: ``pip install "marabook[lm]"``).
+
+* :mod:`marabook.lm.models`: :func:`load_causal_lm` (any Hugging Face causal LM, by hub id on Colab or
+  from a directory), :func:`load_reference_lm` (the project's tiny GPT-2, shipped, offline), the
+  sentence encoder for semantic diversity and :class:`RewardModelScorer`;
+* :mod:`marabook.lm.tasks`: :class:`OneTwoTask` (chapter 5), :class:`NameTask` (chapter 6),
+  :class:`ScoredTask` (any reward model), exact answer probabilities;
+* :mod:`marabook.lm.pretrain`: the synthetic corpus and the reference LM's pretraining.
+
+The experiments built on these (``run_onetwo``, ``run_open_ended``, ...) live in
+:mod:`marabook.experiments`; their first-edition names stay importable from here.
+"""
+
+from marabook.lm.models import (EOS, REFERENCE_LM_DIR, RewardModelScorer, SentenceEmbedder, load_causal_lm,
+                                load_reference_lm, load_sentence_embedder)
+from marabook.lm.pretrain import build_tokenizer, pretrain_reference_lm, reference_corpus
+from marabook.lm.tasks import (NAME_CATEGORIES, ONE_TWO_CORPUS_ANSWERS, ONE_TWO_QUESTIONS, NameTask, OneTwoTask,
+                               ScoredTask, answer_logprobs, onetwo_answer_probs)
+
+__all__ = ["EOS", "REFERENCE_LM_DIR", "load_causal_lm", "load_reference_lm", "SentenceEmbedder",
+           "load_sentence_embedder", "RewardModelScorer", "reference_corpus", "build_tokenizer",
+           "pretrain_reference_lm", "ONE_TWO_QUESTIONS", "ONE_TWO_CORPUS_ANSWERS", "NAME_CATEGORIES", "OneTwoTask",
+           "NameTask", "ScoredTask", "answer_logprobs", "onetwo_answer_probs"]
+
+# Names of the first edition that moved up to marabook.experiments: still importable from here, resolved
+# on first use (PEP 562) so that importing marabook.lm never imports the experiments layer.
+MOVED = {"run_onetwo": "onetwo", "run_onetwo_sweep": "onetwo", "summarize_onetwo": "onetwo",
+         "evaluate_open_ended": "open_ended", "run_open_ended": "open_ended", "open_ended_configs": "open_ended",
+         "OPEN_ENDED_METHODS": "open_ended"}
+
+
+def __getattr__(name):
+    if name in MOVED:
+        import importlib
+
+        return getattr(importlib.import_module(f"marabook.experiments.{MOVED[name]}"), name)
+    raise AttributeError(f"module 'marabook.lm' has no attribute {name!r}")
