@@ -46,12 +46,14 @@ class ExecutedChapter:
 
 
 def copy_book_source(dest: Path) -> Path:
-    """The book's sources (config, toc, book/) copied to ``dest``; the package is imported as installed."""
+    """The book's sources (config, toc, book/) copied to ``dest``, and a link to the package whose code
+    the chapters include; the package itself is imported as installed."""
     dest.mkdir(parents=True, exist_ok=True)
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy2(ROOT / name, dest / name)
     shutil.copytree(ROOT / "book", dest / "book",
                     ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
+    (dest / "marabook").symlink_to(ROOT / "marabook")  # the chapters' literalinclude of the package's code
     return dest
 
 

@@ -1,5 +1,6 @@
 """marabook.rl: KL estimators, advantages, sequence log-probs, sampling, the trainer."""
 
+import copy
 import math
 
 import numpy as np
@@ -440,3 +441,42 @@ def test_new_public_functions_reject_bad_input():
         rl.expected_kl_gradients([0.0], [1.0])
     with pytest.raises(ValueError, match="ref_probs"):
         rl.expected_kl_gradients([0.0, 0.0], [0.5, 0.6])
+
+
+# ---------------------------------------------------------------- chapter 5's naive step -----
+def _chapter_naive_step():
+    """The ``naive_step`` function chapter 5 writes from the equations (the cell tagged naive-step)."""
+    import json
+    from pathlib import Path
+
+    from marabook.mara import mara_rewards
+
+    nb = json.loads((Path(__file__).resolve().parents[1] / "book" / "05_rl_language_models.ipynb").read_text())
+    cells = [c for c in nb["cells"] if "naive-step" in c.get("metadata", {}).get("tags", [])]
+    assert len(cells) == 1, "chapter 5 must have exactly one cell tagged naive-step"
+    namespace = {"torch": torch, "rl": rl, "mara_rewards": mara_rewards}
+    exec("".join(cells[0]["source"]), namespace)  # noqa: S102 - the book's own code
+    return namespace["naive_step"]
+
+
+@pytest.mark.parametrize("mara_tau", [None, 1.0])
+def test_chapter_naive_step_equals_the_trainer_step(mara_tau):
+    """Two steps on the shipped LM and the 1-2 task: the chapter's 20-line step and Trainer.train_step
+    do the same float32 operations from the same seed, so the weights agree to rounding (measured: equal)."""
+    from marabook import lm
+
+    naive_step = _chapter_naive_step()
+    model, tok = lm.load_reference_lm()
+    task = lm.OneTwoTask.for_reference_lm()
+    cfg = rl.RLConfig(beta=0.05, mara_tau=mara_tau, group_size=8, prompts_per_step=3, steps=2, lr=1e-2,
+                      max_new_tokens=4, max_grad_norm=None, seed=3)
+    a, b = copy.deepcopy(model), copy.deepcopy(model)
+    trainer = rl.Trainer(a, tok, task, cfg, ref_model=model, device="cpu", progress=False)
+    opt, gen = torch.optim.Adam(b.parameters(), lr=cfg.lr), torch.Generator().manual_seed(cfg.seed)
+    for _ in range(2):
+        trainer.train_step()
+        naive_step(b, model, tok, task, opt, gen, cfg)
+    moved = max(float((p - q).abs().max()) for p, q in zip(a.parameters(), model.parameters()))
+    assert moved > 1e-3  # the step did something
+    for (name, p), q in zip(a.named_parameters(), b.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=1e-6, msg=f"{name} differs")

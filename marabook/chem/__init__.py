@@ -4,6 +4,7 @@ molecule metrics, and the REINVENT loop with MARA.
 Needs ``torch`` and ``rdkit`` (``pip install "marabook[chem]"``).
 """
 
+from marabook._compat import moved_getattr
 from marabook.chem.data import load_smiles
 from marabook.chem.draw import draw_grid
 from marabook.chem.metrics import (discovery_curve, fingerprints, hits_above, intdiv, modes_covered, n_circles, novelty,
@@ -14,7 +15,7 @@ from marabook.chem.oracles import (REFERENCE_DRUGS, Oracle, OracleRecord, assign
                                    multi_mode_task, murcko_scaffold, product_task, qed_score, sa_score,
                                    tanimoto)
 from marabook.chem.prior import SmilesGRU, load_prior, pretrain_prior
-from marabook.chem.reinvent import (DiversityFilter, MaraTransform, ReinventConfig, ReinventTrainer, ReplayMemory,
+from marabook.chem.reinvent import (MOVED, DiversityFilter, MaraTransform, ReinventConfig, ReinventTrainer, ReplayMemory,
                                     ScoreTransform, dap_fixed_point, dap_loss, fit_dap_tabular)
 from marabook.chem.tokenizer import SmilesTokenizer
 
@@ -27,15 +28,6 @@ __all__ = ["load_smiles", "SmilesTokenizer", "SmilesGRU", "load_prior", "pretrai
            "ReinventTrainer", "dap_fixed_point", "dap_loss", "fit_dap_tabular", "summarize_run", "OracleRecord",
            "ScoreTransform", "MaraTransform", "DiversityFilter", "ReplayMemory"]
 
-# Names of the first edition that moved up to marabook.experiments.molecules: still importable from here,
-# resolved on first use (PEP 562) so that importing marabook.chem never imports the experiments layer.
-MOVED = {name: "molecules" for name in ("METHODS", "method_config", "run_reinvent", "run_reinvent_grid",
-                                        "compare_methods", "format_comparison", "mode_table")}
-
-
-def __getattr__(name):
-    if name in MOVED:
-        import importlib
-
-        return getattr(importlib.import_module(f"marabook.experiments.{MOVED[name]}"), name)
-    raise AttributeError(f"module 'marabook.chem' has no attribute {name!r}")
+# Names of the first edition that moved up to marabook.experiments.molecules (the same list as
+# marabook.chem.reinvent's): still importable from here, resolved on first use (PEP 562).
+__getattr__ = moved_getattr(__name__, MOVED)

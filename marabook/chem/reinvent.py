@@ -31,6 +31,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from marabook._compat import moved_getattr
 from marabook._validate import check_beta, check_finite, check_int, check_number
 from marabook.chem.metrics import summarize_run  # noqa: F401 - the first edition's home of this name
 from marabook.chem.oracles import Oracle, murcko_scaffold
@@ -386,10 +387,4 @@ class ReinventTrainer(TrainLoop):
 MOVED = {name: "molecules" for name in ("METHODS", "method_config", "run_reinvent", "run_reinvent_grid",
                                         "compare_methods", "format_comparison", "mode_table")}
 
-
-def __getattr__(name):
-    if name in MOVED:
-        import importlib
-
-        return getattr(importlib.import_module(f"marabook.experiments.{MOVED[name]}"), name)
-    raise AttributeError(f"module 'marabook.chem.reinvent' has no attribute {name!r}")
+__getattr__ = moved_getattr(__name__, MOVED)

@@ -11,6 +11,7 @@ The experiments built on these (``run_onetwo``, ``run_open_ended``, ...) live in
 :mod:`marabook.experiments`; their first-edition names stay importable from here.
 """
 
+from marabook._compat import moved_getattr
 from marabook.lm.models import (EOS, REFERENCE_LM_DIR, RewardModelScorer, SentenceEmbedder, load_causal_lm,
                                 load_reference_lm, load_sentence_embedder)
 from marabook.lm.pretrain import build_tokenizer, pretrain_reference_lm, reference_corpus
@@ -28,10 +29,4 @@ MOVED = {"run_onetwo": "onetwo", "run_onetwo_sweep": "onetwo", "summarize_onetwo
          "evaluate_open_ended": "open_ended", "run_open_ended": "open_ended", "open_ended_configs": "open_ended",
          "OPEN_ENDED_METHODS": "open_ended"}
 
-
-def __getattr__(name):
-    if name in MOVED:
-        import importlib
-
-        return getattr(importlib.import_module(f"marabook.experiments.{MOVED[name]}"), name)
-    raise AttributeError(f"module 'marabook.lm' has no attribute {name!r}")
+__getattr__ = moved_getattr(__name__, MOVED)
