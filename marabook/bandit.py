@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import log_softmax, softmax
 
-from marabook._validate import check_beta, check_distribution, check_finite
+from marabook._validate import check_beta, check_distribution, check_finite, check_int
 from marabook.estimators import rloo_advantages
 from marabook.mara import mara_rewards
 from marabook.targets import kl_regularized_gradient
@@ -70,8 +70,7 @@ def _check_common(ref_probs, rewards, beta, direction, steps, lr):
         raise ValueError("beta must be a scalar here")
     if direction not in _DIRECTIONS:
         raise ValueError(f"direction must be one of {_DIRECTIONS}, got {direction!r}")
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    check_int(steps, "steps", minimum=1)
     if not np.isfinite(lr) or lr <= 0:
         raise ValueError(f"lr must be > 0, got {lr!r}")
     if direction == "reverse" and np.any(ref <= 0):

@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from marabook._validate import is_torch
+from marabook._validate import check_int, is_torch
 
 __all__ = ["kl_k1", "kl_k2", "kl_k3", "rloo_advantages", "grpo_advantages", "compute_advantages",
            "expected_kl_gradients", "advantage_algorithm", "ADVANTAGES", "ADVANTAGE_ALGORITHMS"]
@@ -112,8 +112,7 @@ def _k3(x):
 # --------------------------------------------------------------------------------------------
 
 def _grouped(rewards, group_size):
-    if isinstance(group_size, bool) or not isinstance(group_size, (int, np.integer)) or group_size < 2:
-        raise ValueError(f"group_size must be an integer >= 2, got {group_size!r}")
+    check_int(group_size, "group_size", minimum=2)
     if is_torch(rewards):
         import torch
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import logsumexp
 
-from marabook._validate import check_distribution, check_finite
+from marabook._validate import check_distribution, check_finite, check_int
 
 __all__ = ["mixture_on_grid", "FitResult", "fit_kl"]
 
@@ -96,8 +96,7 @@ def fit_kl(target, grid=None, *, family: str = "gaussian", direction: str = "rev
     x = np.linspace(-1.0, 1.0, p.size) if grid is None else check_finite(grid, "grid")
     if x.shape != p.shape:
         raise ValueError(f"grid must have the same shape as target, got {x.shape} and {p.shape}")
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    check_int(steps, "steps", minimum=1)
     if not np.isfinite(lr) or lr <= 0:
         raise ValueError(f"lr must be > 0, got {lr!r}")
     span = float(x.max() - x.min())

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import entr, rel_entr
 
-from marabook._validate import broadcast_last, check_distribution
+from marabook._validate import broadcast_last, check_distribution, check_int
 
 __all__ = ["entropy", "entropy_on", "effective_num_modes", "kl_divergence", "total_variation", "mass_on",
            "ngrams", "distinct_n", "ead", "distinct_answers", "normalize_answer", "mean_pairwise_cosine_distance",
@@ -98,8 +98,7 @@ def _check_texts(texts) -> list:
 
 
 def _check_n(n) -> int:
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
+    check_int(n, "n", minimum=1)
     return int(n)
 
 
@@ -138,8 +137,7 @@ def ead(texts, n: int, vocab_size: int, tokenize=None) -> float:
     so that it does not shrink with length. As in the paper's implementation, ``V`` is the
     vocabulary size for every n. Returns 0 for texts with no n-grams.
     """
-    if isinstance(vocab_size, bool) or not isinstance(vocab_size, (int, np.integer)) or vocab_size < 2:
-        raise ValueError(f"vocab_size must be an integer >= 2, got {vocab_size!r}")
+    check_int(vocab_size, "vocab_size", minimum=2)
     g = ngrams(texts, n, tokenize)
     if not g:
         return 0.0
@@ -189,8 +187,7 @@ def bootstrap_se(values, n_boot: int = 2000, seed: int = 0) -> float:
     v = np.asarray(values, dtype=float)
     if v.ndim != 1 or v.size < 2 or not np.all(np.isfinite(v)):
         raise ValueError(f"values must be a 1-D array of at least 2 finite numbers, got shape {v.shape}")
-    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 10:
-        raise ValueError(f"n_boot must be an integer >= 10, got {n_boot!r}")
+    check_int(n_boot, "n_boot", minimum=10)
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, v.size, size=(int(n_boot), v.size))
     return float(v[idx].mean(axis=1).std(ddof=1))

@@ -24,6 +24,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
 
+from marabook._validate import check_int
+
 __all__ = ["default_device", "pad_sequences", "TrainLoop", "optimizer_to_safe", "optimizer_from_safe"]
 
 
@@ -126,8 +128,7 @@ class TrainLoop:
 
     # ---- the loop -----------------------------------------------------------------------------
     def _init_loop(self, checkpoint_dir, checkpoint_every: int, progress: bool) -> None:
-        if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) or checkpoint_every < 0:
-            raise ValueError(f"checkpoint_every must be an int >= 0, got {checkpoint_every!r}")
+        check_int(checkpoint_every, "checkpoint_every", minimum=0)
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         self.checkpoint_every = checkpoint_every
         self.progress = bool(progress)

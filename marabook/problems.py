@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from marabook._validate import check_finite
+from marabook._validate import check_finite, check_int
 
 __all__ = [
     "explorer_problem",
@@ -77,8 +77,7 @@ def bimodal_tokens(n_tokens: int = 100, centers=(20, 70), heights=(0.75, 1.0), w
     so by eq. 3.2 the preferred mode flips near ``beta* = 0.25 / 1.9 = 0.13`` (chapter 3).
     A mode is the set of tokens within ``mode_halfwidth`` (default ``3 * width``) of its centre.
     """
-    if isinstance(n_tokens, bool) or not isinstance(n_tokens, (int, np.integer)) or n_tokens < 2:
-        raise ValueError(f"n_tokens must be an integer >= 2, got {n_tokens!r}")
+    check_int(n_tokens, "n_tokens", minimum=2)
     c = check_finite(centers, "centers")
     h = check_finite(heights, "heights")
     if c.ndim != 1 or c.shape != h.shape or c.size == 0:
@@ -109,8 +108,7 @@ def two_block_tokens(n_tokens: int = 100, blocks=((10, 20), (60, 70)), decay: fl
     the defaults the second block holds about 12 times less reference mass than the first).
     ``blocks`` are half-open ``(start, stop)`` token ranges; the modes are named "block 1", ...
     """
-    if isinstance(n_tokens, bool) or not isinstance(n_tokens, (int, np.integer)) or n_tokens < 2:
-        raise ValueError(f"n_tokens must be an integer >= 2, got {n_tokens!r}")
+    check_int(n_tokens, "n_tokens", minimum=2)
     if not np.isfinite(decay):
         raise ValueError(f"decay must be finite, got {decay!r}")
     y = np.arange(n_tokens)

@@ -97,9 +97,12 @@ def load_stored(name: str) -> dict:
 
 
 def describe(prov: dict) -> str:
-    """One line for a reader: ``stored: <command> | revision <rev> | <device> | <date>``."""
+    """One line for a reader: ``stored: <command> | revision <rev> | <device> | <date>`` (absolute paths in
+    the command are shown by file name: they describe the machine that ran it, not the result)."""
     for key in ("command", "git_revision", "device", "date"):
         if key not in prov:
             raise ValueError(f"prov must have a {key!r} entry")
     date = str(prov["date"])[:10]
-    return f"stored: {prov['command']} | revision {str(prov['git_revision'])[:12]} | {prov['device']} | {date}"
+    # absolute paths in a command name files on the machine that ran it: show their file names only
+    command = " ".join(Path(w).name if w.startswith("/") else w for w in str(prov["command"]).split())
+    return f"stored: {command} | revision {str(prov['git_revision'])[:12]} | {prov['device']} | {date}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from marabook._validate import check_int
 from marabook.chem.oracles import mol_from_smiles
 
 __all__ = ["draw_grid"]
@@ -16,8 +17,7 @@ def draw_grid(smiles, legends=None, per_row: int = 6, size: int = 180):
         raise ValueError("smiles must be a list of strings")
     if legends is not None and len(legends) != len(smiles):
         raise ValueError("legends must have the same length as smiles")
-    if not isinstance(per_row, int) or per_row < 1:
-        raise ValueError(f"per_row must be a positive integer, got {per_row!r}")
+    check_int(per_row, "per_row", minimum=1)
     pairs = [(mol_from_smiles(s), (legends[i] if legends is not None else "")) for i, s in enumerate(smiles)]
     pairs = [(m, lab) for m, lab in pairs if m is not None]
     if not pairs:

@@ -8,6 +8,7 @@ from typing import Sequence
 
 import numpy as np
 
+from marabook._validate import check_int
 from marabook.chem.oracles import OracleRecord, _fp_mol, _rdkit, canonical_smiles, mol_from_smiles
 
 __all__ = ["validity", "uniqueness", "novelty", "sample_report", "fingerprints", "similarity_matrix",
@@ -71,8 +72,7 @@ def similarity_matrix(smiles, radius: int = 2, n_bits: int = 1024) -> np.ndarray
 def intdiv(smiles, p: int = 1) -> float:
     """Internal diversity, MOSES convention: ``1 - (mean over all ordered pairs, self-pairs included, of
     T(x, y)^p)^(1/p)`` with Morgan radius-2, 1024-bit fingerprints of the valid molecules."""
-    if not isinstance(p, int) or p < 1:
-        raise ValueError(f"p must be a positive integer, got {p!r}")
+    check_int(p, "p", minimum=1)
     sim = similarity_matrix(smiles)
     if sim.size == 0:
         return 0.0
@@ -130,8 +130,7 @@ def yield_count(records, threshold: float) -> int:
 def oracle_burden(records, threshold: float, k: int = 100):
     """OB``k`` (OB100 by default): the number of oracle calls made until the ``k``-th distinct molecule at
     or above ``threshold`` was found (lower is better); ``None`` if the run never found ``k``."""
-    if not isinstance(k, int) or k < 1:
-        raise ValueError(f"k must be a positive integer, got {k!r}")
+    check_int(k, "k", minimum=1)
     seen = set()
     for r in _check_records(records):
         if r.canonical is not None and r.score >= threshold and r.canonical not in seen:

@@ -24,6 +24,8 @@ from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 
+from marabook._validate import check_int
+
 __all__ = ["mol_from_smiles", "is_valid", "canonical_smiles", "qed_score", "sa_score", "hbd_count",
            "heavy_atoms", "morgan_fingerprint", "tanimoto", "bulk_tanimoto", "ramp", "Oracle", "OracleRecord", "make_reward",
            "qed_term", "hbd_term", "sa_term", "size_term", "similarity_term", "product_task",
@@ -130,10 +132,8 @@ def heavy_atoms(smiles) -> int:
 
 def morgan_fingerprint(smiles, radius: int = 2, n_bits: int = 2048):
     """Morgan (ECFP-like) bit vector of ``smiles``, or ``None`` if invalid."""
-    if not isinstance(radius, int) or radius < 0:
-        raise ValueError(f"radius must be a non-negative integer, got {radius!r}")
-    if not isinstance(n_bits, int) or n_bits < 1:
-        raise ValueError(f"n_bits must be a positive integer, got {n_bits!r}")
+    check_int(radius, "radius", minimum=0)
+    check_int(n_bits, "n_bits", minimum=1)
     mol = mol_from_smiles(smiles)
     if mol is None:
         return None

@@ -20,28 +20,20 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from marabook._validate import check_int
 from marabook.chem.tokenizer import SmilesTokenizer
+from marabook.plumbing import default_device, pad_sequences
 
 __all__ = ["SmilesGRU", "load_prior", "PRIOR_DIR", "pretrain_prior", "collate_ids"]
 
 PRIOR_DIR = Path(__file__).resolve().parent.parent / "data" / "smiles_prior"
 
 
-def _device(device):
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 def collate_ids(seqs, pad_id: int = 0) -> torch.Tensor:
-    """Right-pad a list of id lists into a LongTensor (B, T)."""
+    """Right-pad a list of id lists into a LongTensor (B, T) (:func:`marabook.plumbing.pad_sequences`)."""
     if len(seqs) == 0:
         raise ValueError("seqs must not be empty")
-    t = max(len(s) for s in seqs)
-    out = torch.full((len(seqs), t), pad_id, dtype=torch.long)
-    for i, s in enumerate(seqs):
-        out[i, : len(s)] = torch.as_tensor(s, dtype=torch.long)
-    return out
+    return pad_sequences(seqs, pad_id)[0]
 
 
 class SmilesGRU(nn.Module):
@@ -122,8 +114,7 @@ class SmilesGRU(nn.Module):
         of the sampled tokens (the same number :meth:`log_likelihood` gives for those ids). Sequences
         that hit ``max_length`` without an end token are kept as they are (they decode to truncated,
         usually invalid, SMILES)."""
-        if not isinstance(n, (int, np.integer)) or n < 1:
-            raise ValueError(f"n must be a positive integer, got {n!r}")
+        check_int(n, "n", minimum=1)
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         max_length = int(max_length or self.config["max_length"])
@@ -152,10 +143,8 @@ class SmilesGRU(nn.Module):
                max_length: int | None = None, generator: torch.Generator | None = None) -> list[str]:
         """``n`` sampled SMILES strings (same seed, same strings on the same device). Pass either
         ``seed`` (a fresh generator) or an existing ``generator``."""
-        if not isinstance(n, (int, np.integer)) or n < 1:
-            raise ValueError(f"n must be a positive integer, got {n!r}")
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        check_int(n, "n", minimum=1)
+        check_int(batch_size, "batch_size", minimum=1)
         if generator is None:
             generator = torch.Generator(device=self.device)
             generator.manual_seed(0 if seed is None else int(seed))
@@ -203,7 +192,7 @@ class SmilesGRU(nn.Module):
         cfg.pop("vocab_size", None)
         model = cls(tok, **cfg)
         model.load_state_dict(load_file(str(p / "model.safetensors")))
-        return model.to(_device(device)).eval()
+        return model.to(default_device(device)).eval()
 
 
 def load_prior(path=None, device=None) -> SmilesGRU:
@@ -223,11 +212,10 @@ def pretrain_prior(smiles, *, tokenizer: SmilesTokenizer | None = None, epochs: 
         raise ValueError("smiles must not be empty")
     if not epochs > 0:
         raise ValueError(f"epochs must be > 0, got {epochs}")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    check_int(batch_size, "batch_size", minimum=1)
     tokenizer = tokenizer or SmilesTokenizer.from_smiles(smiles)
     torch.manual_seed(seed)
-    dev = _device(device)
+    dev = default_device(device)
     model = SmilesGRU(tokenizer, **(model_kwargs or {})).to(dev)
     encoded = [tokenizer.encode(s) for s in smiles]
     rng = np.random.default_rng(seed)

@@ -77,8 +77,7 @@ def fit_dap_tabular(prior_probs, scores, sigma: float, steps: int = 4000, lr: fl
     sc = check_finite(scores, "scores")
     if p.ndim != 1 or p.shape != sc.shape or np.any(p <= 0) or abs(p.sum() - 1) > 1e-6:
         raise ValueError("prior_probs must be a positive 1-D distribution with the shape of scores")
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    check_int(steps, "steps", minimum=1)
     logits = torch.log(torch.as_tensor(p, dtype=torch.float64)).clone().requires_grad_(True)
     target = torch.log(torch.as_tensor(p, dtype=torch.float64)) + s * torch.as_tensor(sc, dtype=torch.float64)
     opt = torch.optim.Adam([logits], lr=lr)

@@ -17,6 +17,7 @@ import numpy as np
 from marabook.experiments.sweep import run_sweep
 from marabook.lm import NameTask, load_reference_lm
 from marabook.rl import RLConfig, Trainer, sample_texts
+from marabook._validate import check_int
 
 __all__ = ["OPEN_ENDED_METHODS", "configs", "evaluate", "run", "sweep", "summarize", "table", "COLUMNS",
            "evaluate_open_ended", "run_open_ended", "open_ended_configs"]
@@ -33,8 +34,7 @@ def evaluate(model, tokenizer, task, *, n_per_prompt: int = 16, seed: int = 1234
     """
     from marabook import metrics as M
 
-    if isinstance(n_per_prompt, bool) or not isinstance(n_per_prompt, int) or n_per_prompt < 2:
-        raise ValueError(f"n_per_prompt must be an int >= 2, got {n_per_prompt!r}")
+    check_int(n_per_prompt, "n_per_prompt", minimum=2)
     samples = sample_texts(model, tokenizer, task.prompts, n_per_prompt=n_per_prompt,
                            max_new_tokens=max_new_tokens, seed=seed)
     tok = lambda t: tokenizer(t, add_special_tokens=False)["input_ids"]  # noqa: E731

@@ -14,6 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
+from marabook._validate import check_int
 from marabook.lm.models import EOS
 from marabook.lm.tasks import (_ANIMALS, _COLORS, _FRUITS, _MALFORMED, _ONE_TWO_SUFFIX, ONE_TWO_CORPUS_ANSWERS,
                                ONE_TWO_QUESTIONS, OneTwoTask, _qa, onetwo_answer_probs)
@@ -35,8 +36,7 @@ def reference_corpus(n_docs: int = 20000, seed: int = 0, one_two_fraction: float
     correct) and "name a colour / fruit / animal" questions answered with Zipf-distributed
     preferences, so the model is a small LM rather than a lookup table.
     """
-    if not isinstance(n_docs, int) or n_docs < 1:
-        raise ValueError(f"n_docs must be a positive int, got {n_docs!r}")
+    check_int(n_docs, "n_docs", minimum=1)
     if not 0 < one_two_fraction <= 1:
         raise ValueError(f"one_two_fraction must be in (0, 1], got {one_two_fraction!r}")
     rng = np.random.default_rng(seed)
@@ -72,8 +72,7 @@ def build_tokenizer(corpus: Sequence[str], vocab_size: int = 320):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    if not isinstance(vocab_size, int) or vocab_size < 260:
-        raise ValueError(f"vocab_size must be an int >= 260 (256 bytes + specials), got {vocab_size!r}")
+    check_int(vocab_size, "vocab_size", minimum=260)
     if len(corpus) == 0:
         raise ValueError("corpus must not be empty")
     core = Tokenizer(models.BPE())

@@ -13,6 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
+from marabook._validate import check_int
 from marabook.plumbing import pad_sequences
 
 __all__ = ["token_logprobs", "sequence_logprobs", "completion_mask", "sample_completions", "encode_prompts",
@@ -111,14 +112,12 @@ def sample_completions(model, prompt_ids, prompt_mask, *, max_new_tokens, eos_to
     import torch
 
     _check_ids(prompt_ids, prompt_mask, "prompt_ids")
-    if not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}")
+    check_int(max_new_tokens, "max_new_tokens", minimum=1)
     if not (isinstance(temperature, (int, float)) and temperature > 0):
         raise ValueError(f"temperature must be positive, got {temperature!r}")
     if not isinstance(generator, torch.Generator):
         raise ValueError("generator must be a torch.Generator")
-    if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) or num_samples < 1:
-        raise ValueError(f"num_samples must be a positive int, got {num_samples!r}")
+    check_int(num_samples, "num_samples", minimum=1)
     mask = prompt_mask.long()
     pos = _position_ids(mask)
     out = []
@@ -185,8 +184,7 @@ def sample_texts(model, tokenizer, prompts: Sequence[str], *, n_per_prompt: int 
     generator seeded with ``seed`` (so the same call always returns the same texts)."""
     import torch
 
-    if isinstance(n_per_prompt, bool) or not isinstance(n_per_prompt, int) or n_per_prompt < 1:
-        raise ValueError(f"n_per_prompt must be a positive int, got {n_per_prompt!r}")
+    check_int(n_per_prompt, "n_per_prompt", minimum=1)
     device = next(model.parameters()).device
     ids, mask = encode_prompts(tokenizer, prompts, device)
     gen = torch.Generator(device=device)

@@ -1,0 +1,100 @@
+"""marabook.experiments: one sweep runner over any Executor, the chapter experiments' verbs, stored results."""
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from marabook import provenance
+from marabook.experiments import sweep as S
+from marabook.experiments import tokens
+
+
+def _slow_square(x):
+    time.sleep(0.02 * (5 - x))  # later jobs finish first
+    return x * x
+
+
+def test_run_sweep_keeps_job_order_on_any_executor():
+    jobs = list(range(5))
+    assert S.run_sweep(_slow_square, jobs, progress=False) == [0, 1, 4, 9, 16]
+    with ThreadPoolExecutor(max_workers=5) as pool:
+        assert S.run_sweep(_slow_square, jobs, executor=pool, progress=False) == [0, 1, 4, 9, 16]
+
+
+def test_token_sweep_same_numbers_in_process_threads_and_processes():
+    """Every job depends only on its own seed: where it ran does not change a number."""
+    grid = tokens.configs()[:2]
+    kw = dict(steps_exact=20, steps_sampled=30, seeds=(0, 1), progress=False)
+    here = tokens.sweep(grid, **kw)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        threads = tokens.sweep(grid, executor=pool, **kw)
+    procs = tokens.sweep(grid, workers=2, **kw)  # a local pool of spawned processes
+    for key in here:
+        np.testing.assert_array_equal(here[key]["sampled"].final, threads[key]["sampled"].final)
+        np.testing.assert_array_equal(here[key]["sampled"].final, procs[key]["sampled"].final)
+        np.testing.assert_array_equal(here[key]["exact"].final, procs[key]["exact"].final)
+
+
+def test_run_sweep_bad_input():
+    with pytest.raises(ValueError, match="jobs"):
+        S.run_sweep(_slow_square, [], progress=False)
+    with pytest.raises(ValueError, match="workers"):
+        S.run_sweep(_slow_square, [1], workers=0, progress=False)
+    with pytest.raises(ValueError, match="executor"):
+        S.run_sweep(_slow_square, [1], executor=object(), progress=False)
+    with pytest.raises(ValueError, match="fn"):
+        S.run_sweep(3, [1], progress=False)
+
+
+def test_token_experiment_targets_and_summary():
+    runs = tokens.sweep(steps_exact=50, steps_sampled=20, seeds=(0,), progress=False)
+    assert list(runs) == [c.key for c in tokens.configs()]
+    rows = tokens.summarize(runs)
+    by = {(r["method"], r["kl"], r["beta"]): r for r in rows}
+    assert by["MARA", "reverse", 0.01]["target_block2"] == pytest.approx(0.5, abs=1e-12)  # flat target (4.2)
+    assert by["vanilla", "reverse", 0.01]["target_block2"] < 0.1
+    text = tokens.table(rows)
+    assert text.count("\n") == len(rows) + 1 and "MARA" in text
+    with pytest.raises(ValueError, match="direction"):
+        tokens.TokenConfig(0.1, "sideways", False)
+
+
+def test_stored_results_load_and_describe():
+    names = sorted(p.stem for p in provenance.RESULTS_DIR.glob("*.json"))
+    assert {"tokens_full", "onetwo_sweep", "open_ended", "reinvent", "trl_onetwo"} <= set(names)
+    for name in names:
+        data = provenance.load_stored(name)
+        line = provenance.describe(data["provenance"])
+        assert line.startswith("stored: python scripts/") and " | revision " in line
+        assert "/work/" not in line and "/tmp/" not in line  # no machine paths reach the page
+    rows = provenance.load_stored("tokens_full")["results"]["rows"]
+    assert "MARA" in tokens.table(rows)
+    with pytest.raises(FileNotFoundError, match="no_such"):
+        provenance.load_stored("no_such")
+    with pytest.raises(ValueError, match="name"):
+        provenance.load_stored("../reinvent.json")
+    with pytest.raises(ValueError, match="date"):
+        provenance.describe({"command": "x", "git_revision": "y", "device": "z"})
+
+
+def test_onetwo_labels_and_selection():
+    onetwo = pytest.importorskip("marabook.experiments.onetwo")
+    runs = [{"config": {"mara_tau": None, "kl": "reverse", "beta": 0.01}},
+            {"config": {"mara_tau": 1.0, "kl": "reverse", "beta": 0.01}},
+            {"config": {"mara_tau": 1.0, "kl": "forward", "beta": 0.03}}]
+    assert [onetwo.method_label(r["config"]) for r in runs] == ["vanilla", "MARA", "MARA"]
+    assert onetwo.select(runs, method="MARA", kl="reverse") == [runs[1]]
+    grid = onetwo.configs(betas=(0.01,), seeds=range(2), steps=3)
+    assert len(grid) == 2 * 2 * 2 and grid[0].kl == "reverse" and grid[0].mara_tau is None and grid[-1].seed == 1
+    stored = provenance.load_stored("onetwo_sweep")
+    assert "MARA" in onetwo.stored_table(stored)
+
+
+def test_molecule_sweep_rejects_unknown_methods_and_tasks():
+    molecules = pytest.importorskip("marabook.experiments.molecules")
+    with pytest.raises(ValueError, match="methods"):
+        molecules.sweep(("product",), ("PPO",), range(1), budget=64, progress=False)
+    with pytest.raises(ValueError, match="tasks"):
+        molecules.sweep(("docking",), molecules.METHODS, range(1), budget=64, progress=False)
