@@ -2,22 +2,25 @@
 
 Layers, low to high (a module imports only layers below it; ``tests/test_layers.py`` checks it):
 
-* :mod:`marabook.config`   run scale (smoke / book / gpu)
-* :mod:`marabook.problems` the book's canonical small bandit problems
-* :mod:`marabook.targets`  closed-form optima of KL-regularised RL (chapters 1-3)
-* :mod:`marabook.mara`     MARA reward augmentation and its closed-form target (chapter 4)
-* :mod:`marabook.metrics`  entropy, effective modes, KL / TV distances
-* :mod:`marabook.fitting`  fitting a family to a fixed target by gradient descent (chapter 1)
-* :mod:`marabook.bandit`   tabular softmax policies trained exactly or from samples (chapter 4)
-* :mod:`marabook.rl`       sequence-level policy gradient for causal LMs: KL estimators, RLOO/GRPO
-  advantages, the MARA hook, the trainer (chapter 5; needs torch)
-* :mod:`marabook.lm`       model loading, the shipped tiny reference LM, the 1-2 task (chapter 5;
-  needs torch and transformers)
-* :mod:`marabook.plotting`, :mod:`marabook.widgets`  figure style and interactive explorers
-* :mod:`marabook.provenance`  command / revision / device / date stamps for stored results
+* :mod:`marabook.config`, :mod:`marabook.provenance`, :mod:`marabook.glue`, :mod:`marabook.plumbing`: run
+  scale; stored results with their provenance; key numbers handed to the book; device choice, padding and
+  the training loop and checkpoints both trainers share
+* :mod:`marabook.problems`  the book's canonical small bandit problems
+* :mod:`marabook.targets`   closed-form optima of KL-regularised RL (chapters 1-3)
+* :mod:`marabook.mara`      MARA reward augmentation and its closed-form target (chapter 4)
+* :mod:`marabook.metrics`   entropy, effective modes, KL / TV distances, text diversity
+* :mod:`marabook.fitting`   fitting a family to a fixed target (chapter 1); :mod:`marabook.estimators`
+  KL estimators and RLOO / GRPO / Dr. GRPO advantages (chapter 5; NumPy or torch)
+* :mod:`marabook.bandit`    tabular softmax policies trained exactly or from samples (chapter 4)
+* :mod:`marabook.rl`        sequence-level policy gradient for causal LMs: sequences, the trainer (chapter 5;
+  needs torch)
+* :mod:`marabook.lm`, :mod:`marabook.chem`  language models and tasks (chapters 5-6); SMILES prior, oracles
+  and the REINVENT trainer (chapters 7-8)
+* :mod:`marabook.experiments`  one module per chapter experiment, one sweep runner over any Executor
+* :mod:`marabook.plotting`, :mod:`marabook.widgets`, :mod:`marabook.exercises`  figures, explorers, self-checks
 
-``rl`` and ``lm`` are imported on demand (``from marabook import rl``) so that the NumPy chapters
-work without torch.
+``rl``, ``lm``, ``chem`` and ``experiments`` are imported on demand (``from marabook import rl``) so that the
+NumPy chapters work without torch.
 """
 
 from marabook import config, mara, metrics, problems, targets

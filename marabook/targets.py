@@ -93,9 +93,15 @@ def reverse_kl_target(ref_probs, rewards, beta) -> np.ndarray:
 
     Returns
     -------
-    array (..., V): ``G_beta``, summing to 1 along the last axis.
+    array (..., V): ``G_beta``, summing to 1 along the last axis to rounding (``V * 1e-16``).
+
+    Precision: the logits ``R/beta`` are as large as ``|R|/beta`` (1e7 for R = 10 at beta = 1e-6), so
+    they, and ratios of target probabilities, carry relative errors of about ``1e-16 * |R|/beta``; that is
+    the conditioning of the problem, not of the method. The normalisation itself is made exact by
+    dividing by the sum after exponentiating.
     """
-    return np.exp(log_reverse_kl_target(ref_probs, rewards, beta))
+    g = np.exp(log_reverse_kl_target(ref_probs, rewards, beta))
+    return g / g.sum(axis=-1, keepdims=True)
 
 
 def log_normalizer(ref_probs, rewards, beta) -> np.ndarray:

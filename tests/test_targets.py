@@ -228,11 +228,15 @@ def test_reverse_target_is_exact_at_tiny_beta(seed, v, gap):
     for beta in (1e-6, 1e-3, 1.0, 1e3):
         g = T.reverse_kl_target(ref, r, beta)
         assert np.all(np.isfinite(g))
+        # normalised after exponentiating: the sum is 1 to V * eps (<= 40 * 2.2e-16 ~ 1e-14)
         assert abs(g.sum() - 1) < 1e-12
         assert np.all(g[ref == 0] == 0)
     # at beta = 1e-6 the log-ratio between any two support points is exactly what eq. 3.1 says
     i, j = np.flatnonzero(ref > 0)[:2]
     logg = T.log_reverse_kl_target(ref, r, 1e-6)
+    # both sides are ~ (R_i - R_j)/beta <= 1e7: their rounding is ~1e7 * 1e-16 = 1e-9 absolute (rtol 1e-12
+    # covers it for large ratios; atol 1e-6 for ratios near 0, where the difference of two 1e7-size logits
+    # still carries that absolute rounding)
     np.testing.assert_allclose(logg[i] - logg[j], T.log_prob_ratio(ref, r, 1e-6, i, j), rtol=1e-12, atol=1e-6)
 
 
