@@ -5,8 +5,9 @@ The package, by seam (each name below is importable from ``marabook.rl`` as well
 * :mod:`marabook.estimators` (re-exported): KL estimators k1/k2/k3, RLOO/GRPO/Dr. GRPO advantages,
   and their exact expected gradients (eqs. 5.2-5.4) -- NumPy or torch;
 * :mod:`marabook.rl.sequences`: sampling completions and scoring them (eq. 5.1), text helpers;
-* :mod:`marabook.rl.trainer`: :class:`RLConfig`, :func:`shape_rewards` and the :class:`Trainer`
-  loop (read :meth:`Trainer.train_step` top to bottom);
+* :mod:`marabook.rl.config`: :class:`RLConfig` (KL direction and estimator placement, advantages, MARA
+  threshold; checked once), the :class:`Task` protocol and :func:`shape_rewards`;
+* :mod:`marabook.rl.trainer`: the :class:`Trainer` loop (read :meth:`Trainer.train_step` top to bottom);
 * :mod:`marabook.rl.toy`: a one-token "language model" and a character tokenizer, so the trainer's
   results on bandits can be checked against the closed forms of chapters 1-4.
 """
@@ -16,8 +17,8 @@ from marabook.estimators import (ADVANTAGE_ALGORITHMS, ADVANTAGES, compute_advan
 from marabook.rl.sequences import (completion_logprobs, completion_mask, decode_completions, encode_prompts,
                                    sample_completions, sample_texts, sequence_logprobs, token_logprobs)
 from marabook.rl.toy import SymbolTokenizer, TokenBanditLM
-from marabook.rl.trainer import (KL_ESTIMATORS, KL_MODES, RLConfig, Task, Trainer, default_device,
-                                 shape_rewards)
+from marabook.rl.config import KL_ESTIMATORS, KL_MODES, RLConfig, Task, default_device, shape_rewards
+from marabook.rl.trainer import Trainer
 
 __all__ = [
     "kl_k1", "kl_k2", "kl_k3", "rloo_advantages", "grpo_advantages", "compute_advantages",

@@ -1,0 +1,166 @@
+"""What a language-model RL run is: :class:`RLConfig` (every knob, checked once), the KL settings, the
+:class:`Task` protocol, and :func:`shape_rewards` (book chapter 5; see :mod:`marabook.rl.trainer` for the
+loop that uses them).
+
+The KL is set by two settings: its *direction* (``kl``: ``"reverse"``, ``"forward"`` or ``"none"``) and,
+for the reverse KL, where its estimator goes (``kl_estimator``): ``"k1_reward"`` (k1 subtracted from the
+reward, eq. 5.3; optimum: the Gibbs target, eq. 1.3) or ``"k3_loss"`` (k3 added to the loss per token, the
+form GRPO uses; its gradient is the *forward* KL's, eq. 5.4). The forward KL is estimated by an SFT term
+on reference samples (eq. 5.5). The first edition's ``kl="reverse_k3"`` is still accepted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Protocol, Sequence
+
+from marabook._validate import check_int, check_number
+from marabook.estimators import advantage_algorithm, kl_k1
+from marabook.mara import Threshold, mara_rewards
+from marabook.plumbing import default_device as _default_device
+
+__all__ = ["RLConfig", "Task", "shape_rewards", "default_device", "KL_MODES", "KL_ESTIMATORS"]
+
+#: The first edition's ``kl`` values; ``"reverse_k3"`` = ``kl="reverse", kl_estimator="k3_loss"``.
+KL_MODES = ("reverse", "reverse_k3", "forward", "none")
+#: Where the KL enters the objective, per direction (the first is the default).
+KL_ESTIMATORS = {"reverse": ("k1_reward", "k3_loss"), "forward": ("sft",), "none": (None,)}
+
+
+def default_device() -> str:
+    """``"cuda"`` when a GPU is visible, else ``"cpu"`` (:func:`marabook.plumbing.default_device`)."""
+    return str(_default_device())
+
+
+def _kl_mode(kl: str, kl_estimator: str | None) -> str:
+    """One internal name per (direction, estimator placement)."""
+    if kl not in KL_MODES:
+        raise ValueError(f"kl must be one of {KL_MODES}, got {kl!r}")
+    if kl == "reverse_k3":
+        if kl_estimator not in (None, "k3_loss"):
+            raise ValueError(f"kl_estimator must be None or 'k3_loss' with kl='reverse_k3', got {kl_estimator!r}")
+        return "reverse_k3"
+    allowed = KL_ESTIMATORS[kl]
+    if kl_estimator is not None and kl_estimator not in allowed:
+        raise ValueError(f"kl_estimator must be one of {allowed} for kl={kl!r}, got {kl_estimator!r}")
+    return "reverse_k3" if (kl, kl_estimator) == ("reverse", "k3_loss") else kl
+
+
+def shape_rewards(rewards, logp, ref_logp, *, beta, kl="reverse", mara_tau=None, groups=None,
+                  entropy_coef: float = 0.0, tau_scope: str = "group", kl_estimator: str | None = None):
+    """The rewards the advantages are computed from (torch tensors, no gradient), with every argument checked.
+
+    1. MARA (eq. 4.1) when ``mara_tau`` is set: per group of ``groups``, good samples
+       (``R >= tau``) get ``R(z) + beta * (log pi_ref(z) - log pi_ref(y))`` with ``z`` the group's
+       good sample of highest reference log-probability (:func:`marabook.mara.mara_rewards`). A
+       percentile ``mara_tau`` (``"p90"``) is taken per group (``tau_scope="group"``) or over the batch
+       (``"batch"``), see :class:`marabook.mara.Threshold`;
+    2. the reverse-KL penalty when the KL is reverse with k1 in the reward: ``- beta * k1 = - beta
+       (log pi(y) - log pi_ref(y))`` per sequence (eq. 5.3). Other placements act in the loss, not here;
+    3. an entropy bonus when ``entropy_coef = eta > 0``: ``- eta * log pi(y)``, an unbiased per-sample
+       estimate of ``eta * H(pi)``; with the reverse KL the optimum is then
+       ``pi_ref^(beta/(beta+eta)) exp(R/(beta+eta))`` (eq. 2.6, :func:`marabook.targets.entropy_regularized_target`).
+    """
+    mode = _kl_mode(kl, kl_estimator)
+    beta = check_number(beta, "beta", minimum=0.0)
+    entropy_coef = check_number(entropy_coef, "entropy_coef", minimum=0.0)
+    r = rewards
+    if mara_tau is not None:
+        r = mara_rewards(r, ref_logp, beta, Threshold.parse(mara_tau, tau_scope), groups=groups)
+    if mode == "reverse" and beta > 0:
+        r = r - beta * kl_k1(logp, ref_logp)
+    if entropy_coef > 0:
+        r = r - entropy_coef * logp
+    return r
+
+
+class Task(Protocol):
+    """What the trainer needs from a task (see :class:`marabook.lm.OneTwoTask`).
+
+    ``prompts``: the prompt texts, already formatted for the model (chat template applied if any).
+    ``reward(prompts, completions)``: one float per completion (completions are decoded text,
+    without the EOS token). ``metrics(prompts, completions)``: a dict of floats logged every step
+    (e.g. the entropy over valid answers).
+    """
+
+    prompts: Sequence[str]
+
+    def reward(self, prompts: Sequence[str], completions: Sequence[str]) -> Sequence[float]: ...
+
+    def metrics(self, prompts: Sequence[str], completions: Sequence[str]) -> dict: ...
+
+
+@dataclass
+class RLConfig:
+    """Every knob of a run (saved in checkpoints and results); checked here, once.
+
+    ``beta``: KL coefficient; ``kl``: the KL direction, ``"reverse"``, ``"forward"`` or ``"none"``
+    (``"reverse_k3"`` also accepted, see the module docstring); ``kl_estimator``: where a reverse KL
+    goes, ``"k1_reward"`` (default) or ``"k3_loss"``; ``advantage``: an algorithm name of
+    :data:`marabook.estimators.ADVANTAGE_ALGORITHMS` (or a first-edition spelling, :data:`ADVANTAGES`);
+    ``mara_tau``: ``None`` (vanilla) or MARA's threshold (number or ``"pNN"``), and ``tau_scope``
+    (``"group"`` or ``"batch"``) where a percentile is taken; ``group_size`` completions per prompt,
+    ``prompts_per_step`` prompts per batch (drawn with replacement from ``task.prompts``); ``steps``
+    optimiser steps of Adam with learning rate ``lr`` and gradient-norm clipping ``max_grad_norm``
+    (``None``: off); ``max_new_tokens`` per completion; ``temperature`` for sampling; ``seed`` for every
+    random draw of the run; ``entropy_coef`` (eta) adds an entropy bonus ``eta * H(pi)``.
+    """
+
+    beta: float = 0.01
+    kl: str = "reverse"
+    advantage: str = "rloo"
+    mara_tau: float | str | None = None
+    group_size: int = 8
+    prompts_per_step: int = 4
+    steps: int = 100
+    lr: float = 3e-3
+    max_grad_norm: float | None = 1.0
+    max_new_tokens: int = 8
+    temperature: float = 1.0
+    seed: int = 0
+    entropy_coef: float = 0.0
+    tau_scope: str = "group"
+    kl_estimator: str | None = None
+
+    def __post_init__(self):
+        check_number(self.beta, "beta", minimum=0.0)
+        self.kl_mode  # noqa: B018 - parses kl and kl_estimator
+        advantage_algorithm(self.advantage)
+        if self.mara_tau is not None:
+            Threshold.parse(self.mara_tau, self.tau_scope)
+            if self.beta <= 0:
+                raise ValueError("beta must be > 0 when mara_tau is set (MARA's bonus is beta-scaled)")
+        elif self.tau_scope not in ("group", "batch"):
+            raise ValueError(f"tau_scope must be 'group' or 'batch', got {self.tau_scope!r}")
+        check_int(self.group_size, "group_size", minimum=2)
+        for name in ("prompts_per_step", "steps", "max_new_tokens"):
+            check_int(getattr(self, name), name, minimum=1)
+        check_number(self.lr, "lr", positive=True)
+        if self.max_grad_norm is not None:
+            check_number(self.max_grad_norm, "max_grad_norm", positive=True)
+        check_number(self.temperature, "temperature", positive=True)
+        check_int(self.seed, "seed", minimum=-(2 ** 63))
+        check_number(self.entropy_coef, "entropy_coef", minimum=0.0)
+
+    @cached_property
+    def kl_mode(self) -> str:
+        """``"reverse"`` (k1 in the reward), ``"reverse_k3"`` (k3 in the loss), ``"forward"`` or ``"none"``."""
+        return _kl_mode(self.kl, self.kl_estimator)
+
+    @cached_property
+    def threshold(self) -> Threshold | None:
+        """MARA's threshold, parsed (None when MARA is off)."""
+        return None if self.mara_tau is None else Threshold.parse(self.mara_tau, self.tau_scope)
+
+    @cached_property
+    def algorithm(self) -> str:
+        """The advantage algorithm (``"rloo"``, ``"grpo"``, ``"dr_grpo"`` or ``"reinforce"``)."""
+        return advantage_algorithm(self.advantage)
+
+    @property
+    def label(self) -> str:
+        """Short name for plots: e.g. ``"MARA reverse beta=0.01"``."""
+        method = "vanilla" if self.mara_tau is None else "MARA"
+        ent = f" eta={self.entropy_coef:g}" if self.entropy_coef else ""
+        return f"{method} {self.kl} beta={self.beta:g}{ent}"
