@@ -6,7 +6,8 @@ Both trainers (:class:`marabook.rl.Trainer` for language models, chapter 5, and
 * ``train(until)``: call ``train_step()`` until the run's position (optimiser steps for RL, oracle
   calls for REINVENT) reaches ``until`` or the configured end, with a tqdm bar and periodic checkpoints;
 * ``save_checkpoint`` / ``load_checkpoint``: one format for every trainer, a directory with
-  ``model.safetensors`` (the trained weights), ``state.safetensors`` (optimiser moments, random
+  ``model.safetensors`` (the trained weights; only the trainable ones, e.g. LoRA adapters, when
+  ``trainable_only``), ``state.safetensors`` (optimiser moments, random
   generator state: tensors only) and ``state.json`` (config, step, history, everything else), written
   last so that a half-written checkpoint is never read. Nothing is pickled.
 
@@ -26,7 +27,11 @@ from typing import Sequence
 
 from marabook._validate import check_int
 
-__all__ = ["default_device", "pad_sequences", "TrainLoop", "optimizer_to_safe", "optimizer_from_safe"]
+__all__ = ["default_device", "autocast_dtype", "pad_sequences", "TrainLoop", "optimizer_to_safe",
+           "optimizer_from_safe", "PRECISIONS"]
+
+#: Accepted ``precision`` settings: ``"auto"`` lets :func:`autocast_dtype` decide from the device.
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 def default_device(device=None):
@@ -42,6 +47,33 @@ def default_device(device=None):
         except (RuntimeError, TypeError) as exc:
             raise ValueError(f"device must name a torch device, got {device!r}") from exc
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def autocast_dtype(device, precision: str = "auto"):
+    """The dtype forward passes autocast to on ``device``, or None for plain fp32 (the one place this is decided).
+
+    ``"auto"``: fp32 on the CPU; bf16 on GPUs that compute it natively (compute capability 8.0 and up:
+    A100, H100, RTX 30xx/40xx, L4); fp16 on older GPUs such as Colab's free T4 (7.5), which only emulate
+    bf16 -- fp16 needs a gradient scaler (:class:`torch.amp.GradScaler`), which the trainer adds.
+    ``"fp32"``, ``"bf16"``, ``"fp16"`` force a choice (the half precisions need a CUDA device).
+    """
+    import torch
+
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    dev = torch.device(device)
+    if precision == "fp32":
+        return None
+    if dev.type != "cuda":
+        if precision != "auto":
+            raise ValueError(f"precision {precision!r} needs a CUDA device, got {dev}")
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "fp16":
+        return torch.float16
+    major, _ = torch.cuda.get_device_capability(dev)
+    return torch.bfloat16 if major >= 8 else torch.float16
 
 
 def pad_sequences(seqs: Sequence[Sequence[int]], pad_value: int, *, left: bool = False, device="cpu"):
@@ -104,6 +136,8 @@ class TrainLoop:
 
     trained_module: str = "model"
     unit: str = "step"
+    #: save and restore only the parameters that train (e.g. LoRA adapters), not the frozen base
+    trainable_only: bool = False
 
     # ---- what a subclass provides -------------------------------------------------------------
     def train_step(self) -> dict:  # pragma: no cover - abstract
@@ -178,7 +212,12 @@ class TrainLoop:
 
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        save_model(getattr(self, self.trained_module), str(d / "model.safetensors"))
+        module = getattr(self, self.trained_module)
+        if self.trainable_only:
+            save_file({n: p.detach().cpu().contiguous() for n, p in module.named_parameters() if p.requires_grad},
+                      str(d / "model.safetensors"))
+        else:
+            save_model(module, str(d / "model.safetensors"))
         tensors, opt_meta = optimizer_to_safe(self.optimizer.state_dict())
         tensors["generator"] = self.generator.get_state().cpu()
         save_file(tensors, str(d / "state.safetensors"))
@@ -199,7 +238,15 @@ class TrainLoop:
             raise ValueError(f"checkpoint in {d} was written by {state.get('trainer')}, not {type(self).__name__}")
         if state["config"] != self._config_json():
             raise ValueError(f"checkpoint in {d} was written with a different config: {state['config']}")
-        load_model(getattr(self, self.trained_module), str(d / "model.safetensors"), device=str(self.device))
+        module = getattr(self, self.trained_module)
+        if self.trainable_only:
+            saved = load_file(str(d / "model.safetensors"), device=str(self.device))
+            trainable = {n for n, p in module.named_parameters() if p.requires_grad}
+            if set(saved) != trainable:
+                raise ValueError(f"checkpoint in {d} holds other trainable parameters than this model")
+            module.load_state_dict(saved, strict=False)
+        else:
+            load_model(module, str(d / "model.safetensors"), device=str(self.device))
         tensors = load_file(str(d / "state.safetensors"))
         self.optimizer.load_state_dict(optimizer_from_safe(tensors, state["optimizer"]))
         self.generator.set_state(tensors["generator"])

@@ -65,7 +65,7 @@ def run(config: RLConfig, *, model=None, tokenizer=None, task=None, answers=(" 1
     policy = copy.deepcopy(model)
     for p in policy.parameters():
         p.requires_grad_(True)
-    trainer = Trainer(policy, tokenizer, task, config, ref_model=model, device=device,
+    trainer = Trainer(policy, tokenizer, task, config, ref_model=None if config.lora else model, device=device,
                       checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, progress=progress)
     history = trainer.train()
     per_prompt = [onetwo_answer_probs(trainer.policy, tokenizer, p, answers) for p in task.prompts]

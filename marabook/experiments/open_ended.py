@@ -65,7 +65,8 @@ def run(config: RLConfig, *, model=None, tokenizer=None, train_task=None, eval_t
     policy = copy.deepcopy(model)
     for p in policy.parameters():
         p.requires_grad_(True)
-    trainer = Trainer(policy, tokenizer, train_task, config, ref_model=model, device=device, progress=False)
+    trainer = Trainer(policy, tokenizer, train_task, config, ref_model=None if config.lora else model, device=device,
+                      progress=False)
     history = trainer.train()
     evals = {}
     for name, t in eval_tasks.items():

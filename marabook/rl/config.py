@@ -18,9 +18,9 @@ from typing import Protocol, Sequence
 from marabook._validate import check_int, check_number
 from marabook.estimators import advantage_algorithm, kl_k1
 from marabook.mara import Threshold, mara_rewards
-from marabook.plumbing import default_device as _default_device
+from marabook.plumbing import PRECISIONS, default_device as _default_device
 
-__all__ = ["RLConfig", "Task", "shape_rewards", "default_device", "KL_MODES", "KL_ESTIMATORS"]
+__all__ = ["RLConfig", "LoraSettings", "Task", "shape_rewards", "default_device", "KL_MODES", "KL_ESTIMATORS"]
 
 #: The first edition's ``kl`` values; ``"reverse_k3"`` = ``kl="reverse", kl_estimator="k3_loss"``.
 KL_MODES = ("reverse", "reverse_k3", "forward", "none")
@@ -92,6 +92,28 @@ class Task(Protocol):
 
 
 @dataclass
+class LoraSettings:
+    """LoRA adapters (through ``peft``, ``pip install "marabook[lm]"``): ``rank``, ``alpha`` (the update is
+    scaled by ``alpha / rank``), ``target_modules`` (None: peft's default for the architecture, e.g. the
+    attention projections; ``"all-linear"``; or a list of module names), ``dropout``."""
+
+    rank: int = 8
+    alpha: float = 16.0
+    target_modules: str | list | None = None
+    dropout: float = 0.0
+
+    def __post_init__(self):
+        check_int(self.rank, "rank", minimum=1)
+        check_number(self.alpha, "alpha", positive=True)
+        check_number(self.dropout, "dropout", minimum=0.0)
+        if not (self.target_modules is None or isinstance(self.target_modules, str)
+                or (isinstance(self.target_modules, (list, tuple)) and all(isinstance(m, str) for m in self.target_modules))):
+            raise ValueError(f"target_modules must be None, a string or a list of module names, got {self.target_modules!r}")
+        if isinstance(self.target_modules, tuple):
+            self.target_modules = list(self.target_modules)
+
+
+@dataclass
 class RLConfig:
     """Every knob of a run (saved in checkpoints and results); checked here, once.
 
@@ -105,6 +127,14 @@ class RLConfig:
     optimiser steps of Adam with learning rate ``lr`` and gradient-norm clipping ``max_grad_norm``
     (``None``: off); ``max_new_tokens`` per completion; ``temperature`` for sampling; ``seed`` for every
     random draw of the run; ``entropy_coef`` (eta) adds an entropy bonus ``eta * H(pi)``.
+
+    Memory and speed on real-size models (the update is the same, see :class:`~marabook.rl.Trainer`):
+    ``micro_batch_size`` completions per forward/backward pass with gradient accumulation (None: the whole
+    batch at once); ``gradient_checkpointing`` (recompute activations in the backward pass; Hugging Face
+    models); ``lora`` (a :class:`LoraSettings` or its dict: train low-rank adapters, the reference is the
+    base model with the adapters switched off, no second copy); ``precision`` (``"auto"``: fp32 on CPU,
+    bf16 on GPUs that support it natively, fp16 with a gradient scaler on older ones such as the T4; see
+    :func:`marabook.plumbing.autocast_dtype`).
     """
 
     beta: float = 0.01
@@ -122,6 +152,10 @@ class RLConfig:
     entropy_coef: float = 0.0
     tau_scope: str = "group"
     kl_estimator: str | None = None
+    micro_batch_size: int | None = None
+    gradient_checkpointing: bool = False
+    lora: LoraSettings | dict | None = None
+    precision: str = "auto"
 
     def __post_init__(self):
         check_number(self.beta, "beta", minimum=0.0)
@@ -142,6 +176,19 @@ class RLConfig:
         check_number(self.temperature, "temperature", positive=True)
         check_int(self.seed, "seed", minimum=-(2 ** 63))
         check_number(self.entropy_coef, "entropy_coef", minimum=0.0)
+        if self.micro_batch_size is not None:
+            check_int(self.micro_batch_size, "micro_batch_size", minimum=1)
+        if not isinstance(self.gradient_checkpointing, bool):
+            raise ValueError(f"gradient_checkpointing must be a bool, got {self.gradient_checkpointing!r}")
+        if isinstance(self.lora, dict):
+            try:
+                self.lora = LoraSettings(**self.lora)
+            except TypeError as exc:
+                raise ValueError(f"lora must be LoraSettings or a dict of its fields: {exc}") from None
+        elif self.lora is not None and not isinstance(self.lora, LoraSettings):
+            raise ValueError(f"lora must be None, LoraSettings or a dict, got {self.lora!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
 
     @cached_property
     def kl_mode(self) -> str:

@@ -17,7 +17,8 @@ from marabook._validate import check_int
 from marabook.plumbing import pad_sequences
 
 __all__ = ["token_logprobs", "sequence_logprobs", "completion_mask", "sample_completions", "encode_prompts",
-           "decode_completions", "sample_texts", "completion_logprobs"]
+           "decode_completions", "completion_token_ids", "sample_texts", "completion_logprobs",
+           "LOGSOFTMAX_CHUNK_ELEMENTS"]
 
 
 def _check_ids(input_ids, attention_mask, name="input_ids"):
@@ -51,6 +52,11 @@ def completion_mask(completion_ids, eos_token_id):
     return (eos_before == 0).long()
 
 
+#: Row chunks of the log-softmax hold at most this many float32 logits (64 M = 256 MB), so that a batch
+#: of long completions over a 150k-token vocabulary never materialises its full-vocabulary log-softmax.
+LOGSOFTMAX_CHUNK_ELEMENTS = 2 ** 26
+
+
 def token_logprobs(model, prompt_ids, prompt_mask, completion_ids, completion_mask_, autocast=None,
                    dedupe: bool = True):
     """Log-probabilities of each completion token under ``model``, shape (batch, new_tokens).
@@ -58,7 +64,9 @@ def token_logprobs(model, prompt_ids, prompt_mask, completion_ids, completion_ma
     ``prompt_ids``/``prompt_mask`` are left-padded prompts; ``completion_ids`` the sampled tokens
     and ``completion_mask_`` from :func:`completion_mask`. Position ids skip the left padding, so
     a padded batch gives the same numbers as each sequence alone. Masked positions are set to 0.
-    Gradients flow when called outside ``torch.no_grad()``. Log-softmax is taken in float32.
+    Gradients flow when called outside ``torch.no_grad()``. Log-softmax is taken in float32, a chunk of
+    rows at a time (at most :data:`LOGSOFTMAX_CHUNK_ELEMENTS` logits; each row's values do not depend on
+    the chunking), and only the sampled token's entry is kept.
 
     ``dedupe``: run the model once per *distinct* row and copy the results back (same values, same
     gradients; RL batches repeat each prompt ``group_size`` times and often repeat answers too).
@@ -86,8 +94,11 @@ def token_logprobs(model, prompt_ids, prompt_mask, completion_ids, completion_ma
     p = prompt_ids.shape[1]
     with autocast() if autocast is not None else nullcontext():
         logits = model(input_ids=ids, attention_mask=mask, position_ids=_position_ids(mask)).logits
-    logits = logits[:, p - 1:-1].float()
-    lp = torch.log_softmax(logits, -1).gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1)
+    logits = logits[:, p - 1:-1]
+    step = max(1, LOGSOFTMAX_CHUNK_ELEMENTS // max(1, logits.shape[1] * logits.shape[2]))
+    lp = torch.cat([torch.log_softmax(logits[i:i + step].float(), -1)
+                    .gather(-1, completion_ids[i:i + step].unsqueeze(-1)).squeeze(-1)
+                    for i in range(0, logits.shape[0], step)])
     lp = lp * completion_mask_.to(lp.dtype)
     return lp if inverse is None else lp[inverse]
 
@@ -168,14 +179,25 @@ def encode_prompts(tokenizer, prompts: Sequence[str], device="cpu"):
     return pad_sequences(enc, _pad_id(tokenizer), left=True, device=device)
 
 
-def decode_completions(tokenizer, completion_ids, mask) -> list[str]:
-    """Completion texts without EOS and padding (the inverse of the sampler's output)."""
-    eos = tokenizer.eos_token_id
-    rows = []
+def completion_token_ids(completion_ids, mask, eos_token_id) -> list[list[int]]:
+    """Each completion's token ids without the final EOS and the padding after it (what the task sees)."""
+    eos = int(eos_token_id)
+    out = []
     for ids, m in zip(completion_ids.tolist(), mask.tolist()):
-        toks = [t for t, keep in zip(ids, m) if keep and t != eos]
-        rows.append(tokenizer.decode(toks, skip_special_tokens=True))
-    return rows
+        row = [t for t, keep in zip(ids, m) if keep]
+        out.append(row[:-1] if row and row[-1] == eos else row)
+    return out
+
+
+def decode_completions(tokenizer, completion_ids, mask) -> list[str]:
+    """Completion texts without the final EOS and the padding after it (the inverse of the sampler).
+
+    Special tokens *inside* a completion stay visible (decoded with ``skip_special_tokens=False``): a
+    chat model that pads an answer with ``<|im_end|>`` or another special token before its EOS produces
+    text the task can see and reject, instead of a clean "1" that MARA would pay a bonus for.
+    """
+    rows = completion_token_ids(completion_ids, mask, tokenizer.eos_token_id)
+    return [tokenizer.decode(r, skip_special_tokens=False) for r in rows]
 
 
 def sample_texts(model, tokenizer, prompts: Sequence[str], *, n_per_prompt: int = 1, max_new_tokens: int = 8,
