@@ -1,7 +1,7 @@
 """Real-size language models through the one trainer (issue: Qwen-class models on a Colab GPU).
 
 Everything runs on CPU with tiny random-weight Qwen2 and Llama models that have the real Qwen vocabulary
-size (151,936 logits) and a chat template (tests/support/tiny_models.py): micro-batching, memory-lean
+size (151,936 logits) and a chat template (marabook.lm.random_models): micro-batching, memory-lean
 log-probs, LoRA, gradient checkpointing, precision by device, what the task sees, and the chapter-5 and
 chapter-6 code paths with MODEL_ID pointing at a local directory.
 """
@@ -15,17 +15,16 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from support.tiny_models import save_tiny_model  # noqa: E402
-
 from marabook import lm, plumbing, rl  # noqa: E402
 from marabook.experiments import onetwo, open_ended  # noqa: E402
+from marabook.lm.random_models import save_random_lm  # noqa: E402
 from marabook.rl import sequences  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def tiny_dirs(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny-models")
-    return {arch: save_tiny_model(root / arch, arch) for arch in ("qwen2", "llama")}
+    return {arch: save_random_lm(root / arch, arch) for arch in ("qwen2", "llama")}
 
 
 @pytest.fixture(scope="module")
@@ -224,3 +223,49 @@ def test_chapter6_path_with_a_local_model_id(tiny_dirs):
     cfg = dataclasses.replace(cfg, micro_batch_size=8, lora={"rank": 2}, group_size=4)
     r = open_ended.run(cfg, model=model, tokenizer=tok, train_task=train, eval_tasks=evals, n_eval=4)
     assert set(r["eval"]) == {"in", "out"} and all(np.isfinite(r["eval"][k]["reward"]) for k in r["eval"])
+
+
+# ------------------------------------------------------------------------------- what fits where
+def test_parameter_count_from_config_matches_the_published_qwen_sizes():
+    from transformers import Qwen2Config
+
+    from marabook.lm import sizing
+
+    published = {(896, 24, 4864, 14): 0.494e9, (1536, 28, 8960, 12): 1.54e9, (2048, 36, 11008, 16): 3.09e9}
+    for (h, n, inter, heads), size in published.items():
+        cfg = Qwen2Config(hidden_size=h, num_hidden_layers=n, intermediate_size=inter, num_attention_heads=heads,
+                          num_key_value_heads=2, vocab_size=151_936, tie_word_embeddings=True)
+        assert sizing.dims_from_config("q", cfg).params == pytest.approx(size, rel=0.01)  # biases left out: < 1%
+
+
+def test_plans_follow_the_memory_arithmetic():
+    from marabook.lm import sizing
+
+    small, big = sizing.QWEN25["Qwen/Qwen2.5-0.5B-Instruct"], sizing.QWEN25["Qwen/Qwen2.5-3B-Instruct"]
+    t4, h100 = sizing.GPUS[0], sizing.GPUS[-1]
+    # more of anything costs more memory; LoRA and checkpointing cost less
+    base = dict(lora=False, micro_batch=8, seq_len=256)
+    m = sizing.memory_gb(small, **base)
+    assert sizing.memory_gb(small, **{**base, "micro_batch": 16}) > m > sizing.memory_gb(small, **{**base, "lora": True})
+    assert sizing.memory_gb(small, **base, checkpointing=True) < m
+    # full fine-tuning of 3B needs 16 bytes x 3.09e9 = 46 GiB for weights and optimiser alone: never on a T4
+    p = sizing.plan(big, t4)
+    assert p.lora and p.precision == "fp16" and p.fits and p.memory_gb <= 0.9 * t4.memory_gb
+    assert not sizing.plan(small, h100).lora and sizing.plan(small, h100).precision == "bf16"
+    assert sizing.plan(big, sizing.GPU("tiny", 2.0)).fits is False
+    cfg = rl.RLConfig(**p.settings)  # a plan is a valid set of trainer settings
+    assert cfg.lora.rank == 16 and cfg.precision == "fp16"
+    assert len(sizing.plan_table()) == len(sizing.QWEN25) * len(sizing.GPUS)
+    with pytest.raises(ValueError, match="micro_batch"):
+        sizing.memory_gb(small, lora=False, micro_batch=0, seq_len=10)
+    with pytest.raises(ValueError, match="precision"):
+        sizing.memory_gb(small, lora=False, micro_batch=1, seq_len=10, precision="int4")
+
+
+def test_settings_for_changes_nothing_without_a_gpu():
+    from marabook.lm import sizing
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    assert sizing.settings_for("Qwen/Qwen2.5-0.5B-Instruct") == ({}, None, None)  # no download: no GPU, no plan
+    assert sizing.settings_for(None) == ({}, None, None)

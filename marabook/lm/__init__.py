@@ -15,13 +15,14 @@ from marabook._compat import moved_getattr
 from marabook.lm.models import (EOS, REFERENCE_LM_DIR, RewardModelScorer, SentenceEmbedder, load_causal_lm,
                                 load_reference_lm, load_sentence_embedder)
 from marabook.lm.pretrain import build_tokenizer, pretrain_reference_lm, reference_corpus
+from marabook.lm import sizing
 from marabook.lm.tasks import (NAME_CATEGORIES, ONE_TWO_CORPUS_ANSWERS, ONE_TWO_QUESTIONS, NameTask, OneTwoTask,
                                ScoredTask, answer_logprobs, onetwo_answer_probs)
 
 __all__ = ["EOS", "REFERENCE_LM_DIR", "load_causal_lm", "load_reference_lm", "SentenceEmbedder",
            "load_sentence_embedder", "RewardModelScorer", "reference_corpus", "build_tokenizer",
            "pretrain_reference_lm", "ONE_TWO_QUESTIONS", "ONE_TWO_CORPUS_ANSWERS", "NAME_CATEGORIES", "OneTwoTask",
-           "NameTask", "ScoredTask", "answer_logprobs", "onetwo_answer_probs"]
+           "NameTask", "ScoredTask", "answer_logprobs", "onetwo_answer_probs", "sizing"]
 
 # Names of the first edition that moved up to marabook.experiments: still importable from here, resolved
 # on first use (PEP 562) so that importing marabook.lm never imports the experiments layer.
