@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from marabook._validate import check_int, check_number
 
-__all__ = ["ModelDims", "GPU", "QWEN25", "GPUS", "memory_gb", "plan", "plan_table", "dims_from_config", "table", "settings_for"]
+__all__ = ["ModelDims", "GPU", "QWEN25", "GPUS", "memory_gb", "plan", "plan_table", "dims_from_config", "table", "settings_for", "measured_table"]
 
 _GB = 1024 ** 3
 
@@ -167,3 +167,21 @@ def settings_for(model_id, *, batch: int = 32, seq_len: int = 256):
              seq_len=seq_len)
     dtype = (torch.float16 if gpu.precision == "fp16" else torch.bfloat16) if p.lora else None
     return p.settings, dtype, p
+
+
+def measured_table() -> str:
+    """Every stored ``scripts/bench_lm.py`` result (``bench_lm_*.json`` in the package's results), one line
+    per trainer: seconds per step and peak memory, with the command, revision, device and date."""
+    from marabook.provenance import RESULTS_DIR, describe, load_json
+
+    lines = []
+    for path in sorted(RESULTS_DIR.glob("bench_lm_*.json")):
+        data = load_json(path)
+        res = data["results"]
+        lines.append(describe(data["provenance"]))
+        lines.append(f"  {res['size']} Qwen2 shapes {tuple(res['dims'])}, {res['prompts']} prompts x {res['group']} "
+                     f"completions, <= {res['new_tokens']} new tokens")
+        for name, r in res["results"].items():
+            lines.append(f"  {name:>9}: " + ("failed" if "error" in r else
+                                             f"{r['seconds_per_step']:.3f} s/step, peak {r['peak_memory_gb']:.2f} GiB"))
+    return "\n".join(lines) if lines else "no stored benchmark"
