@@ -16,7 +16,7 @@ TORCH_SPEC ?= torch==2.13.0
 LOCK       ?= requirements-lock.txt
 CONSTRAINT := $(if $(LOCK),-c $(LOCK),)
 
-.PHONY: all book test test-latest lock env browser clean
+.PHONY: all book test test-latest lock env browser widgets-js clean
 
 all: test
 
@@ -43,7 +43,22 @@ browser:
 	  || echo "could not install chromium: the browser tests will skip"; \
 	else echo "no chromium and no root apt-get: the browser tests will skip"; fi
 
-test: $(STAMP) browser
+# The JavaScript that renders embedded widgets (chapter 3's explorer), served from the book itself so pages
+# opened from disk work offline (as MathJax is). Fetched once from the npm registry into a git-ignored folder;
+# without npm the book falls back to the public CDN (book/_ext/marabook_sphinx.py decides).
+WIDGETS_JS := book/_static/vendor-widgets
+widgets-js: $(WIDGETS_JS)/embed-amd.js
+
+$(WIDGETS_JS)/embed-amd.js:
+	@if command -v npm >/dev/null 2>&1; then \
+	  tmp=$$(mktemp -d) && (cd $$tmp && npm pack --silent @jupyter-widgets/html-manager@1.0.6 requirejs@2.3.4 >/dev/null \
+	  && mkdir -p hm rq && tar xzf jupyter-widgets-html-manager-1.0.6.tgz -C hm && tar xzf requirejs-2.3.4.tgz -C rq) \
+	  && mkdir -p $(WIDGETS_JS) && find $$tmp/hm/package/dist -maxdepth 1 -type f ! -name '*.map' -exec cp {} $(WIDGETS_JS)/ \; \
+	  && cp $$tmp/rq/package/require.js $(WIDGETS_JS)/require.js && cp $$tmp/hm/package/LICENSE $(WIDGETS_JS)/LICENSE.html-manager \
+	  && rm -rf $$tmp || echo "could not fetch the widget JavaScript from npm: the book will load it from a CDN"; \
+	else echo "no npm: the book will load the widget JavaScript from a CDN"; fi
+
+test: $(STAMP) browser widgets-js
 	$(BIN)/python -m pytest tests --durations=15
 
 # The same tests against the newest packages (no lock), in their own environment.
@@ -61,8 +76,11 @@ lock:
 	@# (local version labels such as torch's +cpu are dropped: pip treats ==X and ==X+cpu as a conflict)
 	@echo "wrote requirements-lock.txt"
 
-book: $(STAMP)
-	$(BIN)/jupyter-book build . -W -n --keep-going
+# pages show results, not progress bars (tqdm's and transformers' loading bars)
+BOOK_ENV := TQDM_DISABLE=1 HF_HUB_DISABLE_PROGRESS_BARS=1
+
+book: $(STAMP) widgets-js
+	$(BOOK_ENV) $(BIN)/jupyter-book build . -W -n --keep-going
 	@echo "Book built: open _build/html/index.html"
 
 clean:

@@ -19,8 +19,10 @@ Layers, low to high (a module imports only layers below it; ``tests/test_layers.
 * :mod:`marabook.experiments`  one module per chapter experiment, one sweep runner over any Executor
 * :mod:`marabook.plotting`, :mod:`marabook.widgets`, :mod:`marabook.exercises`  figures, explorers, self-checks
 
-``rl``, ``lm``, ``chem`` and ``experiments`` are imported on demand (``from marabook import rl``) so that the
-NumPy chapters work without torch.
+Every submodule is importable as an attribute (``import marabook; marabook.rl.Trainer``); ``rl``, ``lm``,
+``chem``, ``experiments`` and the other torch-based ones are imported on first use (PEP 562), so the NumPy
+chapters work without torch, and a missing dependency is reported with the extra that brings it
+(``pip install "marabook[lm]"`` or ``"marabook[chem]"``).
 """
 
 from marabook import config, mara, metrics, problems, targets
@@ -34,6 +36,21 @@ from marabook.targets import (
 )
 
 __version__ = "0.1.0"
+
+_SUBMODULES = ("bandit", "chem", "estimators", "exercises", "experiments", "fitting", "glue", "lm", "plotting",
+               "plumbing", "provenance", "rl", "widgets")
+
+
+def __getattr__(name):
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"marabook.{name}")
+    raise AttributeError(f"module 'marabook' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_SUBMODULES))
 
 __all__ = [
     "config",

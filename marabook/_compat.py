@@ -15,3 +15,13 @@ def moved_getattr(module: str, moved: dict):
         raise AttributeError(f"module {module!r} has no attribute {name!r}")
 
     return __getattr__
+
+
+def require(module: str, *packages: str, extra: str) -> None:
+    """Import ``packages`` or raise an ImportError that says which extra brings them."""
+    import importlib.util
+
+    missing = [p for p in packages if importlib.util.find_spec(p) is None]
+    if missing:
+        raise ImportError(f"{module} needs {', '.join(missing)}: pip install \"marabook[{extra}]\" "
+                          f"(on Colab torch and transformers are already installed)")

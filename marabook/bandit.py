@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import log_softmax, softmax
 
+from marabook.config import show_progress
 from marabook._validate import check_beta, check_distribution, check_finite, check_int
 from marabook.estimators import rloo_advantages
 from marabook.mara import mara_rewards
@@ -131,7 +132,7 @@ def train_exact(ref_probs, rewards, beta, *, direction="reverse", mara_tau=None,
     iterator = range(steps + 1)
     if progress:
         from tqdm.auto import tqdm
-        iterator = tqdm(iterator, desc=f"exact {direction}")
+        iterator = tqdm(iterator, desc=f"exact {direction}", disable=not show_progress())
     for k in iterator:
         if k in keep:
             snaps.append(softmax(theta))
@@ -174,7 +175,8 @@ def train_sampled(ref_probs, rewards, beta, *, direction="reverse", mara_tau=Non
     iterator = range(steps + 1)
     if progress:
         from tqdm.auto import tqdm
-        iterator = tqdm(iterator, desc=f"sampled {direction}{' + MARA' if mara_tau is not None else ''}")
+        iterator = tqdm(iterator, desc=f"sampled {direction}{' + MARA' if mara_tau is not None else ''}",
+                        disable=not show_progress())
     rows = np.arange(n_seeds)[:, None]
     for k in iterator:
         pi = softmax(theta, axis=-1)

@@ -25,6 +25,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
 
+from marabook.config import show_progress
 from marabook._validate import check_int
 
 __all__ = ["default_device", "autocast_dtype", "pad_sequences", "TrainLoop", "optimizer_to_safe",
@@ -181,7 +182,7 @@ class TrainLoop:
 
         end = self.end if until is None else min(int(until), self.end)
         bar = tqdm(total=end, initial=self.position, desc=getattr(self.config, "label", type(self).__name__),
-                   unit=self.unit, disable=not self.progress, leave=False)
+                   unit=self.unit, disable=not show_progress(self.progress), leave=False)
         while self.position < end:
             before = self.position
             entry = self.train_step()

@@ -24,6 +24,8 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
 ROOT = Path(__file__).resolve().parents[1]
+# OWNER/NAME of the book's repository, from its one home (_config.yml's repository.url)
+REPO = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"].split("github.com/")[1].strip("/")
 CHAPTERS = sorted((ROOT / "book").glob("*.ipynb"))
 
 # Property tests draw the same examples on every machine (same seed, same numbers): a failure in CI is then a
@@ -86,8 +88,10 @@ def book_source(tmp_path_factory):
 @pytest.fixture(scope="session")
 def executed_chapters(book_source):
     """Every chapter executed once, in the copied book folder; executed notebooks written back there."""
-    saved = {k: os.environ.get(k) for k in ("MARABOOK_SMOKE", "MPLBACKEND")}
+    saved = {k: os.environ.get(k) for k in ("MARABOOK_SMOKE", "MPLBACKEND", "TQDM_DISABLE",
+                                            "HF_HUB_DISABLE_PROGRESS_BARS")}
     os.environ["MARABOOK_SMOKE"] = "1"
+    os.environ["TQDM_DISABLE"] = os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # as `make book` does
     os.environ.pop("MPLBACKEND", None)  # let the kernel use its inline backend
     try:
         out = {}

@@ -4,6 +4,11 @@ molecule metrics, and the REINVENT loop with MARA.
 Needs ``torch`` and ``rdkit`` (``pip install "marabook[chem]"``).
 """
 
+from marabook._compat import require
+
+require("marabook.chem", "torch", "rdkit", extra="chem")
+
+
 from marabook._compat import moved_getattr
 from marabook.chem.data import load_smiles
 from marabook.chem.draw import draw_grid

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from marabook.config import show_progress
 from marabook._validate import check_int
 from marabook.chem.tokenizer import SmilesTokenizer
 from marabook.plumbing import default_device, pad_sequences
@@ -226,7 +227,7 @@ def pretrain_prior(smiles, *, tokenizer: SmilesTokenizer | None = None, epochs: 
     history, running = [], []
     order = np.array([], dtype=np.int64)
     model.train()
-    for step in tqdm(range(total), disable=not progress, desc="pretraining prior"):
+    for step in tqdm(range(total), disable=not show_progress(progress), desc="pretraining prior"):
         if len(order) < batch_size:
             order = np.concatenate([order, rng.permutation(len(encoded))])
         idx, order = order[:batch_size], order[batch_size:]

@@ -171,3 +171,44 @@ def table(rows) -> str:
 
 # the first edition's names (also importable from marabook.lm)
 evaluate_open_ended, run_open_ended, open_ended_configs = evaluate, run, configs
+
+
+def main(argv=None):
+    """Store the full-scale comparison (5 seeds x 6 trainers by default) with provenance."""
+    import argparse
+    import sys
+    import time
+
+    import torch
+
+    from marabook import lm
+    from marabook.provenance import RESULTS_DIR, save_json
+
+    ap = argparse.ArgumentParser(description="Chapter 6's comparison with more seeds, stored with provenance.")
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--out", default=str(RESULTS_DIR / "open_ended.json"))
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    model, tok = lm.load_reference_lm()
+    embedder = lm.load_sentence_embedder()
+    train = lm.NameTask(("color",))
+    evals = {"in": lm.NameTask(("color",)), "out": lm.NameTask(("animal",))}
+    t0, runs = time.time(), []
+    reference = {k: {m: v for m, v in evaluate(model, tok, t, n_per_prompt=32, seed=10_000,
+                                                  embedder=embedder).items() if m != "samples"}
+                 for k, t in evals.items()}
+    for seed in range(args.seeds):
+        for name, cfg in configs(seed, steps=args.steps).items():
+            r = run(cfg, model=model, tokenizer=tok, train_task=train, eval_tasks=evals, embedder=embedder, n_eval=32)
+            runs.append({"method": name, "seed": seed, "config": r["config"], "eval": dict(r["eval"])})
+            print(name, seed, {k: round(v["reward"], 3) for k, v in r["eval"].items()},
+                  r["eval"]["in"]["distinct"], flush=True)
+    out = save_json(args.out, {"seeds": args.seeds, "steps": args.steps, "minutes": (time.time() - t0) / 60,
+                               "reference": reference, "runs": runs},
+                    command="python scripts/run_open_ended.py " + " ".join(sys.argv[1:] if argv is None else argv))
+    print("wrote", out)
+
+
+if __name__ == "__main__":
+    main()

@@ -21,6 +21,7 @@ import multiprocessing as mp
 from concurrent.futures import Executor, ProcessPoolExecutor
 from typing import Callable, Sequence
 
+from marabook.config import show_progress
 from marabook._validate import check_int
 
 __all__ = ["run_sweep", "local_pool"]
@@ -55,7 +56,7 @@ def run_sweep(fn: Callable, jobs: Sequence, *, workers: int = 1, executor: Execu
     check_int(workers, "workers", minimum=1)
     if executor is not None and not hasattr(executor, "submit"):
         raise ValueError("executor must have a submit(fn, *args) method (a concurrent.futures.Executor)")
-    bar = tqdm(total=len(jobs), desc=desc, disable=not progress)
+    bar = tqdm(total=len(jobs), desc=desc, disable=not show_progress(progress))
     if executor is None and workers == 1:
         out = []
         for job in jobs:

@@ -11,6 +11,11 @@ The experiments built on these (``run_onetwo``, ``run_open_ended``, ...) live in
 :mod:`marabook.experiments`; their first-edition names stay importable from here.
 """
 
+from marabook._compat import require
+
+require("marabook.lm", "torch", "transformers", extra="lm")
+
+
 from marabook._compat import moved_getattr
 from marabook.lm.models import (EOS, REFERENCE_LM_DIR, RewardModelScorer, SentenceEmbedder, load_causal_lm,
                                 load_reference_lm, load_sentence_embedder)

@@ -14,6 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
+from marabook.config import show_progress
 from marabook._validate import check_int
 from marabook.lm.models import EOS
 from marabook.lm.tasks import (_ANIMALS, _COLORS, _FRUITS, _MALFORMED, _ONE_TWO_SUFFIX, ONE_TWO_CORPUS_ANSWERS,
@@ -126,7 +127,7 @@ def pretrain_reference_lm(out_dir, *, n_docs: int = 20000, steps: int = 1500, ba
     gen = torch.Generator().manual_seed(seed)
     model.train()
     losses = []
-    for _ in tqdm(range(steps), desc="pretraining", disable=not progress):
+    for _ in tqdm(range(steps), desc="pretraining", disable=not show_progress(progress)):
         b = torch.randint(len(enc), (batch_size,), generator=gen)
         x, m = ids[b], mask[b]
         labels = x.masked_fill(m == 0, -100)

@@ -12,6 +12,11 @@ The package, by seam (each name below is importable from ``marabook.rl`` as well
   results on bandits can be checked against the closed forms of chapters 1-4.
 """
 
+from marabook._compat import require
+
+require("marabook.rl", "torch", extra="lm")
+
+
 from marabook.estimators import (ADVANTAGE_ALGORITHMS, ADVANTAGES, compute_advantages, expected_kl_gradients,
                                  grpo_advantages, kl_k1, kl_k2, kl_k3, rloo_advantages)
 from marabook.rl.sequences import (completion_logprobs, completion_mask, decode_completions, encode_prompts,

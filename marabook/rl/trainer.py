@@ -23,6 +23,7 @@ from marabook.estimators import _advantages, _k3
 from marabook.mara import augment
 from marabook.plumbing import TrainLoop, autocast_dtype, default_device as _default_device
 from marabook.rl.config import KL_ESTIMATORS, KL_MODES, LoraSettings, RLConfig, Task, default_device, shape_rewards
+from marabook.rl.scaling import AdaptersOff, TrainingMode, add_lora, enable_checkpointing
 from marabook.rl.sequences import (completion_token_ids, decode_completions, encode_prompts, sample_completions,
                                    sample_texts, token_logprobs)
 
@@ -73,14 +74,14 @@ class Trainer(TrainLoop):
         self.config, self.task, self.tokenizer = config, task, tokenizer
         self.device = _default_device(device)
         if config.lora is not None:
-            policy = _add_lora(policy, config.lora, config.seed)
+            policy = add_lora(policy, config.lora, config.seed)
             self.trainable_only = True  # checkpoints hold the adapters only
         self.policy = policy.to(self.device)
         self.ref = None if config.lora is not None else \
             (ref_model if ref_model is not None else copy.deepcopy(policy)).to(self.device).eval()
         self.policy.eval()  # no dropout: sampling and scoring see the same function
         if config.gradient_checkpointing:
-            _enable_checkpointing(self.policy)
+            enable_checkpointing(self.policy)
         self.eos = int(tokenizer.eos_token_id)
         self.pad = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos)
         self.optimizer = torch.optim.Adam([p for p in self.policy.parameters() if p.requires_grad], lr=config.lr)
@@ -116,7 +117,7 @@ class Trainer(TrainLoop):
         """A context giving the reference model: the frozen copy, or (LoRA) the policy with adapters off."""
         if self.ref is not None:
             return nullcontext(self.ref)
-        return _AdaptersOff(self.policy)
+        return AdaptersOff(self.policy)
 
     def sample(self, model, prompt_ids, prompt_mask, num_samples=1):
         c = self.config
@@ -177,7 +178,7 @@ class Trainer(TrainLoop):
         ref_logp = ref_tok_lp.sum(-1)
 
         self.optimizer.zero_grad(set_to_none=True)
-        with _TrainingMode(self.policy, c.gradient_checkpointing):
+        with TrainingMode(self.policy, c.gradient_checkpointing):
             if c.micro_batch_size is None or c.micro_batch_size >= n:
                 # 3-5 in one pass over the whole batch (chapter 5's naive step, plus the other KL placements)
                 if forward:  # the SFT rows share the policy's forward pass
@@ -321,75 +322,6 @@ def _accepts(fn, name: str) -> bool:
     except (TypeError, ValueError):
         return False
     return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
-
-
-def _enable_checkpointing(model) -> None:
-    """Hugging Face gradient checkpointing. It only acts in training mode, which the trainer switches on
-    around its gradient passes; a model with dropout would then be scored by another function than the one
-    it sampled from, so that is refused (set the model config's dropout values to 0 first)."""
-    if not hasattr(model, "gradient_checkpointing_enable"):
-        raise ValueError("gradient_checkpointing needs a Hugging Face model (gradient_checkpointing_enable)")
-    cfg = getattr(model, "config", None)
-    drops = {k: v for k, v in (vars(cfg) if cfg is not None else {}).items()
-             if ("dropout" in k or "pdrop" in k) and isinstance(v, (int, float)) and v > 0}
-    if drops:
-        raise ValueError(f"gradient_checkpointing trains in training mode, where this model drops out {drops}; "
-                         "set those config values to 0")
-    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5 (the older name is deprecated)
-        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-    else:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-
-
-class _TrainingMode:
-    """Training mode around the gradient passes only (Hugging Face checkpoints activations only then, and
-    turns off the key/value cache the sampler needs); with checkpointing off, nothing changes."""
-
-    def __init__(self, model, on: bool):
-        self.model, self.on = model, on
-
-    def __enter__(self):
-        if self.on:
-            self.model.train()
-
-    def __exit__(self, *exc):
-        if self.on:
-            self.model.eval()
-        return False
-
-
-def _add_lora(model, lora: LoraSettings, seed: int):
-    """Wrap ``model`` with trainable LoRA adapters (peft); the base weights are frozen. The adapters'
-    random initialisation is drawn from ``seed`` in a forked RNG (same seed, same adapters; the global
-    torch RNG is left as it was)."""
-    import torch
-
-    try:
-        from peft import LoraConfig, get_peft_model
-    except ImportError as exc:
-        raise ImportError('lora needs peft: pip install "marabook[lm]" (or pip install peft)') from exc
-    for p in model.parameters():
-        p.requires_grad_(False)
-    cfg = LoraConfig(r=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                     target_modules=lora.target_modules)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return get_peft_model(model, cfg)
-
-
-class _AdaptersOff:
-    """``with _AdaptersOff(peft_model) as ref:`` the base model (adapters disabled) as the reference."""
-
-    def __init__(self, model):
-        self.model, self._ctx = model, None
-
-    def __enter__(self):
-        self._ctx = self.model.disable_adapter()
-        self._ctx.__enter__()
-        return self.model
-
-    def __exit__(self, *exc):
-        return self._ctx.__exit__(*exc)
 
 
 def _pad_right(x, width: int, value: int):
