@@ -3,13 +3,16 @@
     pip install -e ".[trl]"
     python scripts/compare_trl.py                       # writes marabook/data/results/trl_onetwo.json
     python scripts/compare_trl.py --seeds 3 --steps 100 --betas 0.001 0.01 0.03
+    python scripts/compare_trl.py --seeds 5 --betas 0.001 0.01 0.03 --scales none --no-marabook \
+        --out marabook/data/results/trl_mara.json            # chapter 5's "MARA in TRL" comparison
 
 For each seed and beta it runs, on the shipped reference LM (CPU):
   * TRL GRPOTrainer, default reward scaling (divide by the group std), vanilla and MARA;
   * TRL GRPOTrainer with scale_rewards="none", vanilla and MARA;
   * marabook's rl.Trainer with the closest settings (k3 in the loss, std / mean advantages).
-MARA enters TRL as a reward function: the 0/1 reward is augmented per prompt group with the reference
-model's sequence log-probabilities (marabook.mara.mara_rewards), exactly as marabook's trainer does.
+MARA enters TRL as a reward function, marabook.integrations.trl.mara_reward: the 0/1 reward is augmented
+per prompt group with the reference model's sequence log-probabilities of the sampled token ids
+(marabook.mara.mara_rewards), exactly as marabook's trainer does.
 Every run ends with the exact answer probabilities of the trained model (marabook.lm.onetwo_answer_probs)
 and its wall time per step. Results are saved with provenance.
 """
@@ -23,22 +26,16 @@ import torch
 
 from marabook import lm, rl
 from marabook.experiments import onetwo
-from marabook.mara import mara_rewards
+from marabook.integrations.trl import mara_reward
 from marabook.provenance import RESULTS_DIR, save_json
 
-def make_reward(task, tokenizer, ref_model, beta, mara_tau, group_size):
-    """A TRL reward function: the task's 0/1 reward, MARA-augmented per prompt group if asked."""
+def base_reward(task):
+    """The task's 0/1 reward as a TRL reward function."""
 
-    def reward(prompts, completions, **kwargs):
-        r = np.asarray(task.reward(prompts, completions), dtype=float)
-        if mara_tau is None:
-            return r.tolist()
-        ref_lp = rl.completion_logprobs(ref_model, tokenizer, list(prompts), list(completions)).double().numpy()
-        groups = np.arange(len(r)) // group_size
-        return mara_rewards(r, ref_lp, beta, mara_tau, groups=groups).tolist()
+    def onetwo(prompts, completions, **kwargs):
+        return task.reward(prompts, completions)
 
-    reward.__name__ = "onetwo_mara" if mara_tau is not None else "onetwo"
-    return reward
+    return onetwo
 
 
 def run_trl(beta, mara_tau, scale_rewards, seed, steps, out_dir):
@@ -56,8 +53,13 @@ def run_trl(beta, mara_tau, scale_rewards, seed, steps, out_dir):
                       logging_steps=10, report_to="none", save_strategy="no", use_cpu=True, bf16=False,
                       lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0, max_grad_norm=1.0,
                       disable_tqdm=True)
-    trainer = GRPOTrainer(model=model, args=args, train_dataset=ds, processing_class=tok,
-                          reward_funcs=[make_reward(task, tok, ref_model, beta, mara_tau, 8)])
+    reward = base_reward(task)
+    if mara_tau is not None:
+        # marabook.integrations.trl.mara_reward: the MARA wrapper for TRL. With std scaling ("group") this is the
+        # pitfall the chapter demonstrates, so the config is not passed (passing it would refuse the setting)
+        reward = mara_reward(reward, ref_model, tok, tau=mara_tau, beta=beta, num_generations=8,
+                             config=args if scale_rewards == "none" else None)
+    trainer = GRPOTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, reward_funcs=[reward])
     t0 = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - t0
@@ -82,6 +84,8 @@ def main(argv=None):
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--betas", type=float, nargs="+", default=[0.01])
+    ap.add_argument("--scales", nargs="+", default=["group", "none"], help="TRL's scale_rewards settings to run")
+    ap.add_argument("--no-marabook", action="store_true", help="TRL runs only (not marabook's rl.Trainer)")
     ap.add_argument("--out", default=str(RESULTS_DIR / "trl_onetwo.json"))
     ap.add_argument("--work", default="/tmp/marabook_trl")
     args = ap.parse_args(argv)
@@ -93,19 +97,20 @@ def main(argv=None):
         for seed in range(args.seeds):
             for mara_tau in (None, 1.0):
                 method = "vanilla" if mara_tau is None else "MARA"
-                for scale in ("group", "none"):
+                for scale in args.scales:
                     f = run_trl(beta, mara_tau, scale, seed, args.steps, Path(args.work) / f"{beta}_{seed}_{method}_{scale}")
                     runs.append({"trainer": f"TRL {trl.__version__} GRPOTrainer", "scale_rewards": scale,
                                  "method": method, "beta": beta, "seed": seed, "final": f})
                     print(runs[-1], flush=True)
-                for adv in ("std", "mean"):
+                for adv in () if args.no_marabook else ("std", "mean"):
                     f = run_marabook(beta, mara_tau, adv, seed, args.steps)
                     runs.append({"trainer": "marabook rl.Trainer (k3 in loss)",
                                  "scale_rewards": "group" if adv == "std" else "none",
                                  "method": method, "beta": beta, "seed": seed, "final": f})
                     print(runs[-1], flush=True)
     settings = {"steps": args.steps, "prompts_per_step": 4, "group_size": 8, "lr": 3e-3, "max_new_tokens": 4,
-                "threads": 1, "model": "marabook reference LM"}
+                "threads": 1, "model": "marabook reference LM", "seeds": args.seeds, "betas": args.betas,
+                "scales": args.scales}
     path = save_json(args.out, {"settings": settings, "runs": runs},
                      command="python scripts/compare_trl.py " + " ".join(argv or __import__("sys").argv[1:]))
     print("wrote", path)
