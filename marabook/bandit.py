@@ -23,7 +23,7 @@ from scipy.special import log_softmax, softmax
 from marabook.config import show_progress
 from marabook._validate import check_beta, check_distribution, check_finite, check_int
 from marabook.estimators import rloo_advantages
-from marabook.mara import mara_rewards
+from marabook.mara import mara_rewards, mara_rewards_global
 from marabook.targets import kl_regularized_gradient
 
 __all__ = ["Trajectory", "augmented_rewards_global", "train_exact", "train_sampled"]
@@ -48,17 +48,8 @@ class Trajectory:
 
 
 def augmented_rewards_global(ref_probs, rewards, beta, tau):
-    """MARA rewards over the whole token space with the global anchor (for exact training).
-
-    Tokens with zero reference probability keep their reward (no policy can reach them under the
-    reverse KL, and their log-probability is undefined).
-    """
-    ref = check_distribution(ref_probs, "ref_probs")
-    r = check_finite(rewards, "rewards")
-    on = ref > 0
-    out = r.copy()
-    out[on] = mara_rewards(r[on], np.log(ref[on]), beta, tau)
-    return out
+    """MARA rewards over the whole token space with the global anchor (:func:`marabook.mara.mara_rewards_global`)."""
+    return mara_rewards_global(ref_probs, rewards, beta, tau)
 
 
 def _check_common(ref_probs, rewards, beta, direction, steps, lr):

@@ -18,9 +18,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from marabook._validate import check_beta, check_distribution, check_finite, is_torch
-from marabook.targets import reverse_kl_target
+from marabook.targets import entropy_regularized_target, forward_kl_target, reverse_kl_target
 
-__all__ = ["mara_rewards", "mara_target", "parse_tau", "Threshold"]
+__all__ = ["mara_rewards", "mara_target", "parse_tau", "Threshold", "mara_rewards_global", "method_targets",
+           "forward_mara_small_beta"]
 
 _PERCENTILE = re.compile(r"^p(\d+(?:\.\d+)?)$")
 
@@ -243,3 +244,71 @@ def mara_target(ref_probs, rewards, beta, tau) -> np.ndarray:
     m = logits.max(axis=-1, keepdims=True)
     w = np.exp(logits - m)
     return w / w.sum(axis=-1, keepdims=True)
+
+
+def mara_rewards_global(ref_probs, rewards, beta, tau) -> np.ndarray:
+    """MARA rewards (eq. 4.1) over the whole sample space with the global anchor: the rewards whose
+    KL-regularised optimum is the MARA target. Samples with zero reference probability keep their reward
+    (no policy reaches them under the reverse KL, and their log-probability is undefined)."""
+    ref = check_distribution(ref_probs, "ref_probs")
+    r = check_finite(rewards, "rewards")
+    if ref.ndim != 1 or r.shape != ref.shape:
+        raise ValueError(f"ref_probs and rewards must be 1-D of equal length, got {ref.shape} and {r.shape}")
+    on = ref > 0
+    out = r.copy()
+    out[on] = mara_rewards(r[on], np.log(ref[on]), beta, tau)
+    return out
+
+
+def method_targets(ref_probs, rewards, beta, tau, eta=None) -> dict:
+    """The exact target of each method of the book on one problem (what each objective wants, chapters 1-4).
+
+    ``{"vanilla-reverse": G_beta (eq. 1.3), "vanilla-forward": G_fwd (eq. 2.5), "mara-reverse": the flat
+    MARA target (eq. 4.2), "mara-forward": the forward target of MARA's rewards}``, MARA with the global
+    anchor, and ``"entropy"`` (eq. 2.6) when ``eta`` is given. Any task whose answer probabilities under the
+    reference are known fits: for the 1-2 task, the outcomes "1", "2" and "anything else" with rewards
+    1, 1, 0. Sampled training may or may not reach these (chapter 5 draws both).
+    """
+    ref = check_distribution(ref_probs, "ref_probs")
+    r = check_finite(rewards, "rewards")
+    b = float(check_beta(beta))
+    out = {"vanilla-reverse": reverse_kl_target(ref, r, b), "vanilla-forward": forward_kl_target(ref, r, b),
+           "mara-reverse": mara_target(ref, r, b, tau),
+           "mara-forward": forward_kl_target(ref, mara_rewards_global(ref, r, b, tau), b)}
+    if eta is not None:
+        out["entropy"] = entropy_regularized_target(ref, r, b, eta)
+    return out
+
+
+def forward_mara_small_beta(ref_probs, good) -> np.ndarray:
+    """The forward-KL MARA target as beta -> 0 (chapter 4): flat it is not.
+
+    With the global anchor z, MARA's good rewards are ``R(z) + beta log(pi_ref(z) / pi_ref(y))``; the forward
+    target ``beta pi_ref / (Lambda - R_bar)`` then has ``Lambda - R_bar(y) = beta (t + log(pi_ref(y) / pi_min))``
+    on the good set (pi_min: its least likely member), so
+
+        G(y) = pi_ref(y) / (t + log(pi_ref(y) / pi_min))    for good y, 0 elsewhere,
+
+    independent of beta, with t > 0 fixed by normalisation (the bad samples' mass vanishes with beta). Rarer
+    good samples get relatively more than under the reference, but not equal mass.
+    """
+    from scipy.optimize import brentq
+
+    ref = check_distribution(ref_probs, "ref_probs")
+    g = np.asarray(good, dtype=bool)
+    if g.shape != ref.shape or not (g & (ref > 0)).any():
+        raise ValueError("good must be a boolean mask of ref_probs' shape with at least one supported sample")
+    g = g & (ref > 0)
+    p = ref[g]
+    logratio = np.log(p / p.min())
+
+    def total(t):
+        return np.sum(p / (t + logratio)) - 1.0
+
+    hi = 1.0
+    while total(hi) > 0:  # total decreases in t; at t -> 0+ it diverges (the rarest sample's term)
+        hi *= 2.0
+    t = brentq(total, 1e-300, hi, xtol=1e-15, rtol=1e-15, maxiter=500)
+    out = np.zeros_like(ref)
+    out[g] = p / (t + logratio)
+    return out / out.sum()

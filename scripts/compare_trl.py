@@ -18,57 +18,13 @@ and its wall time per step. Results are saved with provenance.
 """
 
 import argparse
-import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from marabook import lm, rl
 from marabook.experiments import onetwo
-from marabook.integrations.trl import mara_reward
 from marabook.provenance import RESULTS_DIR, save_json
-
-def base_reward(task):
-    """The task's 0/1 reward as a TRL reward function."""
-
-    def onetwo(prompts, completions, **kwargs):
-        return task.reward(prompts, completions)
-
-    return onetwo
-
-
-def run_trl(beta, mara_tau, scale_rewards, seed, steps, out_dir):
-    from datasets import Dataset
-    from trl import GRPOConfig, GRPOTrainer
-
-    model, tok = lm.load_reference_lm()
-    ref_model, _ = lm.load_reference_lm()
-    task = lm.OneTwoTask.for_reference_lm()
-    prompts = [task.prompts[i % len(task.prompts)] for i in range(4 * steps)]
-    ds = Dataset.from_dict({"prompt": prompts})
-    args = GRPOConfig(output_dir=str(out_dir), per_device_train_batch_size=32, num_generations=8,
-                      max_completion_length=4, learning_rate=3e-3, beta=beta, max_steps=steps,
-                      temperature=1.0, top_k=0, top_p=1.0, scale_rewards=scale_rewards, seed=seed,
-                      logging_steps=10, report_to="none", save_strategy="no", use_cpu=True, bf16=False,
-                      lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0, max_grad_norm=1.0,
-                      disable_tqdm=True)
-    reward = base_reward(task)
-    if mara_tau is not None:
-        # marabook.integrations.trl.mara_reward: the MARA wrapper for TRL. With std scaling ("group") this is the
-        # pitfall the chapter demonstrates, so the config is not passed (passing it would refuse the setting)
-        reward = mara_reward(reward, ref_model, tok, tau=mara_tau, beta=beta, num_generations=8,
-                             config=args if scale_rewards == "none" else None)
-    trainer = GRPOTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, reward_funcs=[reward])
-    t0 = time.perf_counter()
-    trainer.train()
-    seconds = time.perf_counter() - t0
-    trained = trainer.model.eval()
-    per_prompt = [lm.onetwo_answer_probs(trained, tok, p) for p in task.prompts]
-    final = {k: float(np.mean([pp[k] for pp in per_prompt])) for k in per_prompt[0]}
-    final["seconds_per_step"] = seconds / steps
-    return final
-
 
 def run_marabook(beta, mara_tau, advantage, seed, steps):
     model, tok = lm.load_reference_lm()
@@ -98,7 +54,8 @@ def main(argv=None):
             for mara_tau in (None, 1.0):
                 method = "vanilla" if mara_tau is None else "MARA"
                 for scale in args.scales:
-                    f = run_trl(beta, mara_tau, scale, seed, args.steps, Path(args.work) / f"{beta}_{seed}_{method}_{scale}")
+                    f = onetwo.run_trl(beta, seed, mara_tau=mara_tau, steps=args.steps, scale_rewards=scale,
+                                       output_dir=Path(args.work) / f"{beta}_{seed}_{method}_{scale}")
                     runs.append({"trainer": f"TRL {trl.__version__} GRPOTrainer", "scale_rewards": scale,
                                  "method": method, "beta": beta, "seed": seed, "final": f})
                     print(runs[-1], flush=True)

@@ -98,3 +98,21 @@ def test_molecule_sweep_rejects_unknown_methods_and_tasks():
         molecules.sweep(("product",), ("PPO",), range(1), budget=64, progress=False)
     with pytest.raises(ValueError, match="tasks"):
         molecules.sweep(("docking",), molecules.METHODS, range(1), budget=64, progress=False)
+
+
+def test_failed_runs_are_counted_and_never_averaged_into_the_share():
+    onetwo = pytest.importorskip("marabook.experiments.onetwo")
+    finals = [{"p_valid": 0.99, "share_1": 0.8, "entropy_bits": 0.7}, {"p_valid": 0.06, "share_1": 0.1,
+                                                                        "entropy_bits": 0.4},
+              {"p_valid": 0.98, "share_1": 0.6, "entropy_bits": 0.97}]
+    runs = [{"config": {"mara_tau": 1.0, "kl": "forward", "advantage": "rloo", "beta": 0.02, "seed": s}, "final": f}
+            for s, f in enumerate(finals)]
+    (row,) = onetwo.summarize(runs)
+    assert row["failed"] == 1 and row["runs"] == 3
+    assert row["share_1_mean"] == pytest.approx(0.7)          # the failed run's 0.1 is not an answer
+    assert row["reward_mean"] == pytest.approx((0.99 + 0.06 + 0.98) / 3)  # but it does count in the reward
+    assert onetwo.failed_runs(runs) == ["MARA forward beta=0.02 seed 1 (P(valid) 0.060)"]
+    all_failed = onetwo.summarize([{**runs[1]}])
+    assert np.isnan(all_failed[0]["share_1_mean"]) and "undefined" in onetwo.table(all_failed)
+    text = onetwo.trl_table({"results": {"runs": [{"method": "MARA", "beta": 0.01, "final": f} for f in finals]}})
+    assert "--" in text and "1/3" in text

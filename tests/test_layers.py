@@ -17,10 +17,11 @@ RANK = {
     "bandit": 6,
     "rl": 7,
     "lm": 8, "chem": 8,
-    "experiments": 9, "integrations": 9,
-    "plotting": 10,
-    "widgets": 11,
-    "exercises": 12,
+    "integrations": 9,
+    "experiments": 10,
+    "plotting": 11,
+    "widgets": 12,
+    "exercises": 13,
 }
 
 

@@ -141,3 +141,61 @@ def test_bad_input():
         mara.mara_target([0.5, 0.5], r, 0.1, "p90")
     with pytest.raises(ValueError, match="beta"):
         mara.mara_target([0.5, 0.5], r, -1.0, 0.5)
+
+
+# ------------------------------------------------------------------------------- each method's target
+def test_method_targets_are_the_closed_forms():
+    from marabook import problems, targets
+
+    prob = problems.two_block_tokens()
+    t = mara.method_targets(prob.ref_probs, prob.rewards, 0.01, 0.5, eta=0.1)
+    assert set(t) == {"vanilla-reverse", "vanilla-forward", "mara-reverse", "mara-forward", "entropy"}
+    np.testing.assert_array_equal(t["vanilla-reverse"], targets.reverse_kl_target(prob.ref_probs, prob.rewards, 0.01))
+    np.testing.assert_array_equal(t["mara-reverse"], mara.mara_target(prob.ref_probs, prob.rewards, 0.01, 0.5))
+    np.testing.assert_array_equal(t["entropy"], targets.entropy_regularized_target(prob.ref_probs, prob.rewards, 0.01, 0.1))
+    for g in t.values():
+        assert abs(g.sum() - 1) < 1e-12
+    with pytest.raises(ValueError, match="beta"):
+        mara.method_targets(prob.ref_probs, prob.rewards, 0.0, 0.5)
+
+
+def test_forward_mara_small_beta_formula_is_the_limit_of_the_exact_target():
+    """G(y) = pi_ref(y) / (t + log(pi_ref(y) / pi_min)) on the good set: the exact forward target of MARA's
+    rewards approaches it as beta -> 0. The bad samples keep mass O(beta) and the good ones move by O(beta),
+    so at beta = 1e-6 the two agree to 1e-5."""
+    from marabook import problems, targets
+
+    prob = problems.two_block_tokens()
+    good = prob.rewards >= 0.5
+    limit = mara.forward_mara_small_beta(prob.ref_probs, good)
+    exact = targets.forward_kl_target(prob.ref_probs, mara.mara_rewards_global(prob.ref_probs, prob.rewards, 1e-6, 0.5),
+                                      1e-6)
+    np.testing.assert_allclose(exact, limit, atol=1e-5)
+    assert limit[~good].sum() == 0 and abs(limit.sum() - 1) < 1e-12
+    # not flat: the rarest good token gets the most relative to its reference probability, but not equal mass
+    assert limit[good].max() / limit[good].min() > 1.5
+    block2 = prob.modes["block 2"]
+    assert limit[block2].sum() == pytest.approx(
+        targets.forward_kl_target(prob.ref_probs, mara.mara_rewards_global(prob.ref_probs, prob.rewards, 0.01, 0.5),
+                                  0.01)[block2].sum(), abs=0.01)  # chapter 4's block-2 mass at beta = 0.01
+    with pytest.raises(ValueError, match="good"):
+        mara.forward_mara_small_beta(prob.ref_probs, np.zeros(prob.size, bool))
+
+
+def test_predictions_for_the_one_two_task_on_the_shipped_model():
+    """What each objective wants on the 1-2 task (outcomes "1", "2", anything else; rewards 1, 1, 0): the
+    reference ratio for vanilla in both directions, a fair coin for reverse MARA, about 0.43 for forward MARA."""
+    lm = pytest.importorskip("marabook.lm")
+    model, tok = lm.load_reference_lm()
+    shares = {}
+    for p in lm.OneTwoTask.for_reference_lm().prompts:
+        a = lm.onetwo_answer_probs(model, tok, p)
+        ref = np.array([a["p_1"], a["p_2"], 1 - a["p_1"] - a["p_2"]])
+        for name, g in mara.method_targets(ref, np.array([1.0, 1.0, 0.0]), 0.03, 1.0).items():
+            shares.setdefault(name, []).append(g[0] / (g[0] + g[1]))
+    means = {k: float(np.mean(v)) for k, v in shares.items()}
+    # float32 forward passes of the shipped model: its answer probabilities are exact to ~1e-6
+    assert means["vanilla-reverse"] == pytest.approx(0.8055, abs=1e-3)
+    assert means["vanilla-forward"] == pytest.approx(means["vanilla-reverse"], abs=1e-9)
+    assert means["mara-reverse"] == pytest.approx(0.5, abs=1e-12)
+    assert means["mara-forward"] == pytest.approx(0.430, abs=2e-3)

@@ -20,7 +20,7 @@ from marabook.lm import REFERENCE_LM_DIR, OneTwoTask, load_reference_lm, onetwo_
 from marabook.rl import RLConfig, Trainer
 
 __all__ = ["COMMON", "BETAS", "configs", "run", "sweep", "summarize", "table", "stored_table", "method_label",
-           "select", "run_onetwo", "run_onetwo_sweep", "summarize_onetwo"]
+           "select", "failed_runs", "predicted_shares", "run_trl", "trl_table", "run_onetwo", "run_onetwo_sweep", "summarize_onetwo"]
 
 #: The chapter's training settings (4 prompts x 8 completions, Adam lr 3e-3, RLOO, 4 new tokens).
 COMMON = dict(group_size=8, prompts_per_step=4, lr=3e-3, max_new_tokens=4, advantage="rloo")
@@ -108,12 +108,16 @@ def sweep(configs: Sequence[RLConfig], *, workers: int = 1, executor=None, path=
                      desc="runs", progress=progress)
 
 
-def summarize(results: Sequence[dict], collapse_bits: float = 0.2) -> list[dict]:
-    """One row per (method, kl, beta): mean and std over seeds of the final reward (exact valid
-    mass) and valid-answer entropy, the number of runs, and how many collapsed (entropy below
-    ``collapse_bits``; the issue's and the paper's criterion is 0.2 bits)."""
+def summarize(results: Sequence[dict], collapse_bits: float = 0.2, fail_below: float = 0.5) -> list[dict]:
+    """One row per (method, kl, advantage, beta): the number of runs; the mean and std over seeds of the final
+    reward (the exact valid mass, over every run); how many runs *failed* (valid mass below ``fail_below``:
+    the policy stopped answering the task, so its share of "1" says nothing); and, over the runs that did
+    not fail, the valid-answer entropy, how many collapsed (entropy below ``collapse_bits``, the paper's
+    criterion is 0.2 bits) and the mean share of "1" (NaN, shown as undefined, when every run failed)."""
     if not 0 < collapse_bits < 1:
         raise ValueError(f"collapse_bits must be in (0, 1), got {collapse_bits!r}")
+    if not 0 <= fail_below < 1:
+        raise ValueError(f"fail_below must be in [0, 1), got {fail_below!r}")
     rows: dict = {}
     for r in results:
         c = r["config"]
@@ -121,36 +125,127 @@ def summarize(results: Sequence[dict], collapse_bits: float = 0.2) -> list[dict]
         rows.setdefault(key, []).append(r["final"])
     out = []
     for (method, kl, adv, beta), finals in sorted(rows.items(), key=lambda kv: (kv[0][1], kv[0][0], kv[0][2], kv[0][3])):
-        ent = np.array([f["entropy_bits"] for f in finals])
         rew = np.array([f["p_valid"] for f in finals])
+        ok = [f for f in finals if f["p_valid"] >= fail_below]
+        ent = np.array([f["entropy_bits"] for f in ok])
         out.append({"method": method, "kl": kl, "advantage": adv, "beta": beta, "runs": len(finals),
                     "reward_mean": float(rew.mean()), "reward_std": float(rew.std(ddof=1)) if len(rew) > 1 else 0.0,
-                    "entropy_mean": float(ent.mean()), "entropy_std": float(ent.std(ddof=1)) if len(ent) > 1 else 0.0,
+                    "failed": len(finals) - len(ok),
+                    "entropy_mean": float(ent.mean()) if ok else float("nan"),
+                    "entropy_std": float(ent.std(ddof=1)) if len(ok) > 1 else 0.0,
                     "collapsed": int((ent < collapse_bits).sum()),
-                    "share_1_mean": float(np.mean([f["share_1"] for f in finals]))})
+                    "share_1_mean": float(np.mean([f["share_1"] for f in ok])) if ok else float("nan")})
     return out
 
 
 def table(rows: Sequence[dict]) -> str:
-    """The summary rows as a plain-text table (reward is the exact P(valid), entropy over valid answers)."""
-    lines = [f"{'KL':>8} {'method':>8} {'beta':>6} {'reward':>14} {'entropy (bits)':>16} {'share of 1':>11} "
-             f"{'collapsed':>10}"]
+    """The summary rows as a plain-text table: reward (exact P(valid)) and failures first, then, over the runs
+    that did not fail, the valid-answer entropy, the share of "1" and how many collapsed."""
+    lines = [f"{'KL':>8} {'method':>8} {'beta':>6} {'reward = P(valid)':>18} {'failed':>7} {'entropy (bits)':>16} "
+             f"{'share of 1':>11} {'collapsed':>10}"]
     for row in rows:
-        lines.append(f"{row['kl']:>8} {row['method']:>8} {row['beta']:>6g} "
-                     f"{row['reward_mean']:7.3f} ± {row['reward_std']:.3f} {row['entropy_mean']:9.3f} ± "
-                     f"{row['entropy_std']:.3f} {row['share_1_mean']:11.3f} {row['collapsed']:>5}/{row['runs']}")
+        share = f"{row['share_1_mean']:11.3f}" if np.isfinite(row["share_1_mean"]) else f"{'undefined':>11}"
+        ent = (f"{row['entropy_mean']:9.3f} ± {row['entropy_std']:.3f}" if np.isfinite(row["entropy_mean"])
+               else f"{'undefined':>16}")
+        lines.append(f"{row['kl']:>8} {row['method']:>8} {row['beta']:>6g} {row['reward_mean']:10.3f} ± "
+                     f"{row['reward_std']:.3f} {row.get('failed', 0):>4}/{row['runs']} {ent} {share} "
+                     f"{row['collapsed']:>6}/{row['runs'] - row.get('failed', 0)}")
     return "\n".join(lines)
 
 
 def stored_table(stored: dict) -> str:
-    """:func:`table` of a stored sweep (``provenance.load_stored("onetwo_sweep")``), its summary rows as stored."""
-    rows = stored["results"]["summary"]
-    if all("reward_mean" in r for r in rows):
-        return table(rows)
-    lines = [f"{'KL':>8} {'method':>8} {'beta':>6} {'entropy (bits)':>16} {'share of 1':>11} {'collapsed':>10}"]
-    for row in rows:
-        lines.append(f"{row['kl']:>8} {row['method']:>8} {row['beta']:>6g} {row['entropy_mean']:9.3f} ± "
-                     f"{row['entropy_std']:.3f} {row['share_1_mean']:11.3f} {row['collapsed']:>5}/{row['runs']}")
+    """:func:`table` of a stored sweep (``provenance.load_stored("onetwo_sweep")``), summarised again from its
+    runs so that reward and failures are shown even where the stored summary predates those columns."""
+    return table(summarize(stored["results"]["runs"]))
+
+
+def failed_runs(results: Sequence[dict], fail_below: float = 0.5) -> list[str]:
+    """Names of the runs whose valid mass fell below ``fail_below`` ("MARA forward beta=0.02 seed 5 (P(valid) 0.057)")."""
+    out = []
+    for r in results:
+        c, f = r["config"], r["final"]
+        if f["p_valid"] < fail_below:
+            out.append(f"{method_label(c)} {c['kl']} beta={c['beta']:g} seed {c['seed']} (P(valid) {f['p_valid']:.3f})")
+    return out
+
+
+def predicted_shares(model, tokenizer, task, beta: float, answers=(" 1", " 2")) -> dict:
+    """What each objective wants: the share of "1" among valid answers under each method's exact target
+    (:func:`marabook.mara.method_targets` on the outcomes "1", "2", anything else, with rewards 1, 1, 0 and
+    the model's exact answer probabilities), averaged over the task's prompts. Keys as in ``method_targets``."""
+    from marabook.mara import method_targets
+
+    out: dict = {}
+    for p in task.prompts:
+        a = onetwo_answer_probs(model, tokenizer, p, answers)
+        ref = np.array([a["p_1"], a["p_2"], max(0.0, 1.0 - a["p_1"] - a["p_2"])])
+        for name, g in method_targets(ref / ref.sum(), np.array([1.0, 1.0, 0.0]), beta, 1.0).items():
+            out.setdefault(name, []).append(g[0] / (g[0] + g[1]))
+    return {k: float(np.mean(v)) for k, v in out.items()}
+
+
+def run_trl(beta: float, seed: int, *, mara_tau=None, steps: int = 100, scale_rewards: str = "none", lr: float = 3e-3,
+            output_dir=None) -> dict:
+    """One 1-2 run with TRL's ``GRPOTrainer`` on the reference LM (the chapter's batch: 4 prompts x 8
+    completions, 4 new tokens), vanilla or with MARA through :func:`marabook.integrations.trl.mara_reward`,
+    evaluated exactly like :func:`run`. ``scale_rewards="group"`` (TRL's default) is the pitfall chapter 5
+    demonstrates; with it the wrapper is not given the config (which :func:`~marabook.integrations.trl.check_trl_config`
+    would refuse). Needs ``pip install "marabook[trl]"``."""
+    import tempfile
+    import time
+
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer
+
+    from marabook.integrations.trl import mara_reward
+
+    model, tok = load_reference_lm()
+    ref_model, _ = load_reference_lm()
+    task = OneTwoTask.for_reference_lm()
+
+    def onetwo(prompts, completions, **kwargs):
+        return task.reward(prompts, completions)
+
+    ds = Dataset.from_dict({"prompt": [task.prompts[i % len(task.prompts)] for i in range(4 * steps)]})
+    args = GRPOConfig(output_dir=str(output_dir or tempfile.mkdtemp()), per_device_train_batch_size=32,
+                      num_generations=8, max_completion_length=4, learning_rate=lr, beta=beta, max_steps=steps,
+                      temperature=1.0, top_k=0, top_p=1.0, scale_rewards=scale_rewards, seed=seed, logging_steps=10,
+                      report_to="none", save_strategy="no", use_cpu=True, bf16=False, lr_scheduler_type="constant",
+                      warmup_steps=0, weight_decay=0.0, max_grad_norm=1.0, disable_tqdm=True)
+    reward = onetwo
+    if mara_tau is not None:
+        reward = mara_reward(onetwo, ref_model, tok, tau=mara_tau, beta=beta, num_generations=8,
+                             config=args if scale_rewards == "none" else None)
+    trainer = GRPOTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, reward_funcs=[reward])
+    t0 = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - t0
+    per_prompt = [onetwo_answer_probs(trainer.model.eval(), tok, p) for p in task.prompts]
+    final = {k: float(np.mean([pp[k] for pp in per_prompt])) for k in per_prompt[0]}
+    final["seconds_per_step"] = seconds / steps
+    return final
+
+
+def trl_table(stored: dict, fail_below: float = 0.5) -> str:
+    """A stored TRL comparison (``provenance.load_stored("trl_mara")`` or ``"trl_onetwo"``): per trainer, reward
+    scaling, method and beta, the share of "1" in every seed, its mean over the runs that still answer validly,
+    the mean valid mass and the failures (valid mass below ``fail_below``: counted, shown as "--", never
+    averaged into the share, and never read as "ended on 2")."""
+    runs = stored["results"]["runs"]
+
+    def key(r):
+        return (r.get("trainer", "TRL GRPOTrainer"), r.get("scale_rewards", "none"), r["method"], r["beta"])
+
+    keys = sorted({key(r) for r in runs}, key=lambda k: (k[0], k[1], k[3], k[2] != "vanilla"))
+    lines = [f"{'trainer':>34} {'std scaling':>11} {'method':>8} {'beta':>6} {'share of 1 per seed':>26} "
+             f"{'mean (valid runs)':>18} {'P(valid)':>9} {'failed':>7}"]
+    for k in keys:
+        finals = [r["final"] for r in runs if key(r) == k]
+        ok = [f for f in finals if f["p_valid"] >= fail_below]
+        shares = " ".join(f"{f['share_1']:.2f}" if f["p_valid"] >= fail_below else "  --" for f in finals)
+        mean = f"{np.mean([f['share_1'] for f in ok]):.3f}" if ok else "undefined"
+        lines.append(f"{k[0]:>34} {'yes' if k[1] == 'group' else 'no':>11} {k[2]:>8} {k[3]:>6g} {shares:>26} "
+                     f"{mean:>18} {np.mean([f['p_valid'] for f in finals]):>9.3f} {len(finals) - len(ok):>5}/{len(finals)}")
     return "\n".join(lines)
 
 
