@@ -263,7 +263,7 @@ def mara_rewards_global(ref_probs, rewards, beta, tau) -> np.ndarray:
 def method_targets(ref_probs, rewards, beta, tau, eta=None) -> dict:
     """The exact target of each method of the book on one problem (what each objective wants, chapters 1-4).
 
-    ``{"vanilla-reverse": G_beta (eq. 1.3), "vanilla-forward": G_fwd (eq. 2.5), "mara-reverse": the flat
+    ``{"vanilla-reverse": G_beta (eq. 1.3), "vanilla-forward": G_fwd (eq. 2.2), "mara-reverse": the flat
     MARA target (eq. 4.2), "mara-forward": the forward target of MARA's rewards}``, MARA with the global
     anchor, and ``"entropy"`` (eq. 2.6) when ``eta`` is given. Any task whose answer probabilities under the
     reference are known fits: for the 1-2 task, the outcomes "1", "2" and "anything else" with rewards

@@ -143,17 +143,17 @@ def _solve_forward_t(ref: np.ndarray, d: np.ndarray, t_lo: np.ndarray, t_hi: np.
 
 
 def forward_kl_target(ref_probs, rewards, beta, return_lambda: bool = False):
-    """Optimum of ``J_fwd(pi) = E_pi[R] - beta KL(pi_ref || pi)`` (eq. 2.3).
+    """Optimum of ``J_fwd(pi) = E_pi[R] - beta KL(pi_ref || pi)`` (eq. 2.2).
 
     ``G_fwd(y) = beta pi_ref(y) / (Lambda - R(y))`` where ``Lambda > max_{y in supp pi_ref} R(y)``
-    is the unique constant making ``G_fwd`` sum to 1 (eq. 2.4). The normaliser
+    is the unique constant making ``G_fwd`` sum to 1 (eq. 2.3). The normaliser
     ``f(Lambda) = sum_y beta pi_ref(y) / (Lambda - R(y))`` is strictly decreasing, and
     ``R* + beta P* <= Lambda <= R* + beta`` with ``R*`` the on-support maximum reward and ``P*`` the
     reference mass on its maximisers. We write ``Lambda = R* + beta t`` and find ``t in [P*, 1]`` by
     safeguarded Newton on that bracket (guaranteed convergence; the normaliser is accurate to
     ~1e-13, well inside 1e-10, for beta from 1e-6 to 1e3).
 
-    Off-support case (eq. 2.5). Let ``R_off`` be the largest reward among samples with
+    Off-support case (eq. 2.4). Let ``R_off`` be the largest reward among samples with
     ``pi_ref(y) = 0``. If ``R_off > R*`` and the on-support normaliser at ``Lambda = R_off`` is
     below 1, the optimum sets ``Lambda = R_off``, keeps ``G_fwd = beta pi_ref / (R_off - R)`` on the
     support and places the missing mass on the off-support samples whose reward equals ``R_off``
@@ -181,7 +181,7 @@ def forward_kl_target(ref_probs, rewards, beta, return_lambda: bool = False):
         g = np.where(on, ref / (t[..., None] + d), 0.0)
     lam = r_star[..., 0] + b[..., 0] * t
 
-    # Off-support maximisers (eq. 2.5).
+    # Off-support maximisers (eq. 2.4).
     r_off = np.max(np.where(on, -np.inf, r), axis=-1, keepdims=True)
     has_off = np.isfinite(r_off[..., 0]) & (r_off[..., 0] > r_star[..., 0])
     if np.any(has_off):
@@ -251,7 +251,7 @@ def kl_regularized_gradient(logits, ref_probs, rewards, beta, direction: str = "
 
     Reverse (eq. 1.5): ``dJ/dtheta = pi * (A - E_pi[A])`` with ``A = R - beta log(pi / pi_ref)``;
     equivalently ``-beta * d KL(pi || G_beta) / dtheta``.
-    Forward (eq. 2.7): ``dJ_fwd/dtheta = pi * (R - E_pi[R]) + beta * (pi_ref - pi)``.
+    Forward (eq. 2.5): ``dJ_fwd/dtheta = pi * (R - E_pi[R]) + beta * (pi_ref - pi)``.
     The forward case is NOT ``c * (T - pi)`` (the gradient of ``-c KL(T || pi)``) for any fixed
     ``T``: the implied ``T = pi_ref + pi (R - E_pi R) / beta`` moves with ``pi`` (chapter 2).
     Reverse needs ``pi_ref > 0`` wherever the gradient is taken (otherwise J is -inf).

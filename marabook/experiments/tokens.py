@@ -53,7 +53,7 @@ def configs(betas=BETAS) -> list[TokenConfig]:
 
 
 def exact_target(prob, config: TokenConfig, tau: float = TAU) -> np.ndarray:
-    """What the configuration's objective wants: the Gibbs (1.3) or forward (2.5) target of the task
+    """What the configuration's objective wants: the Gibbs (1.3) or forward (2.2) target of the task
     rewards, or of MARA's rewards with the global anchor (eq. 4.1; reverse: the flat target 4.2)."""
     r = bandit.augmented_rewards_global(prob.ref_probs, prob.rewards, config.beta, tau) if config.use_mara \
         else prob.rewards
