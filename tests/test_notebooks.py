@@ -105,6 +105,8 @@ KEY_NUMBERS = {
         "mara_tau_1_5_block2": ("close", 0.07585818002124355, CLOSED, "tau above every reward: MARA is inert "
                                                                       "and equals vanilla"),
         "equal_reward_mara_ratio_beta_1e_3": ("close", 1.0, CLOSED, "MARA gives both correct answers equal mass"),
+        "fwd_mara_limit_block2": ("close", 0.9123090546941057, CLOSED, "small-beta forward-MARA target: "
+                                  "pi_ref / (t + log(pi_ref / pi_min)) on the good set, t from a root-finder"),
     },
     "05_rl_language_models": {
         "k3_loss_minus_forward_grad": ("below", 1e-12, "k3 in the loss has the forward-KL expected gradient "
