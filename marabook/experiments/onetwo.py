@@ -15,12 +15,14 @@ from typing import Sequence
 
 import numpy as np
 
+from marabook._validate import check_int
 from marabook.experiments.sweep import run_sweep
 from marabook.lm import REFERENCE_LM_DIR, OneTwoTask, load_reference_lm, onetwo_answer_probs
 from marabook.rl import RLConfig, Trainer
 
 __all__ = ["COMMON", "BETAS", "configs", "run", "sweep", "summarize", "table", "stored_table", "method_label",
-           "select", "failed_runs", "predicted_shares", "run_trl", "trl_table", "run_onetwo", "run_onetwo_sweep", "summarize_onetwo"]
+           "select", "failed_runs", "predicted_shares", "DYNAMICS", "dynamics_configs", "time_to_target",
+           "exact_dynamics", "dynamics_sweep", "dynamics_summary", "dynamics_table", "run_trl", "trl_table", "run_onetwo", "run_onetwo_sweep", "summarize_onetwo"]
 
 #: The chapter's training settings (4 prompts x 8 completions, Adam lr 3e-3, RLOO, 4 new tokens).
 COMMON = dict(group_size=8, prompts_per_step=4, lr=3e-3, max_new_tokens=4, advantage="rloo")
@@ -52,12 +54,16 @@ def configs(betas=BETAS, seeds=range(5), steps: int = 100, kls=("reverse", "forw
 
 
 def run(config: RLConfig, *, model=None, tokenizer=None, task=None, answers=(" 1", " 2"),
-               device=None, progress: bool = False, checkpoint_dir=None, checkpoint_every: int = 0) -> dict:
+        device=None, progress: bool = False, checkpoint_dir=None, checkpoint_every: int = 0,
+        eval_every: int | None = None) -> dict:
     """Train one 1-2 run from a copy of the reference model and evaluate it exactly.
 
     ``model``/``tokenizer`` default to :func:`load_reference_lm`; the model passed in is copied, not
     modified. Returns ``{"config", "history", "final"}`` where ``final`` holds the exact answer
-    probabilities averaged over the task's prompts (and per prompt), and ``seconds_per_step``.
+    probabilities averaged over the task's prompts (and per prompt), and ``seconds_per_step``. With
+    ``eval_every``, ``"trajectory"`` holds the exact averages (share of "1", P(valid), entropy) at step 0 and
+    every ``eval_every`` steps: the dynamics, to set beside the target (evaluation draws no random numbers,
+    so the run's numbers are those of an uninterrupted run).
     """
     if model is None or tokenizer is None:
         model, tokenizer = load_reference_lm(device=device)
@@ -67,14 +73,26 @@ def run(config: RLConfig, *, model=None, tokenizer=None, task=None, answers=(" 1
         p.requires_grad_(True)
     trainer = Trainer(policy, tokenizer, task, config, ref_model=None if config.lora else model, device=device,
                       checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, progress=progress)
+
+    def exact():
+        per_prompt = [onetwo_answer_probs(trainer.policy, tokenizer, p, answers) for p in task.prompts]
+        return per_prompt, {k: float(np.mean([pp[k] for pp in per_prompt])) for k in per_prompt[0]}
+
+    trajectory = []
+    if eval_every:
+        check_int(eval_every, "eval_every", minimum=1)
+        for stop in [*range(0, config.steps, eval_every), config.steps]:
+            trainer.train(until=stop)
+            avg = exact()[1]
+            trajectory.append({"step": trainer.step, **{k: avg[k] for k in ("share_1", "p_valid", "entropy_bits")}})
     history = trainer.train()
-    per_prompt = [onetwo_answer_probs(trainer.policy, tokenizer, p, answers) for p in task.prompts]
-    final = {k: float(np.mean([pp[k] for pp in per_prompt])) for k in per_prompt[0]}
+    per_prompt, final = exact()
     final["per_prompt"] = per_prompt
     final["seconds_per_step"] = float(np.mean([h["seconds"] for h in history]))
-    return {"config": asdict(config), "history": history, "final": final}
-
-
+    out = {"config": asdict(config), "history": history, "final": final}
+    if eval_every:
+        out["trajectory"] = trajectory
+    return out
 
 
 def _sweep_worker(args):
@@ -182,6 +200,130 @@ def predicted_shares(model, tokenizer, task, beta: float, answers=(" 1", " 2")) 
         for name, g in method_targets(ref / ref.sum(), np.array([1.0, 1.0, 0.0]), beta, 1.0).items():
             out.setdefault(name, []).append(g[0] / (g[0] + g[1]))
     return {k: float(np.mean(v)) for k, v in out.items()}
+
+
+# ------------------------------------------------------------------------------ target vs dynamics
+#: The grid of the "target versus dynamics" study (chapter 5): reverse KL with k1 in the reward, RLOO,
+#: learning rate 3e-3, exact evaluation every 20 steps.
+DYNAMICS = {"betas": (0.001, 0.003, 0.01, 0.03), "group_sizes": (8, 32), "steps": 300, "eval_every": 20,
+            "lr": 3e-3}
+
+
+def dynamics_configs(betas=DYNAMICS["betas"], group_sizes=DYNAMICS["group_sizes"], seeds=range(5),
+                     steps: int = DYNAMICS["steps"], lr: float = DYNAMICS["lr"]) -> list[RLConfig]:
+    """Vanilla and MARA (tau = 1) x beta x group size x seed, reverse KL (k1 in the reward), 4 prompts per step."""
+    return [RLConfig(beta=b, kl="reverse", mara_tau=tau, seed=s, group_size=g, prompts_per_step=4, steps=steps,
+                     lr=lr, max_new_tokens=4, advantage="rloo")
+            for tau in (None, 1.0) for b in betas for g in group_sizes for s in seeds]
+
+
+def time_to_target(trajectory, target: float, within: float = 0.1, fail_below: float = 0.5):
+    """The first evaluated step from which the exact share of "1" stays within ``within`` of ``target`` (with
+    valid mass >= ``fail_below``) to the end of the run; None if it never settles there."""
+    ok = [abs(t["share_1"] - target) <= within and t["p_valid"] >= fail_below for t in trajectory]
+    for i in range(len(ok)):
+        if all(ok[i:]):
+            return int(trajectory[i]["step"])
+    return None
+
+
+def exact_dynamics(ref_probs, betas, *, steps: int = 3000, lr: float = 0.01, within: float = 0.05) -> list[dict]:
+    """The same question under exact expected-gradient dynamics (Adam on the logits of a softmax over the
+    outcomes "1", "2", anything else, with the reference's probabilities ``ref_probs``): per beta and method,
+    the number of steps until the share of "1" stays within ``within`` of its target, and the final share."""
+    from marabook import bandit
+    from marabook.mara import method_targets
+
+    ref = np.asarray(ref_probs, dtype=float)
+    r = np.array([1.0, 1.0, 0.0])
+    rows = []
+    for b in betas:
+        targets_ = method_targets(ref, r, b, 1.0)
+        for method, key, tau in (("vanilla", "vanilla-reverse", None), ("MARA", "mara-reverse", 1.0)):
+            tr = bandit.train_exact(ref, r, b, mara_tau=tau, steps=steps, lr=lr, n_snapshots=steps + 1)
+            share = tr.policies[:, 0] / (tr.policies[:, 0] + tr.policies[:, 1])
+            traj = [{"step": int(k), "share_1": float(x), "p_valid": 1.0} for k, x in zip(tr.steps, share)]
+            t = targets_[key]
+            rows.append({"method": method, "beta": b, "target": float(t[0] / (t[0] + t[1])),
+                         "steps_to_target": time_to_target(traj, float(t[0] / (t[0] + t[1])), within),
+                         "final_share_1": float(share[-1])})
+    return rows
+
+
+def _dynamics_job(args):
+    config, path, eval_every = args
+    model, tokenizer = load_reference_lm(path=path, device="cpu")
+    return run(config, model=model, tokenizer=tokenizer, device="cpu", eval_every=eval_every)
+
+
+def dynamics_sweep(configs, *, eval_every: int = DYNAMICS["eval_every"], workers: int = 1, executor=None,
+                   progress: bool = True) -> list[dict]:
+    """:func:`run` with exact evaluation every ``eval_every`` steps for every config (CPU, the reference LM)."""
+    jobs = [(c, str(REFERENCE_LM_DIR), eval_every) for c in configs]
+    return run_sweep(_dynamics_job, jobs, workers=workers, executor=executor, desc="dynamics runs", progress=progress)
+
+
+def dynamics_summary(runs, within: float = 0.1, fail_below: float = 0.5) -> list[dict]:
+    """Per method, beta and group size: how many runs end within ``within`` of their target (vanilla: the
+    reference ratio; MARA: 0.5, both from :func:`marabook.mara.method_targets` on the reference model), how
+    many failed, and the median number of steps until a run settles within reach of its target."""
+    model, tok = load_reference_lm()
+    task = OneTwoTask.for_reference_lm()
+    preds = {}
+    groups: dict = {}
+    for r in runs:
+        c = r["config"]
+        groups.setdefault((method_label(c), c["beta"], c["group_size"]), []).append(r)
+    rows = []
+    for (method, beta, g), rs in sorted(groups.items(), key=lambda kv: (kv[0][0] != "vanilla", kv[0][1], kv[0][2])):
+        if beta not in preds:
+            preds[beta] = predicted_shares(model, tok, task, beta)
+        target = preds[beta]["vanilla-reverse" if method == "vanilla" else "mara-reverse"]
+        failed = sum(x["final"]["p_valid"] < fail_below for x in rs)
+        ended = sum(abs(x["final"]["share_1"] - target) <= within and x["final"]["p_valid"] >= fail_below for x in rs)
+        times = [t for t in (time_to_target(x["trajectory"], target, within, fail_below) for x in rs) if t is not None]
+        rows.append({"method": method, "beta": beta, "group_size": g, "runs": len(rs), "target": target,
+                     "ended_near_target": ended, "failed": failed, "settled": len(times),
+                     "median_steps_to_target": float(np.median(times)) if times else None})
+    return rows
+
+
+def dynamics_table(rows) -> str:
+    """:func:`dynamics_summary` as a plain-text table."""
+    lines = [f"{'method':>8} {'beta':>6} {'group':>6} {'target':>7} {'ended within 0.1':>17} {'failed':>7} "
+             f"{'settled':>8} {'median steps to settle':>23}"]
+    for r in rows:
+        med = "never" if r["median_steps_to_target"] is None else f"{r['median_steps_to_target']:.0f}"
+        lines.append(f"{r['method']:>8} {r['beta']:>6g} {r['group_size']:>6} {r['target']:>7.3f} "
+                     f"{r['ended_near_target']:>13}/{r['runs']} {r['failed']:>5}/{r['runs']} "
+                     f"{r['settled']:>5}/{r['runs']} {med:>23}")
+    return "\n".join(lines)
+
+
+def dynamics_main(argv=None):
+    """Store the target-versus-dynamics grid (scripts/run_dynamics.py is the same command)."""
+    import argparse
+    import sys
+    import time
+
+    from marabook.provenance import RESULTS_DIR, save_json
+
+    ap = argparse.ArgumentParser(description="Chapter 5's target-versus-dynamics grid, stored with provenance.")
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--steps", type=int, default=DYNAMICS["steps"])
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--out", default=str(RESULTS_DIR / "onetwo_dynamics.json"))
+    args = ap.parse_args(argv)
+    grid = dynamics_configs(seeds=range(args.seeds), steps=args.steps)
+    t0 = time.time()
+    runs = dynamics_sweep(grid, workers=args.workers)
+    keep = [{"config": r["config"], "final": {k: v for k, v in r["final"].items() if k != "per_prompt"},
+             "trajectory": r["trajectory"]} for r in runs]
+    out = save_json(args.out, {"grid": DYNAMICS, "seeds": args.seeds, "steps": args.steps,
+                               "minutes": (time.time() - t0) / 60, "runs": keep},
+                    command="python scripts/run_dynamics.py " + " ".join(sys.argv[1:] if argv is None else argv))
+    print(dynamics_table(dynamics_summary(keep)))
+    print("wrote", out)
 
 
 def run_trl(beta: float, seed: int, *, mara_tau=None, steps: int = 100, scale_rewards: str = "none", lr: float = 3e-3,
