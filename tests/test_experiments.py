@@ -116,3 +116,20 @@ def test_failed_runs_are_counted_and_never_averaged_into_the_share():
     assert np.isnan(all_failed[0]["share_1_mean"]) and "undefined" in onetwo.table(all_failed)
     text = onetwo.trl_table({"results": {"runs": [{"method": "MARA", "beta": 0.01, "final": f} for f in finals]}})
     assert "--" in text and "1/3" in text
+
+
+def test_time_to_target_and_exact_dynamics():
+    onetwo = pytest.importorskip("marabook.experiments.onetwo")
+    traj = [{"step": s, "share_1": x, "p_valid": 1.0} for s, x in ((0, 0.8), (20, 0.55), (40, 0.7), (60, 0.52),
+                                                                     (80, 0.49))]
+    assert onetwo.time_to_target(traj, 0.5, within=0.1) == 60       # settles (and stays) from step 60
+    assert onetwo.time_to_target(traj, 0.5, within=0.01) is None      # never that close
+    traj[-1]["p_valid"] = 0.1                                          # a run that stopped answering never settles
+    assert onetwo.time_to_target(traj, 0.5, within=0.1) is None
+    rows = onetwo.exact_dynamics([0.7461, 0.1801, 0.0738], (0.003, 0.03), steps=2000)
+    by = {(r["method"], r["beta"]): r for r in rows}
+    # exact dynamics: vanilla starts at its target (the reference ratio) and stays; MARA gets to 0.5, later at
+    # smaller beta (measured 1458 vs 297 steps: slower, though by less than the factor 10 of 1/beta)
+    assert by["vanilla", 0.03]["steps_to_target"] == 0 and by["vanilla", 0.003]["steps_to_target"] == 0
+    assert by["MARA", 0.03]["target"] == pytest.approx(0.5)
+    assert by["MARA", 0.03]["steps_to_target"] < by["MARA", 0.003]["steps_to_target"] < 10 * by["MARA", 0.03]["steps_to_target"]

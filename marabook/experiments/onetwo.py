@@ -22,7 +22,7 @@ from marabook.rl import RLConfig, Trainer
 
 __all__ = ["COMMON", "BETAS", "configs", "run", "sweep", "summarize", "table", "stored_table", "method_label",
            "select", "failed_runs", "predicted_shares", "DYNAMICS", "dynamics_configs", "time_to_target",
-           "exact_dynamics", "dynamics_sweep", "dynamics_summary", "dynamics_table", "run_trl", "trl_table", "run_onetwo", "run_onetwo_sweep", "summarize_onetwo"]
+           "exact_dynamics", "dynamics_sweep", "dynamics_summary", "dynamics_table", "plot_dynamics", "run_trl", "trl_table", "run_onetwo", "run_onetwo_sweep", "summarize_onetwo"]
 
 #: The chapter's training settings (4 prompts x 8 completions, Adam lr 3e-3, RLOO, 4 new tokens).
 COMMON = dict(group_size=8, prompts_per_step=4, lr=3e-3, max_new_tokens=4, advantage="rloo")
@@ -298,6 +298,28 @@ def dynamics_table(rows) -> str:
                      f"{r['ended_near_target']:>13}/{r['runs']} {r['failed']:>5}/{r['runs']} "
                      f"{r['settled']:>5}/{r['runs']} {med:>23}")
     return "\n".join(lines)
+
+
+def plot_dynamics(runs, rows, axes) -> None:
+    """The exact share of "1" along every run of the grid, one panel per (group size, beta), vanilla and
+    MARA, with each method's target dashed: dynamics drawn against targets (chapter 5)."""
+    colors = {"vanilla": "#4C72B0", "MARA": "#55A868"}
+    keys = sorted({(r["config"]["group_size"], r["config"]["beta"]) for r in runs})
+    target = {(x["method"], x["beta"]): x["target"] for x in rows}
+    for ax, (g, b) in zip(np.ravel(axes), keys):
+        for r in runs:
+            c = r["config"]
+            if (c["group_size"], c["beta"]) != (g, b):
+                continue
+            m = method_label(c)
+            tr = r["trajectory"]
+            ax.plot([t["step"] for t in tr], [t["share_1"] for t in tr], color=colors[m], alpha=0.5, lw=1)
+        for m in ("vanilla", "MARA"):
+            ax.axhline(target[m, b], color=colors[m], ls="--", lw=1.2)
+        ax.set_title(f"group {g}, beta {b:g}", fontsize=9)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel("step")
+        ax.set_ylabel('share of "1"')
 
 
 def dynamics_main(argv=None):
