@@ -133,3 +133,13 @@ def test_time_to_target_and_exact_dynamics():
     assert by["vanilla", 0.03]["steps_to_target"] == 0 and by["vanilla", 0.003]["steps_to_target"] == 0
     assert by["MARA", 0.03]["target"] == pytest.approx(0.5)
     assert by["MARA", 0.03]["steps_to_target"] < by["MARA", 0.003]["steps_to_target"] < 10 * by["MARA", 0.03]["steps_to_target"]
+
+
+def test_pareto_front_of_checkpoints():
+    onetwo = pytest.importorskip("marabook.experiments.onetwo")
+    traj = [{"entropy_bits": h, "p_valid": v, "step": 0, "share_1": 0.5} for h, v in
+            ((0.2, 1.0), (0.9, 0.95), (0.5, 0.9), (1.0, 0.8), (0.9, 0.97))]
+    pts, front = onetwo.pareto_points([{"config": {"mara_tau": 1.0}, "trajectory": traj}], "MARA")
+    assert sorted(map(tuple, pts[front].tolist())) == [(0.2, 1.0), (0.9, 0.97), (1.0, 0.8)]  # (0.5, 0.9) is beaten
+    with pytest.raises(ValueError, match="trajectory"):
+        onetwo.pareto_points([{"config": {"mara_tau": None}, "trajectory": traj}], "MARA")

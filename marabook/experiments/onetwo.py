@@ -22,7 +22,7 @@ from marabook.rl import RLConfig, Trainer
 
 __all__ = ["COMMON", "BETAS", "configs", "run", "sweep", "summarize", "table", "stored_table", "method_label",
            "select", "failed_runs", "predicted_shares", "DYNAMICS", "dynamics_configs", "time_to_target",
-           "exact_dynamics", "dynamics_sweep", "dynamics_summary", "dynamics_table", "plot_dynamics", "run_trl", "trl_table", "run_onetwo", "run_onetwo_sweep", "summarize_onetwo"]
+           "exact_dynamics", "dynamics_sweep", "dynamics_summary", "dynamics_table", "plot_dynamics", "pareto_points", "run_trl", "trl_table", "run_onetwo", "run_onetwo_sweep", "summarize_onetwo"]
 
 #: The chapter's training settings (4 prompts x 8 completions, Adam lr 3e-3, RLOO, 4 new tokens).
 COMMON = dict(group_size=8, prompts_per_step=4, lr=3e-3, max_new_tokens=4, advantage="rloo")
@@ -320,6 +320,22 @@ def plot_dynamics(runs, rows, axes) -> None:
         ax.set_ylim(-0.02, 1.02)
         ax.set_xlabel("step")
         ax.set_ylabel('share of "1"')
+
+
+def pareto_points(runs, method: str) -> tuple[np.ndarray, np.ndarray]:
+    """Every evaluated checkpoint of ``method``'s runs as (valid-answer entropy, reward = P(valid)), and the
+    indices of the Pareto front (no other checkpoint has both more entropy and more reward)."""
+    pts = np.array([(t["entropy_bits"], t["p_valid"]) for r in runs if method_label(r["config"]) == method
+                    for t in r.get("trajectory", [])])
+    if pts.size == 0:
+        raise ValueError(f"runs hold no trajectory for method {method!r}")
+    order = np.lexsort((-pts[:, 1], -pts[:, 0]))  # decreasing entropy, ties by decreasing reward
+    front, best = [], -np.inf
+    for k in order:  # decreasing entropy: keep a point if its reward beats every point of higher entropy
+        if pts[k, 1] > best:
+            front.append(k)
+            best = pts[k, 1]
+    return pts, np.array(front)
 
 
 def dynamics_main(argv=None):
