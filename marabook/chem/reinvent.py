@@ -176,7 +176,8 @@ class MaraTransform(ScoreTransform):
     is ``1 / sigma``. Needs the prior log-likelihoods."""
 
     def __init__(self, beta: float, threshold: Threshold):
-        self.beta, self.threshold = float(beta), threshold
+        self.beta = check_number(beta, "beta", positive=True)
+        self.threshold = Threshold.parse(threshold)
 
     def __call__(self, smiles, scores, prior_logp=None) -> np.ndarray:
         if prior_logp is None:
@@ -193,7 +194,8 @@ class DiversityFilter(ScoreTransform):
     """
 
     def __init__(self, bucket_size: int = 25, min_score: float = 0.4):
-        self.bucket_size, self.min_score = bucket_size, min_score
+        self.bucket_size = check_int(bucket_size, "bucket_size", minimum=1)
+        self.min_score = check_number(min_score, "min_score")
         self.buckets: dict[str, int] = {}
 
     def __call__(self, smiles, scores, prior_logp=None) -> np.ndarray:

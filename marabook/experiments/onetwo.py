@@ -15,7 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
-from marabook._validate import check_int
+from marabook._validate import check_int, check_number
 from marabook.experiments.sweep import run_sweep
 from marabook.lm import REFERENCE_LM_DIR, OneTwoTask, load_reference_lm, onetwo_answer_probs
 from marabook.rl import RLConfig, Trainer
@@ -220,6 +220,10 @@ def dynamics_configs(betas=DYNAMICS["betas"], group_sizes=DYNAMICS["group_sizes"
 def time_to_target(trajectory, target: float, within: float = 0.1, fail_below: float = 0.5):
     """The first evaluated step from which the exact share of "1" stays within ``within`` of ``target`` (with
     valid mass >= ``fail_below``) to the end of the run; None if it never settles there."""
+    for name, value in (("target", target), ("fail_below", fail_below)):
+        if not 0.0 <= check_number(value, name, minimum=0.0) <= 1.0:
+            raise ValueError(f"{name} must be a share in [0, 1], got {value!r}")
+    within = check_number(within, "within", positive=True)
     ok = [abs(t["share_1"] - target) <= within and t["p_valid"] >= fail_below for t in trajectory]
     for i in range(len(ok)):
         if all(ok[i:]):

@@ -188,22 +188,21 @@ def main(argv=None):
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--out", default=str(RESULTS_DIR / "open_ended.json"))
+    ap.add_argument("--workers", type=int, default=1, help="processes for the sweep (each loads its own models)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     model, tok = lm.load_reference_lm()
     embedder = lm.load_sentence_embedder()
-    train = lm.NameTask(("color",))
     evals = {"in": lm.NameTask(("color",)), "out": lm.NameTask(("animal",))}
-    t0, runs = time.time(), []
+    t0 = time.time()
     reference = {k: {m: v for m, v in evaluate(model, tok, t, n_per_prompt=32, seed=10_000,
                                                   embedder=embedder).items() if m != "samples"}
                  for k, t in evals.items()}
-    for seed in range(args.seeds):
-        for name, cfg in configs(seed, steps=args.steps).items():
-            r = run(cfg, model=model, tokenizer=tok, train_task=train, eval_tasks=evals, embedder=embedder, n_eval=32)
-            runs.append({"method": name, "seed": seed, "config": r["config"], "eval": dict(r["eval"])})
-            print(name, seed, {k: round(v["reward"], 3) for k, v in r["eval"].items()},
-                  r["eval"]["in"]["distinct"], flush=True)
+    results = sweep(range(args.seeds), steps=args.steps, workers=args.workers, train_task=lm.NameTask(("color",)),
+                    eval_tasks=evals, n_eval=32)
+    runs = [{"method": r["method"], "seed": r["seed"], "config": r["config"], "eval": dict(r["eval"])}
+            for r in results]
+    print(table(summarize(runs, base=reference)))
     out = save_json(args.out, {"seeds": args.seeds, "steps": args.steps, "minutes": (time.time() - t0) / 60,
                                "reference": reference, "runs": runs},
                     command="python scripts/run_open_ended.py " + " ".join(sys.argv[1:] if argv is None else argv))

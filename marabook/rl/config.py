@@ -17,7 +17,7 @@ from typing import Protocol, Sequence
 
 from marabook._validate import check_int, check_number
 from marabook.estimators import advantage_algorithm, kl_k1
-from marabook.mara import Threshold, mara_rewards
+from marabook.mara import Threshold, augment, mara_rewards
 from marabook.plumbing import PRECISIONS, default_device as _default_device
 
 __all__ = ["RLConfig", "LoraSettings", "Task", "shape_rewards", "default_device", "KL_MODES", "KL_ESTIMATORS"]
@@ -65,11 +65,21 @@ def shape_rewards(rewards, logp, ref_logp, *, beta, kl="reverse", mara_tau=None,
     mode = _kl_mode(kl, kl_estimator)
     beta = check_number(beta, "beta", minimum=0.0)
     entropy_coef = check_number(entropy_coef, "entropy_coef", minimum=0.0)
+    threshold = None if mara_tau is None else Threshold.parse(mara_tau, tau_scope)
+    return _shape(rewards, logp, ref_logp, beta, mode, threshold, groups, entropy_coef, check=True)
+
+
+def _shape(rewards, logp, ref_logp, beta: float, kl_mode: str, threshold, groups, entropy_coef: float,
+           check: bool):
+    """The three steps of :func:`shape_rewards` on already-checked scalars. ``check=True`` also checks
+    the tensors (the public function); the trainer passes ``check=False`` because its config and its
+    own forward passes already guarantee them (no extra host synchronisations in the inner loop)."""
     r = rewards
-    if mara_tau is not None:
-        r = mara_rewards(r, ref_logp, beta, Threshold.parse(mara_tau, tau_scope), groups=groups)
-    if mode == "reverse" and beta > 0:
-        r = r - beta * kl_k1(logp, ref_logp)
+    if threshold is not None:                                              # eq. 4.1
+        r = (mara_rewards(r, ref_logp, beta, threshold, groups=groups) if check
+             else augment(r, ref_logp, beta, threshold, groups))
+    if kl_mode == "reverse" and beta > 0:                                  # - beta * k1 (eq. 5.3)
+        r = r - beta * (kl_k1(logp, ref_logp) if check else logp - ref_logp)
     if entropy_coef > 0:
         r = r - entropy_coef * logp
     return r

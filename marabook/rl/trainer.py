@@ -20,9 +20,9 @@ from typing import Sequence
 import numpy as np
 
 from marabook.estimators import _advantages, _k3
-from marabook.mara import augment
 from marabook.plumbing import TrainLoop, autocast_dtype, default_device as _default_device
-from marabook.rl.config import KL_ESTIMATORS, KL_MODES, LoraSettings, RLConfig, Task, default_device, shape_rewards
+from marabook.rl.config import (KL_ESTIMATORS, KL_MODES, LoraSettings, RLConfig, Task, _shape, default_device,
+                                shape_rewards)
 from marabook.rl.scaling import AdaptersOff, TrainingMode, add_lora, enable_checkpointing
 from marabook.rl.sequences import (completion_token_ids, decode_completions, encode_prompts, sample_completions,
                                    sample_texts, token_logprobs)
@@ -141,14 +141,7 @@ class Trainer(TrainLoop):
         """Steps 3-4 (and the entropy bonus) with this trainer's checked config: :func:`shape_rewards`
         without re-checking what the config already guarantees."""
         c = self.config
-        r = rewards
-        if c.threshold is not None:
-            r = augment(r, ref_logp, c.beta, c.threshold, groups)          # eq. 4.1
-        if c.kl_mode == "reverse" and c.beta > 0:
-            r = r - c.beta * (logp - ref_logp)                             # - beta * k1 (eq. 5.3)
-        if c.entropy_coef > 0:
-            r = r - c.entropy_coef * logp
-        return r
+        return _shape(rewards, logp, ref_logp, c.beta, c.kl_mode, c.threshold, groups, c.entropy_coef, check=False)
 
     shaped_rewards = shape_rewards  # the first edition's name for this method
 
