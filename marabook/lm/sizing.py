@@ -120,7 +120,8 @@ def plan(dims: ModelDims, gpu: GPU, *, batch: int = 32, seq_len: int = 256, head
 
 def plan_table(models=None, gpus=GPUS, **kw) -> list[Plan]:
     """:func:`plan` for every model x GPU (default: the Qwen2.5 instruct models and :data:`GPUS`)."""
-    models = list((models or QWEN25).values()) if isinstance(models or QWEN25, dict) else list(models)
+    models = QWEN25 if models is None else models
+    models = list(models.values()) if isinstance(models, dict) else list(models)
     return [plan(m, g, **kw) for m in models for g in gpus]
 
 
