@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import numbers
 
-__all__ = ["glue", "glued_values", "HIDDEN_PREFIX"]
+__all__ = ["glue", "glued_values", "glue_name", "glue_rows", "HIDDEN_PREFIX"]
 
 # MyST-NB's prefix for glued outputs that are stored but not displayed
 HIDDEN_PREFIX = "application/papermill.record/"
@@ -73,4 +73,47 @@ def glued_values(notebook) -> dict:
                 raise ValueError(f"glue name {name!r} is used twice")
             text = o["data"][meta.get("mime_prefix", "") + "text/plain"]
             out[name] = ast.literal_eval(text if isinstance(text, str) else "".join(text))
+    return out
+
+
+def glue_name(*parts) -> str:
+    """A glue name from its parts: ``glue_name("MARA", "reverse", 0.001, "share")`` is
+    ``"mara_reverse_0_001_share"`` (lower case, every run of other characters becomes one underscore)."""
+    import re
+
+    if not parts:
+        raise ValueError("parts must name at least one part")
+    text = "_".join(f"{p:g}" if isinstance(p, float) else str(p) for p in parts)
+    name = re.sub(r"[^0-9a-z]+", "_", text.lower()).strip("_")
+    if not name:
+        raise ValueError(f"parts must contain a letter or digit, got {parts!r}")
+    return name if name.isidentifier() else "n_" + name
+
+
+def glue_rows(rows, keys, fields, prefix: str = "") -> dict:
+    """Glue ``fields`` of every row of a results table, each under ``glue_name(prefix, *row[keys], field)``.
+
+    So a sentence can quote any cell of a table the chapter computed: a table row
+    ``{"method": "MARA", "kl": "reverse", "beta": 0.001, "collapsed": 4}`` with ``keys=("method", "kl",
+    "beta")`` glues ``mara_reverse_0_001_collapsed = 4.0``. A NaN (an undefined share, every run failed)
+    is glued as the string ``"undefined"``. Returns ``{name: value}`` as glued.
+    """
+    keys, fields = list(keys), list(fields)
+    if not keys:
+        raise ValueError("keys must name at least one column")
+    if not fields:
+        raise ValueError("fields must name at least one column")
+    out: dict = {}
+    for i, row in enumerate(rows):
+        missing = [k for k in keys + fields if k not in row]
+        if missing:
+            raise ValueError(f"rows[{i}] lacks the columns {missing}")
+        for f in fields:
+            name = glue_name(*([prefix] if prefix else []), *(row[k] for k in keys), f)
+            if name in out:
+                raise ValueError(f"rows: two rows give the glue name {name!r}; add a key column")
+            v = row[f]
+            value = "undefined" if isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isnan(v) else v
+            glue(name, value)
+            out[name] = value
     return out

@@ -8,6 +8,7 @@ the package that the unit tests missed) fails the suite.
 
 import json
 import math
+import re
 
 import nbformat
 import pytest
@@ -182,6 +183,51 @@ def test_chapter_key_numbers(path, executed_chapters):
     glued = glued_values(executed_chapters[path.name].notebook)
     failures = check_key_numbers(glued, KEY_NUMBERS[path.stem])
     assert not failures, f"{path.name}:\n" + "\n".join(failures)
+
+
+GLUE_REFERENCE = re.compile(r"\{glue:text\}`([^`:]+)(?::([^`]*))?`")
+
+
+def glue_references(notebook: dict) -> list:
+    """(name, format spec) of every ``{glue:text}`name:spec``` in a chapter's markdown cells."""
+    return [m.groups(default="") for c in notebook["cells"] if c["cell_type"] == "markdown"
+            for m in GLUE_REFERENCE.finditer("".join(c["source"]))]
+
+
+def unresolved_glue(notebook: dict, glued: dict) -> list:
+    """The prose's glue references that this run did not glue, or whose value its format cannot take
+    (MyST-NB's rule: a float format needs a number; "d" an integral number)."""
+    out = []
+    for name, spec in glue_references(notebook):
+        if name not in glued:
+            out.append(f"{name}: quoted in the prose, never glued")
+            continue
+        v = glued[name]
+        if spec and spec[-1] in "eEfFgGn%d" and (isinstance(v, str) or isinstance(v, bool)):
+            if v != "undefined":  # an undefined share (every run failed) is a legitimate smoke-scale value
+                out.append(f"{name}: format {spec!r} needs a number, got {v!r}")
+        elif spec.endswith("d") and not float(v).is_integer():
+            out.append(f"{name}: format 'd' needs a whole number, got {v!r}")
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_every_number_quoted_in_the_prose_is_computed(path, executed_chapters):
+    """Prose numbers come from code: each {glue:text} reference is glued by this run of the chapter."""
+    nb = json.loads(path.read_text())
+    problems = unresolved_glue(nb, glued_values(executed_chapters[path.name].notebook))
+    assert not problems, f"{path.name}:\n" + "\n".join(problems)
+
+
+def test_an_unglued_prose_number_is_caught():
+    nb = {"cells": [{"cell_type": "markdown", "source": ["in {glue:text}`a:d` of {glue:text}`b:.2f` runs, "
+                                                          "seeds {glue:text}`c`"]}]}
+    assert glue_references(nb) == [("a", "d"), ("b", ".2f"), ("c", "")]
+    assert unresolved_glue(nb, {"a": 3.0, "b": 0.5, "c": "5 and 7"}) == []
+    problems = unresolved_glue(nb, {"a": 2.5, "c": "x"})
+    assert any(p.startswith("b: quoted in the prose, never glued") for p in problems)
+    assert any(p.startswith("a: format 'd'") for p in problems)
 
 
 def test_a_wrong_key_number_is_caught():

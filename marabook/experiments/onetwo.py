@@ -22,7 +22,7 @@ from marabook.rl import RLConfig, Trainer
 
 __all__ = ["COMMON", "BETAS", "configs", "run", "sweep", "summarize", "table", "stored_table", "method_label",
            "select", "failed_runs", "predicted_shares", "DYNAMICS", "dynamics_configs", "time_to_target",
-           "exact_dynamics", "dynamics_sweep", "dynamics_summary", "dynamics_table", "plot_dynamics", "pareto_points", "run_trl", "trl_table", "run_onetwo", "run_onetwo_sweep", "summarize_onetwo"]
+           "exact_dynamics", "dynamics_sweep", "dynamics_summary", "dynamics_table", "plot_dynamics", "pareto_points", "run_trl", "trl_table", "share_stats", "trl_summary", "run_onetwo", "run_onetwo_sweep", "summarize_onetwo"]
 
 #: The chapter's training settings (4 prompts x 8 completions, Adam lr 3e-3, RLOO, 4 new tokens).
 COMMON = dict(group_size=8, prompts_per_step=4, lr=3e-3, max_new_tokens=4, advantage="rloo")
@@ -408,6 +408,60 @@ def run_trl(beta: float, seed: int, *, mara_tau=None, steps: int = 100, scale_re
     final = {k: float(np.mean([pp[k] for pp in per_prompt])) for k in per_prompt[0]}
     final["seconds_per_step"] = seconds / steps
     return final
+
+
+def share_stats(finals: Sequence[dict], fail_below: float = 0.5, near: float = 0.1, collapse_bits: float = 0.2) -> dict:
+    """What a set of final evaluations (``run(...)["final"]`` dicts) says, in the numbers the chapter quotes.
+
+    ``runs``; ``failed`` (valid mass below ``fail_below``: the run stopped answering, its share of "1" says
+    nothing) and ``valid``; over the valid runs, the share of "1" (``share_min``, ``share_max``,
+    ``share_mean``), how many ended on "1" (share >= 0.95), on "2" (<= 0.05), within ``near`` of a fair
+    coin (``fair``) or collapsed (entropy below ``collapse_bits``), and their mean entropy in bits; over
+    every run, ``p_valid_min`` and ``p_valid_mean``; ``sps_min``/``sps_max`` (seconds per step) when the
+    runs recorded them. Shares are NaN when no run is valid.
+    """
+    if not 0 <= fail_below < 1:
+        raise ValueError(f"fail_below must be in [0, 1), got {fail_below!r}")
+    if not 0 < near <= 0.5:
+        raise ValueError(f"near must be in (0, 0.5], got {near!r}")
+    if not 0 < collapse_bits < 1:
+        raise ValueError(f"collapse_bits must be in (0, 1), got {collapse_bits!r}")
+    finals = list(finals)
+    if not finals:
+        raise ValueError("finals must hold at least one run's final evaluation")
+    ok = [f for f in finals if f["p_valid"] >= fail_below]
+    share = np.array([f["share_1"] for f in ok], dtype=float)
+    ent = np.array([f["entropy_bits"] for f in ok], dtype=float)
+    nan = float("nan")
+    out = {"runs": len(finals), "failed": len(finals) - len(ok), "valid": len(ok),
+           "share_min": float(share.min()) if ok else nan, "share_max": float(share.max()) if ok else nan,
+           "share_mean": float(share.mean()) if ok else nan,
+           "on_1": int((share >= 0.95).sum()), "on_2": int((share <= 0.05).sum()),
+           "fair": int((np.abs(share - 0.5) <= near).sum()), "collapsed": int((ent < collapse_bits).sum()),
+           "entropy_mean": float(ent.mean()) if ok else nan,
+           "p_valid_min": float(min(f["p_valid"] for f in finals)),
+           "p_valid_mean": float(np.mean([f["p_valid"] for f in finals]))}
+    sps = [f["seconds_per_step"] for f in finals if "seconds_per_step" in f]
+    if sps:
+        out.update(sps_min=float(min(sps)), sps_max=float(max(sps)))
+    return out
+
+
+def trl_summary(stored: dict, fail_below: float = 0.5) -> list[dict]:
+    """A stored TRL comparison as rows: per trainer (``"TRL"`` or ``"rl.Trainer"``), reward scaling, method and
+    beta, the :func:`share_stats` of its seeds plus ``seeds`` (their numbers, in order) and ``failed_seeds``."""
+    rows: dict = {}
+    for r in stored["results"]["runs"]:
+        trainer = "TRL" if r.get("trainer", "TRL").startswith("TRL") else "rl.Trainer"
+        rows.setdefault((trainer, r.get("scale_rewards", "none"), r["method"], r["beta"]), []).append(r)
+    out = []
+    for (trainer, scale, method, beta), rs in sorted(rows.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][3],
+                                                                                  kv[0][2] != "vanilla")):
+        out.append({"trainer": trainer, "scaling": scale, "method": method, "beta": beta,
+                    "seeds": [r.get("seed") for r in rs],
+                    "failed_seeds": [r.get("seed") for r in rs if r["final"]["p_valid"] < fail_below],
+                    **share_stats([r["final"] for r in rs], fail_below=fail_below)})
+    return out
 
 
 def trl_table(stored: dict, fail_below: float = 0.5) -> str:

@@ -20,6 +20,7 @@ from marabook.rl import RLConfig, Trainer, sample_texts
 from marabook._validate import check_int
 
 __all__ = ["OPEN_ENDED_METHODS", "configs", "evaluate", "run", "sweep", "summarize", "table", "COLUMNS",
+           "TARGET_OF", "predictions", "prediction_table", "flat",
            "evaluate_open_ended", "run_open_ended", "open_ended_configs"]
 
 
@@ -166,6 +167,77 @@ def table(rows) -> str:
                 cells.append(f"{'':>15}")
             cells[-1] = f"{cells[-1]:>17}"
         lines.append(f"{r['method']:>13}" + "".join(cells))
+    return "\n".join(lines)
+
+
+def flat(rows) -> list[dict]:
+    """The summary rows with one number per column (the mean; the standard error as ``<column>_se``), under
+    identifier-friendly names: ``reward_in``, ``reward_out``, ``ead_1``, ``semantic``, ``distinct``."""
+    out = []
+    for r in rows:
+        row = {"method": r["method"], "n": r["n"]}
+        for head, _, _ in COLUMNS:
+            if head in r:
+                key = head.replace(" (", "_").replace(")", "").replace("-", "_").lower()
+                row[key], row[key + "_se"] = r[head]
+        out.append(row)
+    return out
+
+
+#: The closed-form target (a key of :func:`marabook.mara.method_targets`) each trainer's objective has:
+#: GRPO puts k3 in the loss, whose gradient is the forward KL's (eq. 5.4), and its std scaling moves the
+#: stationary point somewhat (chapter 5); the per-batch percentile moves with the policy, so it has none.
+TARGET_OF = {"GRPO": "vanilla-forward", "RLOO": "vanilla-reverse", "entropy": "entropy",
+             "MARA-rev": "mara-reverse", "MARA-fwd": "mara-forward", "MARA-rev p90": None}
+
+
+def predictions(ref_probs, rewards, *, beta: float = 0.02, tau: float = 0.9, eta: float = 0.02,
+                n: int = 32) -> dict:
+    """What each trainer of chapter 6 is asked to converge to, computed exactly (chapters 1-4).
+
+    ``ref_probs`` are the reference's probabilities of the acceptable answers (they may sum to less than 1: the
+    rest of the reference's mass is one more outcome with reward 0) and ``rewards`` their rewards. For each
+    method of :data:`TARGET_OF`, ``{"target": probabilities of the acceptable answers under its target,
+    "reward": expected reward, "distinct": expected number of distinct acceptable answers among n draws,
+    "top_share": the likeliest answer's probability, "other": the mass left off the acceptable answers}``,
+    or ``None`` for a method without a fixed target. Off the acceptable answers every target keeps the
+    reference's proportions except the entropy target (which flattens them); with rewards >= 0.8 and beta =
+    0.02 that mass is below e^-40 under every target, so lumping it changes nothing visible.
+    """
+    from marabook._validate import check_int as _ci
+    from marabook.mara import method_targets
+
+    p = np.asarray(ref_probs, dtype=float)
+    r = np.asarray(rewards, dtype=float)
+    if p.ndim != 1 or p.size == 0 or not np.all(np.isfinite(p)) or np.any(p < 0) or p.sum() > 1 + 1e-9:
+        raise ValueError("ref_probs must be a non-empty 1-D array of probabilities summing to at most 1")
+    if r.shape != p.shape or not np.all(np.isfinite(r)):
+        raise ValueError(f"rewards must be finite and of ref_probs' shape {p.shape}, got shape {r.shape}")
+    _ci(n, "n", minimum=1)
+    rest = max(0.0, 1.0 - float(p.sum()))
+    ref = np.append(p, rest) / (p.sum() + rest)
+    targets = method_targets(ref, np.append(r, 0.0), beta, tau, eta=eta)
+    out = {}
+    for method, key in TARGET_OF.items():
+        if key is None:
+            out[method] = None
+            continue
+        t = targets[key]
+        good = t[:-1]
+        out[method] = {"target": good, "reward": float(good @ r), "distinct": float(np.sum(1 - (1 - good) ** n)),
+                       "top_share": float(good.max()), "other": float(t[-1])}
+    return out
+
+
+def prediction_table(preds, names=None) -> str:
+    """The predictions as a plain-text table (``names``: the answers, to show the likeliest one)."""
+    lines = [f"{'method':>13} {'target':>16} {'reward':>7} {'distinct of 32':>15} {'top answer':>16}"]
+    for method, pr in preds.items():
+        if pr is None:
+            lines.append(f"{method:>13} {'none (moves)':>16}")
+            continue
+        top = f"{pr['top_share']:.2f}" + (f" {names[int(np.argmax(pr['target']))]}" if names is not None else "")
+        lines.append(f"{method:>13} {TARGET_OF[method]:>16} {pr['reward']:7.3f} {pr['distinct']:15.1f} {top:>16}")
     return "\n".join(lines)
 
 
