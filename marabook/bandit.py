@@ -26,7 +26,8 @@ from marabook.estimators import rloo_advantages
 from marabook.mara import mara_rewards, mara_rewards_global
 from marabook.targets import kl_regularized_gradient
 
-__all__ = ["Trajectory", "augmented_rewards_global", "train_exact", "train_sampled"]
+__all__ = ["Trajectory", "augmented_rewards_global", "train_exact", "train_sampled", "sample_target",
+           "filtered_self_training"]
 
 _DIRECTIONS = ("reverse", "forward")
 
@@ -200,3 +201,66 @@ def train_sampled(ref_probs, rewards, beta, *, direction="reverse", mara_tau=Non
         theta -= theta.max(axis=-1, keepdims=True)
     pol = np.array(snaps)                                               # (T, S, V)
     return Trajectory(np.array(stp), pol, _objective(pol, ref, r, b, direction), _entropy(pol), pol[-1])
+
+
+def sample_target(ref_probs, rewards, beta, n: int, seed: int) -> tuple[np.ndarray, float]:
+    """``n`` exact samples from the Gibbs target G_beta (eq. 1.3) by rejection from the reference (chapter 2).
+
+    Draw ``y ~ pi_ref`` and keep it with probability ``exp((R(y) - max R) / beta)``; kept samples are
+    distributed as ``pi_ref exp(R / beta)`` normalised, with no normaliser needed. Maximum likelihood on
+    them is a true forward-KL step toward G_beta (the paper's Remark B.2). Returns the sample indices and
+    the acceptance rate, which is ``zeta exp(-max R / beta)`` and collapses as beta shrinks: why nobody does
+    this for a language model. With 0/1 rewards and small beta it is exactly "sample, keep the correct ones"
+    (rejection-sampling fine-tuning, RAFT / STaR).
+    """
+    ref = check_distribution(ref_probs, "ref_probs")
+    r = check_finite(rewards, "rewards")
+    if ref.ndim != 1 or r.shape != ref.shape:
+        raise ValueError(f"ref_probs and rewards must be 1-D of one shape, got {ref.shape} and {r.shape}")
+    b = float(check_beta(beta))
+    n = check_int(n, "n")
+    rng = np.random.default_rng(check_int(seed, "seed", minimum=0))
+    accept = np.exp((r - r[ref > 0].max()) / b)
+    kept, drawn = [], 0
+    while len(kept) < n:
+        batch = max(n, 1024)
+        y = rng.choice(ref.size, size=batch, p=ref)
+        ok = rng.random(batch) < accept[y]
+        drawn += batch
+        kept.extend(y[ok].tolist())
+        if drawn > 10_000_000 and not kept:
+            raise ValueError("beta is too small: no sample accepted in 10 million draws from the reference")
+    return np.array(kept[:n]), len(kept) / drawn
+
+
+def filtered_self_training(ref_probs, rewards, tau, *, n: int = 64, rounds: int = 200, seeds: int = 100,
+                           seed: int = 0) -> np.ndarray:
+    """Iterated filtering (STaR-style): sample ``n`` answers from the current policy, keep those with
+    ``R >= tau``, refit the policy by maximum likelihood (for a categorical policy: the kept answers'
+    frequencies), repeat. ``seeds`` independent runs from ``ref_probs``; a round with nothing kept leaves the
+    policy unchanged. Returns the policies, shape ``(rounds + 1, seeds, V)``.
+
+    In expectation one round maps pi to pi restricted to the good set, so every round after the first has
+    the filtered reference as its fixed point; but each refit on finitely many samples moves the shares at
+    random (a Wright-Fisher drift), and an answer that draws no sample is gone for good (chapter 2).
+    """
+    ref = check_distribution(ref_probs, "ref_probs")
+    r = check_finite(rewards, "rewards")
+    if ref.ndim != 1 or r.shape != ref.shape:
+        raise ValueError(f"ref_probs and rewards must be 1-D of one shape, got {ref.shape} and {r.shape}")
+    t = float(tau)
+    if not np.isfinite(t):
+        raise ValueError(f"tau must be a finite number, got {tau!r}")
+    good = r >= t
+    if not (good & (ref > 0)).any():
+        raise ValueError(f"tau={tau!r} leaves no answer with reference support above the threshold")
+    n, rounds, seeds = check_int(n, "n"), check_int(rounds, "rounds"), check_int(seeds, "seeds")
+    rng = np.random.default_rng(check_int(seed, "seed", minimum=0))
+    pi = np.tile(ref, (seeds, 1))
+    out = [pi.copy()]
+    for _ in range(rounds):
+        counts = np.stack([rng.multinomial(n, row / row.sum()) for row in pi]) * good
+        kept = counts.sum(axis=1, keepdims=True)
+        pi = np.where(kept > 0, counts / np.maximum(kept, 1), pi)
+        out.append(pi.copy())
+    return np.stack(out)

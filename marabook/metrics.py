@@ -15,7 +15,7 @@ from scipy.special import entr, rel_entr
 
 from marabook._validate import broadcast_last, check_distribution, check_int
 
-__all__ = ["entropy", "entropy_on", "effective_num_modes", "kl_divergence", "total_variation", "mass_on",
+__all__ = ["entropy", "entropy_on", "effective_num_modes", "modes", "count_modes", "kl_divergence", "total_variation", "mass_on",
            "ngrams", "distinct_n", "ead", "distinct_answers", "normalize_answer", "mean_pairwise_cosine_distance",
            "bootstrap_se"]
 
@@ -67,6 +67,66 @@ def mass_on(p, mask) -> np.ndarray:
         raise ValueError(f"mask must be a boolean array, got dtype {m.dtype}")
     broadcast_last("p", p, "mask", m)
     return np.where(m, p, 0.0).sum(axis=-1)
+
+
+def modes(p) -> list[dict]:
+    """The modes of a distribution over outcomes in a line (tokens 0..V-1, neighbours i-1 and i+1), chapter 3.
+
+    A *mode* is a local maximum: an outcome, or a run of adjacent outcomes of equal probability (a plateau),
+    whose neighbours outside it are all strictly less likely. Every other outcome belongs to the mode it
+    reaches by repeatedly stepping to its likelier neighbour (steepest ascent; a plateau moves as one, to its
+    likeliest strictly higher neighbour, the left one on a tie), its *basin*. Returns one dict per mode,
+    left to right: ``{"peak": first index of the top, "top": indices of the top, "mass": total probability
+    of its basin}``; the masses sum to 1. Outcomes of probability 0 belong to no mode.
+    """
+    q = check_distribution(p, "p")
+    if q.ndim != 1:
+        raise ValueError(f"p must be one distribution (1-D), got shape {q.shape}")
+    n = q.size
+    runs = []  # maximal runs of equal probability: (start, stop)
+    i = 0
+    while i < n:
+        j = i
+        while j + 1 < n and q[j + 1] == q[i]:
+            j += 1
+        runs.append((i, j + 1))
+        i = j + 1
+    run_of = np.empty(n, dtype=int)
+    for k, (a, b) in enumerate(runs):
+        run_of[a:b] = k
+    up = np.full(len(runs), -1)  # the run each run steps to, -1 for a top
+    for k, (a, b) in enumerate(runs):
+        left = q[a - 1] if a > 0 else -np.inf
+        right = q[b] if b < n else -np.inf
+        best = max(left, right)
+        if best > q[a]:
+            up[k] = run_of[a - 1] if left >= right else run_of[b]
+    top_of = np.arange(len(runs))
+    for k in range(len(runs)):
+        t = k
+        while up[t] >= 0:
+            t = up[t]
+        top_of[k] = t
+    out = []
+    for t in sorted(set(top_of.tolist())):
+        a, b = runs[t]
+        if q[a] == 0:
+            continue
+        mass = sum(q[x:y].sum() for k, (x, y) in enumerate(runs) if top_of[k] == t)
+        out.append({"peak": a, "top": list(range(a, b)), "mass": float(mass)})
+    return out
+
+
+def count_modes(p, min_mass: float = 0.05) -> int:
+    """How many modes of ``p`` (:func:`modes`) hold at least ``min_mass`` of probability in their basins.
+
+    The book calls a distribution *multimodal at level* ``min_mass`` when this is at least 2 (chapter 3):
+    a second local maximum that holds almost nothing is not a second mode a sampler will ever see.
+    """
+    m = float(min_mass)
+    if not 0 < m <= 0.5:
+        raise ValueError(f"min_mass must be in (0, 0.5], got {min_mass!r}")
+    return sum(mode["mass"] >= m for mode in modes(p))
 
 
 def entropy_on(p, mask, base=None) -> np.ndarray:

@@ -93,3 +93,53 @@ def test_augmented_rewards_global_bad_input_and_values():
         bandit.augmented_rewards_global(REF * 2, R, 0.1, 0.5)
     with pytest.raises(ValueError, match="tau"):
         bandit.augmented_rewards_global(REF, R, 0.1, "best")
+
+
+# --- Remark B.2: maximum likelihood on samples from the target (chapter 2) --------------------------------
+
+def test_sample_target_draws_from_the_gibbs_target():
+    from marabook import bandit as B, targets as T
+    ref, r = np.array([0.68, 0.30, 0.02]), np.array([0.0, 1.0, 1.0])
+    n = 40_000
+    for beta in (1.0, 0.1):
+        y, rate = B.sample_target(ref, r, beta, n, seed=3)
+        freq = np.bincount(y, minlength=3) / n
+        g = T.reverse_kl_target(ref, r, beta)
+        # each frequency is a binomial mean: 5 standard errors, sqrt(g(1-g)/n) <= 0.0025
+        assert np.all(np.abs(freq - g) <= 5 * np.sqrt(g * (1 - g) / n) + 1e-12)
+        expected_rate = float(np.sum(ref * np.exp((r - r.max()) / beta)))  # zeta e^{-max R / beta}
+        assert rate == pytest.approx(expected_rate, abs=0.01)
+
+
+def test_filtered_self_training_is_a_martingale_that_fixes():
+    from marabook import bandit as B
+    ref, r = np.array([0.68, 0.30, 0.02]), np.array([0.0, 1.0, 1.0])
+    tr = B.filtered_self_training(ref, r, 0.5, n=64, rounds=300, seeds=400, seed=1)
+    assert tr.shape == (301, 400, 3)
+    # after one round the wrong answer is gone and, in expectation, the reference's 15:1 ratio is kept
+    assert np.all(tr[1:, :, 0] == 0)
+    for k in (1, 20, 300):
+        share = tr[k, :, 1]
+        assert abs(share.mean() - 0.9375) <= 4 * share.std() / np.sqrt(400) + 1e-9
+    # yet nearly every run ends on one answer (Wright-Fisher drift with ~62 kept samples a round fixes in
+    # ~2.8 * 62 rounds on average; a few runs take longer than 300), and it ends on the rare good answer with
+    # probability equal to its initial share 0.0625 (a martingale's fixation probability), within 4 SE
+    fixed = tr[-1].max(axis=1) == 1.0
+    assert fixed.mean() >= 0.95
+    on_rare = (tr[-1, :, 2] == 1.0).mean()
+    assert abs(on_rare - 0.0625) <= 4 * np.sqrt(0.0625 * 0.9375 / 400)
+
+
+def test_remark_b2_functions_reject_bad_input():
+    from marabook import bandit as B
+    ref, r = np.array([0.68, 0.30, 0.02]), np.array([0.0, 1.0, 1.0])
+    with pytest.raises(ValueError, match="beta"):
+        B.sample_target(ref, r, 0.0, 10, seed=0)
+    with pytest.raises(ValueError, match="n"):
+        B.sample_target(ref, r, 0.1, 0, seed=0)
+    with pytest.raises(ValueError, match="tau"):
+        B.filtered_self_training(ref, r, 2.0)
+    with pytest.raises(ValueError, match="tau"):
+        B.filtered_self_training(ref, r, float("nan"))
+    with pytest.raises(ValueError, match="rewards"):
+        B.filtered_self_training(ref, r[:2], 0.5)

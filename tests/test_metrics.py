@@ -125,3 +125,45 @@ def test_bootstrap_se():
         bootstrap_se([1.0])
     with pytest.raises(ValueError, match="n_boot"):
         bootstrap_se([1.0, 2.0], n_boot=5)
+
+
+# --- modes (chapter 3's definition) ---------------------------------------------------------------------
+
+def test_modes_hand_cases():
+    m = M.modes([0.1, 0.3, 0.1, 0.2, 0.3])
+    # index 2 climbs to its likelier neighbour 1; index 3 climbs to 4
+    assert [x["peak"] for x in m] == [1, 4]
+    assert [x["mass"] for x in m] == pytest.approx([0.5, 0.5], abs=1e-15)
+    # a shoulder is not a mode: the plateau [0.2, 0.2] steps up to 0.6
+    assert M.modes([0.2, 0.2, 0.6]) == [{"peak": 2, "top": [2], "mass": 1.0}]
+    # a flat distribution is one mode whose top is everything
+    assert M.modes([0.25] * 4) == [{"peak": 0, "top": [0, 1, 2, 3], "mass": 1.0}]
+    # a tie between two higher neighbours goes left
+    m = M.modes([0.3, 0.1, 0.3, 0.3])
+    assert [(x["peak"], round(x["mass"], 12)) for x in m] == [(0, 0.4), (2, 0.6)]
+
+
+def test_count_modes_uses_the_mass_floor():
+    p = np.array([0.49, 0.01, 0.02, 0.01, 0.47])
+    assert len(M.modes(p)) == 3
+    assert M.count_modes(p, 0.05) == 2   # the bump at index 2 holds 0.02 + ties: below the floor
+    assert [round(x["mass"], 12) for x in M.modes(p)] == [0.5, 0.02, 0.48]
+    assert M.count_modes(p, 0.49) == 1 and M.count_modes(p, 0.5) == 1
+
+
+def test_modes_of_the_two_bump_targets_follow_the_crossover():
+    """The reverse target of chapter 1's two-bump problem has two modes of real mass only near beta*."""
+    from marabook import problems, targets
+    prob = problems.bimodal_tokens()
+    counts = {b: M.count_modes(targets.reverse_kl_target(prob.ref_probs, prob.rewards, b), 0.05)
+              for b in (0.01, 0.13, 10.0)}
+    assert counts == {0.01: 1, 0.13: 2, 10.0: 1}  # beta* ~ 0.13 (3.2); large beta: the reference's one bump
+
+
+def test_modes_reject_bad_input():
+    with pytest.raises(ValueError, match="p"):
+        M.modes([[0.5, 0.5], [0.5, 0.5]])
+    with pytest.raises(ValueError, match="min_mass"):
+        M.count_modes([0.5, 0.5], 0.0)
+    with pytest.raises(ValueError, match="p"):
+        M.modes([0.5, 0.6])
