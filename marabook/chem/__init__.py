@@ -21,7 +21,8 @@ from marabook.chem.oracles import (REFERENCE_DRUGS, Oracle, OracleRecord, assign
                                    tanimoto)
 from marabook.chem.prior import SmilesGRU, load_prior, pretrain_prior
 from marabook.chem.reinvent import (MOVED, DiversityFilter, MaraTransform, ReinventConfig, ReinventTrainer, ReplayMemory,
-                                    ScoreTransform, dap_fixed_point, dap_loss, fit_dap_tabular)
+                                    ScoreTransform, dap_fixed_point, dap_loss, dedup_fixed_point,
+                                    dedup_stationarity, fit_dap_tabular)
 from marabook.chem.tokenizer import SmilesTokenizer
 
 __all__ = ["load_smiles", "SmilesTokenizer", "SmilesGRU", "load_prior", "pretrain_prior", "is_valid",
@@ -30,7 +31,7 @@ __all__ = ["load_smiles", "SmilesTokenizer", "SmilesGRU", "load_prior", "pretrai
            "multi_mode_task", "REFERENCE_DRUGS", "assign_modes", "validity", "uniqueness", "novelty",
            "sample_report", "fingerprints", "similarity_matrix", "intdiv", "n_circles", "yield_count",
            "oracle_burden", "hits_above", "modes_covered", "discovery_curve", "draw_grid", "ReinventConfig",
-           "ReinventTrainer", "dap_fixed_point", "dap_loss", "fit_dap_tabular", "summarize_run", "OracleRecord",
+           "ReinventTrainer", "dap_fixed_point", "dap_loss", "dedup_fixed_point", "dedup_stationarity", "fit_dap_tabular", "summarize_run", "OracleRecord",
            "ScoreTransform", "MaraTransform", "DiversityFilter", "ReplayMemory"]
 
 # Names of the first edition that moved up to marabook.experiments.molecules (the same list as
