@@ -9,7 +9,7 @@ from typing import Sequence
 import numpy as np
 
 from marabook._validate import check_int
-from marabook.chem.oracles import OracleRecord, _fp_mol, _rdkit, canonical_smiles, mol_from_smiles
+from marabook.chem.oracles import OracleRecord, _check_smiles_list, _fp_mol, _rdkit, canonical_smiles, mol_from_smiles
 
 __all__ = ["validity", "uniqueness", "novelty", "sample_report", "fingerprints", "similarity_matrix",
            "intdiv", "n_circles", "yield_count", "oracle_burden", "hits_above", "modes_covered",
@@ -17,9 +17,17 @@ __all__ = ["validity", "uniqueness", "novelty", "sample_report", "fingerprints",
 
 
 def _check_list(smiles, name="smiles"):
-    if isinstance(smiles, str) or not isinstance(smiles, Sequence):
-        raise ValueError(f"{name} must be a list of SMILES strings")
-    return list(smiles)
+    return _check_smiles_list(smiles, name)
+
+
+def _check_threshold(threshold) -> float:
+    try:
+        t = float(threshold)
+    except (TypeError, ValueError):
+        raise ValueError(f"threshold must be a number, got {threshold!r}") from None
+    if not np.isfinite(t):
+        raise ValueError(f"threshold must be finite, got {threshold!r}")
+    return t
 
 
 def validity(smiles) -> float:
@@ -39,7 +47,7 @@ def novelty(smiles, training) -> float:
     canon = {c for c in (canonical_smiles(s) for s in _check_list(smiles)) if c is not None}
     if not canon:
         return 0.0
-    train = training if isinstance(training, set) else {canonical_smiles(s) for s in training}
+    train = {canonical_smiles(s) for s in _check_list(training, "training")}  # canonical, whatever the container
     return len(canon - train) / len(canon)
 
 
@@ -104,6 +112,8 @@ def n_circles(smiles, threshold: float = 0.75) -> int:
 
 def _check_records(records) -> list:
     """Records as :class:`~marabook.chem.oracles.OracleRecord` (plain 4-tuples are accepted)."""
+    if records is None or isinstance(records, (str, bytes)):
+        raise ValueError("records must be a list of (call, smiles, canonical, score) tuples")
     out = []
     for r in records:
         if isinstance(r, (str, bytes)) or not hasattr(r, "__len__") or len(r) != 4:
@@ -114,6 +124,7 @@ def _check_records(records) -> list:
 
 def hits_above(records, threshold: float) -> list:
     """Distinct canonical molecules whose score is >= ``threshold``, in order of first discovery."""
+    threshold = _check_threshold(threshold)
     seen, out = set(), []
     for r in _check_records(records):
         if r.canonical is not None and r.score >= threshold and r.canonical not in seen:
@@ -131,6 +142,7 @@ def oracle_burden(records, threshold: float, k: int = 100):
     """OB``k`` (OB100 by default): the number of oracle calls made until the ``k``-th distinct molecule at
     or above ``threshold`` was found (lower is better); ``None`` if the run never found ``k``."""
     check_int(k, "k", minimum=1)
+    threshold = _check_threshold(threshold)
     seen = set()
     for r in _check_records(records):
         if r.canonical is not None and r.score >= threshold and r.canonical not in seen:
@@ -145,6 +157,7 @@ def discovery_curve(records, thresholds=(0.80, 0.85), at=None) -> dict:
     after each number of oracle calls in ``at`` (default: every call). ``{"calls", "distinct",
     "hits@0.80", ...}``; the last entry of ``hits@t`` is the run's Yield at ``t``."""
     records = _check_records(records)
+    thresholds = [_check_threshold(t) for t in thresholds]
     at = list(range(1, len(records) + 1)) if at is None else sorted(int(a) for a in at)
     seen, hits = set(), {t: set() for t in thresholds}
     out = {"calls": at, "distinct": []}
@@ -178,8 +191,8 @@ def summarize_run(records, thresholds=(0.80, 0.85), k: int = 100, modes=None) ->
     """Chapter 8's metrics of one run from its oracle records: validity and uniqueness of everything
     sampled; per screening threshold the Yield, OB``k``, and IntDiv1 and #Circles of the hits; with
     ``modes`` (a function ``list[str] -> list[label]``) the hits per mode and the modes covered."""
-    calls = len(records)
     records = _check_records(records)
+    calls = len(records)
     canon = [r.canonical for r in records]
     valid = [c for c in canon if c is not None]
     out = {"calls": calls, "validity": len(valid) / calls if calls else 0.0,

@@ -118,7 +118,7 @@ class SmilesGRU(nn.Module):
         check_int(n, "n", minimum=1)
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
-        max_length = int(max_length or self.config["max_length"])
+        max_length = self.config["max_length"] if max_length is None else check_int(max_length, "max_length")
         dev = self.device
         tok = torch.full((n,), self.tokenizer.bos_id, dtype=torch.long, device=dev)
         hidden = None

@@ -219,7 +219,9 @@ class ReinventConfig:
         if self.replay_batch > self.replay_size:
             raise ValueError("replay_batch must be <= replay_size")
         check_number(self.lr, "lr", positive=True)
-        self.threshold  # noqa: B018 - parses mara_tau
+        if self.threshold is not None and self.threshold.kind == "value" and not 0.0 < self.threshold.value <= 1.0:
+            raise ValueError(f"mara_tau must be in (0, 1] (scores lie in [0, 1]; tau > 1 admits no molecule and "
+                             f"tau <= 0 would count invalid molecules, which score 0, as good), got {self.mara_tau!r}")
         if not 0.0 <= self.df_min_score <= 1.0:
             raise ValueError(f"df_min_score must be in [0, 1], got {self.df_min_score}")
 
@@ -272,8 +274,16 @@ class MaraTransform(ScoreTransform):
     def __call__(self, smiles, scores, prior_logp=None) -> np.ndarray:
         if prior_logp is None:
             raise ValueError("prior_logp is required by MARA")
-        return mara_rewards(np.asarray(scores, dtype=float), np.asarray(prior_logp, dtype=float), self.beta,
-                            self.threshold)
+        scores = np.asarray(scores, dtype=float)
+        threshold = self.threshold.for_batch(scores)
+        if threshold.value <= 0.0:  # a percentile at 0: an invalid molecule (score 0) must never count as good
+            threshold = Threshold("value", float(np.nextafter(0.0, 1.0)))
+        self.last_anchor_score = None
+        good = scores >= threshold.value
+        if good.any():  # the anchor: the good molecule the prior likes most (for the chapter's diagnostics)
+            lp = np.asarray(prior_logp, dtype=float)
+            self.last_anchor_score = float(scores[np.flatnonzero(good)[np.argmax(lp[good])]])
+        return mara_rewards(scores, np.asarray(prior_logp, dtype=float), self.beta, threshold)
 
 
 class DiversityFilter(ScoreTransform):
@@ -392,11 +402,12 @@ class ReinventTrainer(TrainLoop):
 
     @property
     def end(self) -> int:
-        return self.config.budget
+        """The calls this run may make: the config's budget, or the oracle's if that is smaller."""
+        return int(min(self.config.budget, self.oracle.budget or self.config.budget))
 
     @property
     def done(self) -> bool:
-        return self.oracle.calls >= self.config.budget
+        return self.oracle.calls >= self.end
 
     def train(self, until_calls: int | None = None) -> list[dict]:
         """Run steps until the oracle budget is spent (or ``until_calls`` calls, to stop early as if
@@ -409,7 +420,7 @@ class ReinventTrainer(TrainLoop):
     def train_step(self) -> dict:
         """One REINVENT step; returns (and records) its log entry."""
         c = self.config
-        n = min(c.batch_size, c.budget - self.oracle.calls)
+        n = min(c.batch_size, self.end - self.oracle.calls)
         # 1. sample a batch from the agent
         ids, _ = self.agent.sample_ids(n, generator=self.generator, max_length=c.max_length)
         smiles = [self.tokenizer.decode(r) for r in ids.cpu().tolist()]
@@ -456,6 +467,9 @@ class ReinventTrainer(TrainLoop):
                  "unique": len(keep) / n, "loss": float(loss.item()),
                  "agent_logp": float(agent_lp[: len(keep)].mean().item()),
                  "prior_logp": float(prior_lp[: len(keep)].mean().item())}
+        if self.mara is not None:  # what MARA flattened toward: the anchor's score and how many were good
+            entry["anchor_score"] = self.mara.last_anchor_score
+            entry["n_good"] = int(np.sum(np.asarray(s_k) >= self.mara.threshold.for_batch(np.asarray(s_k)).value))
         self.history.append(entry)
         return entry
 

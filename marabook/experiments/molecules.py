@@ -14,51 +14,90 @@ import warnings
 import numpy as np
 
 from marabook.chem.metrics import discovery_curve, summarize_run
-from marabook.chem.oracles import REFERENCE_DRUGS, assign_modes, multi_mode_task, product_task
+from marabook.chem.oracles import (MOSES_MODE_REFERENCES, REFERENCE_DRUGS, Oracle, assign_modes, multi_mode_task,
+                                   product_task, unequal_modes_task)
 from marabook.chem.prior import SmilesGRU, load_prior
 from marabook.chem.reinvent import ReinventConfig, ReinventTrainer
 from marabook.experiments.sweep import run_sweep
 
-__all__ = ["METHODS", "TASKS", "method_config", "run", "sweep", "compare_methods", "format_comparison", "mode_table",
+__all__ = ["METHODS", "TASKS", "TASK_MODES", "SIGMAS", "method_config", "sigma_study", "anchor_report", "run", "sweep", "compare_methods", "format_comparison", "mode_table",
            "run_reinvent", "run_reinvent_grid"]
 
 #: The tasks of chapter 8 by name: a fresh counted oracle for a budget.
-TASKS = {"product": product_task, "multi_mode": multi_mode_task}
+TASKS = {"product": product_task, "multi_mode": multi_mode_task, "unequal_modes": unequal_modes_task}
+#: The reference molecules whose nearest neighbour names each hit's mode, for the tasks that have modes.
+TASK_MODES = {"multi_mode": REFERENCE_DRUGS, "unequal_modes": MOSES_MODE_REFERENCES}
 
 METHODS = ("REINVENT", "MARA 0.80", "MARA 0.85", "REINVENT+DF")
+#: The sigmas of chapter 8's stored study (beta = 1/sigma = 0.016, 0.008, 0.004).
+SIGMAS = (64.0, 128.0, 256.0)
 
 
 def method_config(method: str, **overrides) -> ReinventConfig:
-    """The config of one of chapter 8's methods (:data:`METHODS`), with shared ``overrides``."""
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    extra = {"REINVENT": {}, "MARA 0.80": {"mara_tau": 0.80}, "MARA 0.85": {"mara_tau": 0.85},
-             "REINVENT+DF": {"diversity_filter": True}}[method]
+    """The config of a method by name, with shared ``overrides``: ``"REINVENT"``, ``"REINVENT+DF"`` (the
+    diversity filter) or ``"MARA <tau>"`` with any threshold REINVENT accepts (``"MARA 0.9"``, ``"MARA p95"``);
+    :data:`METHODS` are chapter 8's four."""
+    if not isinstance(method, str):
+        raise ValueError(f"method must be a string such as 'MARA 0.85', got {method!r}")
+    if method == "REINVENT":
+        extra = {}
+    elif method == "REINVENT+DF":
+        extra = {"diversity_filter": True}
+    elif method.startswith("MARA "):
+        tau = method[5:].strip()
+        extra = {"mara_tau": tau if tau.startswith("p") else _number(tau, method)}
+    else:
+        raise ValueError(f"method must be 'REINVENT', 'REINVENT+DF' or 'MARA <tau>', got {method!r}")
     return ReinventConfig(**{**overrides, **extra, "label": method})
 
 
-def run(task: str, method: str, seed: int, *, budget: int, batch_size: int = 64, sigma: float = 128.0,
+def _number(text: str, method: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"method: cannot read a threshold from {method!r} (try 'MARA 0.85' or 'MARA p90')") from None
+
+
+def _task(task, budget: int):
+    """A fresh oracle and its mode references from a task name, or from a callable ``budget -> Oracle``."""
+    if isinstance(task, str):
+        if task not in TASKS:
+            raise ValueError(f"task must be one of {sorted(TASKS)} or a callable budget -> Oracle, got {task!r}")
+        return TASKS[task](budget=budget), TASK_MODES.get(task)
+    if callable(task):
+        oracle = task(budget)
+        if not isinstance(oracle, Oracle):
+            raise ValueError(f"task must return a chem.Oracle for a budget, got {type(oracle).__name__}")
+        return oracle, None
+    raise ValueError(f"task must be a task name or a callable budget -> Oracle, got {task!r}")
+
+
+def run(task, method: str, seed: int, *, budget: int, batch_size: int = 64, sigma: float = 128.0,
                  lr: float = 1e-4, prior: SmilesGRU | None = None, device=None, progress: bool = False,
-                 thresholds=(0.80, 0.85)) -> dict:
-    """One chapter-8 run: a fresh oracle for ``task`` ("product" or "multi_mode"), the method's
-    config, train to the budget, summarise. Returns ``{"summary", "history", "curve", "top"}``: ``curve`` is
-    the :func:`~marabook.chem.metrics.discovery_curve` after every step, ``top`` the 12 best distinct
+                 thresholds=(0.80, 0.85), modes: dict | None = None) -> dict:
+    """One chapter-8 run: a fresh oracle for ``task`` (a name of :data:`TASKS`, or your own callable
+    ``budget -> chem.Oracle``), the method's config (:func:`method_config`: any ``"MARA <tau>"``), train to
+    the budget, summarise. ``modes`` (``{name: SMILES}``) names each hit's mode; tasks (b) and (c) bring
+    their own. Returns ``{"summary", "history", "curve", "top"}``: ``curve`` is the
+    :func:`~marabook.chem.metrics.discovery_curve` after every step, ``top`` the 12 best distinct
     molecules (score, SMILES)."""
-    if task not in TASKS:
-        raise ValueError(f"task must be one of {sorted(TASKS)}, got {task!r}")
-    oracle = TASKS[task](budget=budget)
     cfg = method_config(method, seed=seed, budget=budget, batch_size=batch_size, sigma=sigma, lr=lr)
+    oracle, task_modes = _task(task, budget)
+    references = modes if modes is not None else task_modes
     trainer = ReinventTrainer(prior if prior is not None else load_prior(device=device), oracle, cfg,
                               device=device, progress=progress)
     trainer.train()
-    summary = summarize_run(oracle.records, thresholds, modes=assign_modes if task == "multi_mode" else None)
+    summary = summarize_run(oracle.records, thresholds,
+                            modes=(lambda hits: assign_modes(hits, references)) if references is not None else None)
+    summary["failed_scores"] = oracle.n_failed
     best = {}
     for r in oracle.records:
         if r.canonical is not None:
             best[r.canonical] = max(r.score, best.get(r.canonical, 0.0))
     top = sorted(best.items(), key=lambda kv: (-kv[1], kv[0]))[:12]
     curve = discovery_curve(oracle.records, thresholds, at=[h["calls"] for h in trainer.history])
-    return {"task": task, "method": method, "seed": seed, "summary": summary, "history": trainer.history,
+    return {"task": task if isinstance(task, str) else getattr(task, "__name__", "custom"), "method": method,
+            "seed": seed, "sigma": float(sigma), "summary": summary, "history": trainer.history,
             "curve": curve, "top": [(float(v), s) for s, v in top]}
 
 
@@ -73,11 +112,10 @@ def sweep(tasks=("product", "multi_mode"), methods=METHODS, seeds=range(5), *, b
     ``workers`` local processes (one torch thread each) or on ``executor``; results do not depend on
     where they ran."""
     for m in methods:
-        if m not in METHODS:
-            raise ValueError(f"methods must be drawn from {METHODS}, got {m!r}")
+        method_config(m)  # a named error for a method it cannot run
     for t in tasks:
-        if t not in TASKS:
-            raise ValueError(f"tasks must be drawn from {sorted(TASKS)}, got {t!r}")
+        if not (callable(t) or t in TASKS):
+            raise ValueError(f"tasks must be names from {sorted(TASKS)} or callables budget -> Oracle, got {t!r}")
     jobs = [(t, m, int(s), {"budget": budget, "device": device, **kw}) for t in tasks for m in methods for s in seeds]
     return run_sweep(_grid_job, jobs, workers=workers, executor=executor, desc="REINVENT runs", progress=progress)
 
@@ -143,18 +181,58 @@ def format_comparison(rows, metrics, baseline: str = "REINVENT") -> str:
     return "\n".join(lines)
 
 
-def mode_table(runs, threshold: str = "0.80", modes=None) -> dict:
-    """Per method: mean hits per mode of the multi-mode task over seeds, and the mean number of modes
-    with at least one hit. ``{method: {"hits": {mode: mean}, "covered": mean}}``."""
-    names = list(modes or REFERENCE_DRUGS)
-    out = {}
-    rows = [r for r in runs if r["task"] == "multi_mode"]
+def mode_table(runs, threshold: str = "0.80", modes=None, task: str = "multi_mode") -> dict:
+    """Per method: mean hits per mode of ``task`` over seeds, and the mean number of modes with at least one
+    hit. ``{method: {"hits": {mode: mean}, "covered": mean}}``. ``modes``: the mode names (default: the
+    task's references, :data:`TASK_MODES`, or every name the runs recorded)."""
+    rows = [r for r in runs if r["task"] == task]
     if not rows:
-        raise ValueError("runs must contain multi_mode runs")
+        raise ValueError(f"runs must contain {task!r} runs")
+    key = f"modes@{threshold}"
+    if key not in rows[0]["summary"]:
+        raise ValueError(f"threshold: the runs recorded no {key!r} (their tasks have no modes, or another threshold)")
+    names = list(modes or TASK_MODES.get(task) or sorted({n for r in rows for n in r["summary"][key]}))
+    out = {}
     for m in dict.fromkeys(r["method"] for r in rows):
-        mine = [r["summary"][f"modes@{threshold}"] for r in rows if r["method"] == m]
+        mine = [r["summary"][key] for r in rows if r["method"] == m]
         out[m] = {"hits": {n: float(np.mean([d.get(n, 0) for d in mine])) for n in names},
                   "covered": float(np.mean([sum(d.get(n, 0) > 0 for n in names) for d in mine]))}
+    return out
+
+
+def sigma_study(tasks=("product", "multi_mode", "unequal_modes"), methods=METHODS, sigmas=SIGMAS, seeds=range(5), *,
+                budget: int = 10_000, workers: int = 1, executor=None, progress: bool = True, **kw) -> list[dict]:
+    """Chapter 8's stored study: every task x method x sigma x seed to the full budget, each run kept small
+    (its summary, its score and validity per step, and for MARA the anchor's score per step)."""
+    for sg in sigmas:
+        if not float(sg) > 0:
+            raise ValueError(f"sigmas must be > 0, got {sg!r}")
+    jobs = [(t, m, int(s), {"budget": budget, "sigma": float(sg), **kw})
+            for sg in sigmas for t in tasks for m in methods for s in seeds]
+    runs = run_sweep(_grid_job, jobs, workers=workers, executor=executor, desc="sigma study", progress=progress)
+    for r in runs:
+        keys = [k for k in ("calls", "score", "valid", "unique", "anchor_score", "n_good") if k in r["history"][0]]
+        r["history"] = {k: [h[k] for h in r["history"]] for k in keys}
+        r.pop("curve", None)
+    return runs
+
+
+def anchor_report(runs, task: str = "multi_mode", top: float = 0.999) -> dict:
+    """Per MARA method of ``task``: over every step of every run, the share of steps whose anchor (the good
+    molecule the prior likes most) scored below ``top``, and the mean number of good molecules a step."""
+    out = {}
+    for method in sorted({r["method"] for r in runs if r["task"] == task and r["method"].startswith("MARA")}):
+        anchors, good = [], []
+        for r in runs:
+            if r["task"] == task and r["method"] == method:
+                h = r["history"]
+                a = h["anchor_score"] if isinstance(h, dict) else [e.get("anchor_score") for e in h]
+                g = h["n_good"] if isinstance(h, dict) else [e.get("n_good", 0) for e in h]
+                anchors += [x for x in a if x is not None]
+                good += list(g)
+        out[method] = {"steps_with_anchor": len(anchors),
+                       "anchor_below_top": float(np.mean(np.array(anchors) < top)) if anchors else float("nan"),
+                       "mean_good_per_step": float(np.mean(good)) if good else float("nan")}
     return out
 
 
@@ -204,3 +282,31 @@ def main(argv=None):
 
 if __name__ == "__main__":
     main()
+
+
+def study_main(argv=None):
+    """Store chapter 8's sigma x tau study (``scripts/run_reinvent_study.py`` is the same command)."""
+    import argparse
+    import sys
+    import time
+
+    from marabook.provenance import RESULTS_DIR, save_json
+
+    command = "python scripts/run_reinvent_study.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    ap = argparse.ArgumentParser(description="Chapter 8's study: 3 tasks x 4 methods x 3 sigmas x seeds, stored.")
+    ap.add_argument("--budget", type=int, default=10_000)
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--sigmas", type=float, nargs="+", default=list(SIGMAS))
+    ap.add_argument("--tasks", nargs="+", default=["product", "multi_mode", "unequal_modes"])
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--out", default=str(RESULTS_DIR / "reinvent_study.json"))
+    args = ap.parse_args(argv)
+    t0 = time.time()
+    runs = sigma_study(args.tasks, METHODS, args.sigmas, range(args.seeds), budget=args.budget, workers=args.workers,
+                       device=args.device, batch_size=args.batch_size, lr=args.lr)
+    save_json(args.out, {"settings": vars(args), "methods": list(METHODS), "wall_seconds": round(time.time() - t0, 1),
+                         "runs": runs}, command=command)
+    print(f"{len(runs)} runs in {time.time() - t0:.0f} s -> {args.out}")
