@@ -55,3 +55,96 @@ def test_time_to_target_finds_the_settling_step():
     # a run whose valid mass drops below fail_below has not settled, whatever its share
     traj[-1]["p_valid"] = 0.3
     assert onetwo.time_to_target(traj, 0.5, within=0.1) is None
+
+
+# --- this session's additions: glue, chapter 5/6 numbers, modes, chemistry (issue 18's probe list) ---------
+
+def _chem():
+    pytest.importorskip("rdkit")
+    from marabook import chem
+    return chem
+
+
+@pytest.mark.parametrize("call, name", [
+    (lambda: __import__("marabook.glue", fromlist=["x"]).glue_name(), "parts"),
+    (lambda: __import__("marabook.glue", fromlist=["x"]).glue_rows([{"a": 1}], (), ("a",)), "keys"),
+    (lambda: __import__("marabook.glue", fromlist=["x"]).glue_rows([{"a": 1}], ("a",), ("b",)), "rows"),
+    (lambda: onetwo.share_stats([]), "finals"),
+    (lambda: onetwo.share_stats([{"p_valid": 1, "share_1": 0.5, "entropy_bits": 1}], near=0.0), "near"),
+    (lambda: __import__("marabook.experiments.open_ended", fromlist=["x"]).predictions([0.7, 0.6], [1, 1]),
+     "ref_probs"),
+    (lambda: __import__("marabook.experiments.open_ended", fromlist=["x"]).predictions([0.5, 0.4], [1]), "rewards"),
+])
+def test_named_value_error_session5(call, name):
+    with pytest.raises(ValueError, match=name):
+        call()
+
+
+def test_chem_bad_input_is_refused_by_name():
+    chem = _chem()
+    import numpy as np
+
+    from marabook.experiments import molecules
+
+    oracle = chem.Oracle(lambda mols: np.ones(len(mols)), budget=3)
+    with pytest.raises(ValueError, match="budget"):
+        oracle(["CCO"] * 5)                                   # was: 5 calls accepted against a budget of 3
+    assert oracle.calls == 0
+    with pytest.raises(ValueError, match="clip"):
+        chem.Oracle(lambda mols: np.full(len(mols), 7.0))(["CCO"])   # was: silently clipped to 1
+    clipped = chem.Oracle(lambda mols: np.full(len(mols), np.inf), clip=True)
+    assert clipped(["CCO"]).tolist() == [1.0]
+    failing = chem.Oracle(lambda mols: np.full(len(mols), np.nan))
+    assert failing(["CCO", "CCN"]).tolist() == [0.0, 0.0] and failing.n_failed == 2   # counted, not hidden
+    for tau in (1.5, -0.5, 0.0):
+        with pytest.raises(ValueError, match="mara_tau"):
+            chem.ReinventConfig(mara_tau=tau)
+    with pytest.raises(ValueError, match="threshold"):
+        chem.yield_count([(0, "CCO", "CCO", 0.9)], float("nan"))
+    with pytest.raises(ValueError, match="training"):
+        chem.novelty(["OCC"], "OCC")
+    with pytest.raises(ValueError, match="smiles"):
+        chem.bulk_tanimoto("CCO", ["CCO"])
+    with pytest.raises(ValueError, match="references"):
+        chem.assign_modes(["CCO"], references={})
+    with pytest.raises(ValueError, match="max_length"):
+        chem.load_prior(device="cpu").sample(2, seed=0, max_length=0)
+    with pytest.raises(ValueError, match="records"):
+        chem.yield_count(None, 0.8)
+    with pytest.raises(ValueError, match="smiles"):
+        chem.validity(None)
+    with pytest.raises(ValueError, match="agent_logp"):
+        chem.dap_loss(torch.tensor([float("nan")]), torch.tensor([0.0]), torch.tensor([1.0]), 10.0)
+    with pytest.raises(ValueError, match="method"):
+        molecules.method_config("MARA high")
+    with pytest.raises(ValueError, match="task"):
+        molecules.run("docking", "REINVENT", 0, budget=8)
+    with pytest.raises(ValueError, match="task"):
+        molecules.mode_table([], task="unequal_modes")
+
+
+def test_chem_documented_behaviour_replaces_the_probed_surprises():
+    chem = _chem()
+    import numpy as np
+
+    from marabook.experiments import molecules
+
+    # novelty canonicalises whatever container holds the training molecules
+    assert chem.novelty(["OCC"], {"OCC"}) == chem.novelty(["OCC"], ["OCC"]) == 0.0
+    # NumPy arrays of SMILES are lists of SMILES
+    arr = np.array(["CCO", "CCO", "c1ccccc1"])
+    assert chem.validity(arr) == 1.0 and chem.uniqueness(arr) == pytest.approx(2 / 3)
+    # MARA at a percentile never counts an invalid molecule (score 0) as good
+    mt = chem.MaraTransform(beta=0.01, threshold=__import__("marabook.mara", fromlist=["x"]).Threshold.parse("p10", "batch"))
+    out = mt(["x", "y", "CCO"], np.array([0.0, 0.0, 0.9]), np.array([-5.0, -1.0, -20.0]))
+    assert out[:2].tolist() == [0.0, 0.0]
+    # the trainer stops at the oracle's budget when it is smaller than the config's
+    prior = chem.load_prior(device="cpu")
+    oracle = chem.multi_mode_task(budget=10)
+    chem.ReinventTrainer(prior, oracle, chem.ReinventConfig(budget=128, batch_size=8), device="cpu",
+                         progress=False).train()
+    assert oracle.calls == 10
+    # any tau and a user's own oracle go through the same runner
+    res = molecules.run(lambda budget: chem.Oracle(chem.make_reward(chem.oracles.qed_term), budget=budget),
+                        "MARA 0.9", 0, budget=16, batch_size=8, prior=prior, device="cpu", modes={"ethanol": "CCO"})
+    assert res["summary"]["calls"] == 16 and "modes@0.80" in res["summary"]

@@ -112,7 +112,10 @@ def sweep(tasks=("product", "multi_mode"), methods=METHODS, seeds=range(5), *, b
     ``workers`` local processes (one torch thread each) or on ``executor``; results do not depend on
     where they ran."""
     for m in methods:
-        method_config(m)  # a named error for a method it cannot run
+        try:
+            method_config(m)
+        except ValueError as err:
+            raise ValueError(f"methods: {err}") from None
     for t in tasks:
         if not (callable(t) or t in TASKS):
             raise ValueError(f"tasks must be names from {sorted(TASKS)} or callables budget -> Oracle, got {t!r}")
@@ -187,7 +190,7 @@ def mode_table(runs, threshold: str = "0.80", modes=None, task: str = "multi_mod
     task's references, :data:`TASK_MODES`, or every name the runs recorded)."""
     rows = [r for r in runs if r["task"] == task]
     if not rows:
-        raise ValueError(f"runs must contain {task!r} runs")
+        raise ValueError(f"runs must contain runs of task {task!r}")
     key = f"modes@{threshold}"
     if key not in rows[0]["summary"]:
         raise ValueError(f"threshold: the runs recorded no {key!r} (their tasks have no modes, or another threshold)")
