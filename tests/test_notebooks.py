@@ -138,6 +138,10 @@ KEY_NUMBERS = {
         "toy_fit_max_diff": ("below", 2e-3, "Adam on the exact DAP loss reaches the fixed point (measured ~1e-16)"),
         "fixed_point_ratio_sigma_32": ("close", math.exp(32 * 0.05), CLOSED * 5, "exp(sigma * 0.05)"),
         "fixed_point_ratio_sigma_128": ("close", math.exp(128 * 0.05), CLOSED * 602, "exp(sigma * 0.05)"),
+        "dedup_p4": ("close", 0.18655819627495993, 1e-9, "de-duplicated fixed point (7.4), B = 64: bisection to "
+                                                         "machine precision, root-find to 1e-14"),
+        "dedup_fit_max_diff": ("below", 1e-6, "Adam on the exact de-duplicated gradient (7.3) reaches (7.4) "
+                                              "(measured ~1e-10)"),
     },
     "08_mara_molecules": {
         "toy_mara_fit_max_diff": ("below", 2e-3, "DAP on MARA scores reaches the MARA target (measured ~1e-16)"),
