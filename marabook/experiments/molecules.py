@@ -18,9 +18,11 @@ from marabook.chem.oracles import (MOSES_MODE_REFERENCES, REFERENCE_DRUGS, Oracl
                                    product_task, unequal_modes_task)
 from marabook.chem.prior import SmilesGRU, load_prior
 from marabook.chem.reinvent import ReinventConfig, ReinventTrainer
+from marabook._validate import check_int
 from marabook.experiments.sweep import run_sweep
 
-__all__ = ["METHODS", "TASKS", "TASK_MODES", "SIGMAS", "method_config", "sigma_study", "anchor_report", "run", "sweep", "compare_methods", "format_comparison", "mode_table",
+__all__ = ["METHODS", "TASKS", "TASK_MODES", "SIGMAS", "method_config", "sigma_study", "anchor_report", "study_rows",
+           "format_study", "coverage_rows", "run", "sweep", "compare_methods", "format_comparison", "mode_table",
            "run_reinvent", "run_reinvent_grid"]
 
 #: The tasks of chapter 8 by name: a fresh counted oracle for a budget.
@@ -219,6 +221,68 @@ def sigma_study(tasks=("product", "multi_mode", "unequal_modes"), methods=METHOD
         every = slice(None, None, 5)  # the discovery curve at every 5th step (and the last), to keep the file small
         r["curve"] = {k: v[every] + ([v[-1]] if (len(v) - 1) % 5 else []) for k, v in r["curve"].items()}
     return runs
+
+
+def study_rows(runs, metric: str = "yield@0.80", baseline: str = "REINVENT", budget: int | None = None) -> list[dict]:
+    """The sigma study as rows, one per task, sigma and method: ``mean``, ``sd`` and ``n`` of ``metric`` over
+    seeds, ``ratio`` to the baseline's mean, and the one-sided Welch p-value against the baseline
+    (:func:`compare_methods`; ``None`` for the baseline itself)."""
+    out = []
+    tasks = list(dict.fromkeys(r["task"] for r in runs))
+    for task in tasks:
+        for sigma in sorted({r.get("sigma", 128.0) for r in runs if r["task"] == task}):
+            sub = [r for r in runs if r["task"] == task and r.get("sigma", 128.0) == sigma]
+            rows = compare_methods(sub, task, metrics=[metric], baseline=baseline, budget=budget)
+            base = next((r[metric][0] for r in rows if r["method"] == baseline), float("nan"))
+            for r in rows:
+                mean, sd = r[metric]
+                out.append({"task": task, "sigma": sigma, "method": r["method"], "n": r["n"], "mean": mean, "sd": sd,
+                            "ratio": mean / base if base else float("nan"), "p": r.get(metric + " p")})
+    if not out:
+        raise ValueError("runs must not be empty")
+    return out
+
+
+def format_study(rows, metric: str = "yield@0.80") -> str:
+    """:func:`study_rows` as a plain-text table: per task and sigma, each method's mean +- sd, its ratio to
+    REINVENT and the p-value."""
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    lines = [f"{metric}: mean +- sd over seeds (ratio to REINVENT; one-sided p)",
+             f"{'task':<14}{'sigma':>6}" + "".join(f"{m:>26}" for m in methods)]
+    for task in dict.fromkeys(r["task"] for r in rows):
+        for sigma in sorted({r["sigma"] for r in rows if r["task"] == task}):
+            cells = []
+            for m in methods:
+                r = next((x for x in rows if (x["task"], x["sigma"], x["method"]) == (task, sigma, m)), None)
+                if r is None:
+                    cells.append(f"{'':>26}")
+                    continue
+                extra = "" if r["p"] is None else f" ({r['ratio']:.2f}; {r['p']:.3f})"
+                cells.append(f"{r['mean']:.0f} +- {r['sd']:.0f}{extra}".rjust(26))
+            lines.append(f"{task:<14}{sigma:>6g}" + "".join(cells))
+    return "\n".join(lines)
+
+
+def coverage_rows(runs, task: str, threshold: str = "0.80", min_hits: int = 1) -> list[dict]:
+    """Mode coverage per sigma and method for a task with modes: mean hits per mode, the mean number of modes
+    with at least ``min_hits`` hits, and for each mode the number of runs that reached it."""
+    check_int(min_hits, "min_hits")
+    sub = [r for r in runs if r["task"] == task]
+    if not sub:
+        raise ValueError(f"runs must contain runs of task {task!r}")
+    key = f"modes@{threshold}"
+    names = list(TASK_MODES.get(task) or sorted({n for r in sub for n in r["summary"].get(key, {})}))
+    out = []
+    for sigma in sorted({r.get("sigma", 128.0) for r in sub}):
+        for method in dict.fromkeys(r["method"] for r in sub):
+            mine = [r["summary"][key] for r in sub if r.get("sigma", 128.0) == sigma and r["method"] == method]
+            if not mine:
+                continue
+            out.append({"sigma": sigma, "method": method, "n": len(mine),
+                        "hits": {n: float(np.mean([d.get(n, 0) for d in mine])) for n in names},
+                        "reached": {n: int(sum(d.get(n, 0) >= min_hits for d in mine)) for n in names},
+                        "covered": float(np.mean([sum(d.get(n, 0) >= min_hits for n in names) for d in mine]))})
+    return out
 
 
 def anchor_report(runs, task: str = "multi_mode", top: float = 0.999) -> dict:
