@@ -368,13 +368,14 @@ def study_main(argv=None):
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--sigmas", type=float, nargs="+", default=list(SIGMAS))
     ap.add_argument("--tasks", nargs="+", default=["product", "multi_mode", "unequal_modes"])
+    ap.add_argument("--methods", nargs="+", default=list(METHODS), help="e.g. 'MARA 0.90' 'MARA 0.95'")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", default=str(RESULTS_DIR / "reinvent_study.json"))
     args = ap.parse_args(argv)
     t0 = time.time()
-    runs = sigma_study(args.tasks, METHODS, args.sigmas, range(args.seeds), budget=args.budget, workers=args.workers,
-                       device=args.device, batch_size=args.batch_size, lr=args.lr)
-    save_json(args.out, {"settings": vars(args), "methods": list(METHODS), "wall_seconds": round(time.time() - t0, 1),
+    runs = sigma_study(args.tasks, args.methods, args.sigmas, range(args.seeds), budget=args.budget,
+                       workers=args.workers, device=args.device, batch_size=args.batch_size, lr=args.lr)
+    save_json(args.out, {"settings": vars(args), "methods": list(args.methods), "wall_seconds": round(time.time() - t0, 1),
                          "runs": runs}, command=command)
     print(f"{len(runs)} runs in {time.time() - t0:.0f} s -> {args.out}")
