@@ -198,20 +198,34 @@ def glue_references(notebook: dict) -> list:
             for m in GLUE_REFERENCE.finditer("".join(c["source"]))]
 
 
+def _myst_format(value, spec: str) -> str:
+    """MyST-NB's rule for ``{glue:text}`name:spec```: the type character picks str, int or float, then format()."""
+    kind = spec[-1]
+    if kind == "s":
+        value = str(value)
+    elif kind in "bcdoxX":
+        if float(value) != int(float(value)):
+            raise ValueError("format 'd' needs a whole number")
+        value = int(float(value))
+    elif kind in "eEfFgGn%":
+        value = float(value)
+    return format(value, spec)
+
+
 def unresolved_glue(notebook: dict, glued: dict) -> list:
-    """The prose's glue references that this run did not glue, or whose value its format cannot take
-    (MyST-NB's rule: a float format needs a number; "d" an integral number)."""
+    """The prose's glue references that this run did not glue, or whose value its format cannot take."""
     out = []
     for name, spec in glue_references(notebook):
         if name not in glued:
             out.append(f"{name}: quoted in the prose, never glued")
             continue
         v = glued[name]
-        if spec and spec[-1] in "eEfFgGn%d" and (isinstance(v, str) or isinstance(v, bool)):
-            if v != "undefined":  # an undefined share (every run failed) is a legitimate smoke-scale value
-                out.append(f"{name}: format {spec!r} needs a number, got {v!r}")
-        elif spec.endswith("d") and not float(v).is_integer():
-            out.append(f"{name}: format 'd' needs a whole number, got {v!r}")
+        if not spec or v == "undefined":  # an undefined share (every run failed) is a legitimate smoke-scale value
+            continue
+        try:
+            _myst_format(v, spec)
+        except (TypeError, ValueError) as err:
+            out.append(f"{name}: format {spec!r} cannot take {v!r} ({err})")
     return out
 
 
@@ -232,6 +246,7 @@ def test_an_unglued_prose_number_is_caught():
     problems = unresolved_glue(nb, {"a": 2.5, "c": "x"})
     assert any(p.startswith("b: quoted in the prose, never glued") for p in problems)
     assert any(p.startswith("a: format 'd'") for p in problems)
+    assert unresolved_glue({"cells": [{"cell_type": "markdown", "source": ["{glue:text}`b:.3f}`"]}]}, {"b": 0.5})
 
 
 def test_a_wrong_key_number_is_caught():
