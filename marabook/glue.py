@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import numbers
 
-__all__ = ["glue", "glued_values", "glue_name", "glue_rows", "HIDDEN_PREFIX"]
+__all__ = ["glue", "glued_values", "glue_name", "glue_rows", "glue_maybe", "HIDDEN_PREFIX"]
 
 # MyST-NB's prefix for glued outputs that are stored but not displayed
 HIDDEN_PREFIX = "application/papermill.record/"
@@ -117,3 +117,11 @@ def glue_rows(rows, keys, fields, prefix: str = "") -> dict:
             glue(name, value)
             out[name] = value
     return out
+
+
+def glue_maybe(name: str, value) -> None:
+    """:func:`glue` for a quantity that may legitimately be undefined (a ratio to a baseline of zero, a share
+    over no valid run): NaN is glued as the string ``"undefined"``, as :func:`glue_rows` does."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isnan(value):
+        value = "undefined"
+    glue(name, value)

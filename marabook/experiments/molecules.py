@@ -225,7 +225,7 @@ def sigma_study(tasks=("product", "multi_mode", "unequal_modes"), methods=METHOD
 
 def study_rows(runs, metric: str = "yield@0.80", baseline: str = "REINVENT", budget: int | None = None) -> list[dict]:
     """The sigma study as rows, one per task, sigma and method: ``mean``, ``sd`` and ``n`` of ``metric`` over
-    seeds, ``ratio`` to the baseline's mean, and the one-sided Welch p-value against the baseline
+    seeds, ``ratio`` to the baseline's mean (``ratio_sd``: the sd on that scale), and the one-sided Welch p-value against the baseline
     (:func:`compare_methods`; ``None`` for the baseline itself)."""
     out = []
     tasks = list(dict.fromkeys(r["task"] for r in runs))
@@ -237,7 +237,8 @@ def study_rows(runs, metric: str = "yield@0.80", baseline: str = "REINVENT", bud
             for r in rows:
                 mean, sd = r[metric]
                 out.append({"task": task, "sigma": sigma, "method": r["method"], "n": r["n"], "mean": mean, "sd": sd,
-                            "ratio": mean / base if base else float("nan"), "p": r.get(metric + " p")})
+                            "ratio": mean / base if base else float("nan"),
+                            "ratio_sd": sd / base if base else float("nan"), "p": r.get(metric + " p")})
     if not out:
         raise ValueError("runs must not be empty")
     return out
