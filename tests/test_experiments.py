@@ -143,3 +143,71 @@ def test_pareto_front_of_checkpoints():
     assert sorted(map(tuple, pts[front].tolist())) == [(0.2, 1.0), (0.9, 0.97), (1.0, 0.8)]  # (0.5, 0.9) is beaten
     with pytest.raises(ValueError, match="trajectory"):
         onetwo.pareto_points([{"config": {"mara_tau": None}, "trajectory": traj}], "MARA")
+
+
+# --- this session: numbers the chapters quote ----------------------------------------------------------
+
+def _molecule_run(task, method, seed, sigma, y80, modes=None, anchors=None):
+    summary = {"yield@0.80": y80, "calls": 10}
+    if modes is not None:
+        summary["modes@0.80"] = modes
+    hist = {"calls": [5, 10], "score": [0.1, 0.2]}
+    if anchors is not None:
+        hist.update(anchor_score=anchors, n_good=[len([a for a in anchors if a is not None])] * len(anchors))
+    return {"task": task, "method": method, "seed": seed, "sigma": sigma, "summary": summary, "history": hist}
+
+
+def test_study_rows_coverage_and_anchor_report_on_hand_made_runs():
+    molecules = pytest.importorskip("marabook.experiments.molecules")
+    runs = [_molecule_run("multi_mode", "REINVENT", s, 128.0, y, {"diazepam": 0, "tolbutamide": y})
+            for s, y in enumerate((100, 110, 90))]
+    runs += [_molecule_run("multi_mode", "MARA 0.85", s, 128.0, y, {"diazepam": 2 if s else 0, "tolbutamide": y},
+                           anchors=[None, 1.0, 0.9, 1.0]) for s, y in enumerate((150, 160, 140))]
+    rows = molecules.study_rows(runs, "yield@0.80")
+    mara = next(r for r in rows if r["method"] == "MARA 0.85")
+    assert mara["mean"] == 150 and mara["ratio"] == pytest.approx(1.5) and mara["ratio_sd"] == pytest.approx(0.1)
+    assert 0 < mara["p"] < 0.01                      # 150 +- 10 against 100 +- 10, n = 3 each: Welch t = 6.1
+    assert next(r for r in rows if r["method"] == "REINVENT")["p"] is None
+    assert "1.50" in molecules.format_study(rows)
+    cov = {r["method"]: r for r in molecules.coverage_rows(runs, "multi_mode")}
+    assert cov["MARA 0.85"]["reached"]["diazepam"] == 2 and cov["REINVENT"]["reached"]["diazepam"] == 0
+    assert cov["MARA 0.85"]["covered"] == pytest.approx(5 / 3)   # 2 modes in two runs, 1 in one
+    report = molecules.anchor_report(runs, "multi_mode")
+    assert report["MARA 0.85"]["steps_with_anchor"] == 9 and report["MARA 0.85"]["anchor_below_top"] == pytest.approx(1 / 3)
+    with pytest.raises(ValueError, match="runs"):
+        molecules.study_rows([])
+    with pytest.raises(ValueError, match="task"):
+        molecules.coverage_rows(runs, "product")
+
+
+def test_share_stats_and_trl_summary_count_failures():
+    from marabook.experiments import onetwo
+
+    finals = [{"p_valid": 0.99, "share_1": 0.5, "entropy_bits": 1.0, "seconds_per_step": 0.1},
+              {"p_valid": 0.20, "share_1": 1.0, "entropy_bits": 0.0, "seconds_per_step": 0.3},
+              {"p_valid": 0.98, "share_1": 0.0, "entropy_bits": 0.0, "seconds_per_step": 0.2}]
+    st = onetwo.share_stats(finals)
+    assert (st["runs"], st["failed"], st["valid"], st["on_1"], st["on_2"], st["fair"]) == (3, 1, 2, 0, 1, 1)
+    assert st["share_mean"] == 0.25 and st["collapsed"] == 1 and (st["sps_min"], st["sps_max"]) == (0.1, 0.3)
+    stored = {"results": {"runs": [{"trainer": "TRL 1.0", "method": "MARA", "beta": 0.01, "seed": s, "final": f}
+                                   for s, f in enumerate(finals)]}}
+    (row,) = onetwo.trl_summary(stored)
+    assert row["trainer"] == "TRL" and row["failed_seeds"] == [1] and row["valid"] == 2
+
+
+def test_open_ended_predictions_match_the_closed_forms():
+    from marabook import mara, targets
+    from marabook.experiments import open_ended as oe
+
+    ref = np.array([0.5, 0.3, 0.1])                  # the rest, 0.1, is one more outcome with reward 0
+    rewards = np.array([0.9, 1.0, 0.95])
+    pr = oe.predictions(ref, rewards, beta=0.05, tau=0.9, eta=0.02, n=4)
+    full_ref, full_r = np.append(ref, 0.1), np.append(rewards, 0.0)
+    g = targets.reverse_kl_target(full_ref, full_r, 0.05)
+    np.testing.assert_allclose(pr["RLOO"]["target"], g[:3], rtol=1e-12)
+    assert pr["RLOO"]["reward"] == pytest.approx(g[:3] @ rewards)
+    assert pr["RLOO"]["distinct"] == pytest.approx(np.sum(1 - (1 - g[:3]) ** 4))
+    flat = pr["MARA-rev"]["target"]
+    np.testing.assert_allclose(flat, mara.mara_target(full_ref, full_r, 0.05, 0.9)[:3], rtol=1e-12)
+    assert np.ptp(flat) < 1e-12                       # every answer is good: flat
+    assert pr["MARA-rev p90"] is None

@@ -275,6 +275,16 @@ def test_glued_values_reads_what_glue_writes():
     assert glued_values(nb) == {"x": 0.25, "label": "mode 1"}
     with pytest.raises(ValueError, match="value"):
         glue("y", float("nan"))
+    from marabook.glue import glue_maybe, glue_name, glue_rows
+    with capture_output() as cap2:
+        glue_maybe("z", float("nan"))
+        made = glue_rows([{"method": "MARA 0.85", "beta": 0.001, "share": float("nan"), "runs": 5}],
+                         ("method", "beta"), ("share", "runs"), prefix="s")
+    outs2 = [nbformat.v4.new_output("display_data", data=o.data, metadata=o.metadata) for o in cap2.outputs]
+    got = glued_values(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("", outputs=outs2)]))
+    assert got == {"z": "undefined", "s_mara_0_85_0_001_share": "undefined", "s_mara_0_85_0_001_runs": 5.0} == \
+        {"z": "undefined", **made}
+    assert glue_name("cmp", "rl.Trainer", "group", 0.03) == "cmp_rl_trainer_group_0_03"
     with pytest.raises(ValueError, match="name"):
         glue("not an identifier", 1.0)
     with pytest.raises(ValueError, match="twice"):
