@@ -180,6 +180,9 @@ def discovery_curve(records, thresholds=(0.80, 0.85), at=None) -> dict:
 
 def modes_covered(modes: Sequence, min_hits: int = 1) -> dict:
     """Hits per mode label (``None`` labels are ignored) and how many modes have at least ``min_hits``."""
+    if modes is None or isinstance(modes, (str, bytes)):
+        raise ValueError("modes must be a list of mode labels (one per hit)")
+    check_int(min_hits, "min_hits")
     counts: dict = {}
     for m in modes:
         if m is not None:

@@ -46,8 +46,7 @@ __all__ = ["dap_loss", "dap_fixed_point", "dedup_fixed_point", "dedup_stationari
 
 def dap_loss(agent_logp, prior_logp, scores, sigma: float):
     """Per-sample DAP loss ``(log pi_prior + sigma * S - log pi_agent)^2`` (eq. 7.1), NumPy or torch."""
-    if not sigma > 0:
-        raise ValueError(f"sigma must be > 0, got {sigma}")
+    check_number(sigma, "sigma", positive=True)
     if isinstance(agent_logp, torch.Tensor):
         for x, n in ((agent_logp, "agent_logp"), (prior_logp, "prior_logp"), (scores, "scores")):
             if isinstance(x, torch.Tensor) and not bool(torch.isfinite(x).all()):
