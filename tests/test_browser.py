@@ -135,6 +135,12 @@ def test_page_in_browser(page, site, driver):
 
     _assert_math_rendered(driver, page)
 
+    # one search box a reader can see (the theme's header button; the sidebar field is configured away)
+    n_search = driver.execute_script(
+        "return Array.from(document.querySelectorAll('.search-button__button, .bd-search input'))"
+        ".filter(e => e.offsetParent !== null).length")
+    assert n_search == 1, f"{page}: {n_search} visible search boxes"
+
     # results, not progress bars: no embedded tqdm / "Loading weights" widgets (the build disables them)
     assert "ProgressModel" not in driver.page_source, f"{page}: a progress-bar widget is embedded"
 
