@@ -61,13 +61,19 @@ def provenance(command: str | None = None) -> dict:
     }
 
 
-def save_json(path, results: dict, command: str | None = None) -> Path:
-    """Write ``{"provenance": ..., "results": results}`` as JSON and return the path."""
+def save_json(path, results: dict, command: str | None = None, prov: dict | None = None) -> Path:
+    """Write ``{"provenance": ..., "results": results}`` as JSON and return the path.
+
+    ``prov``: a provenance block taken when the run *started* (:func:`provenance`), so that commits made while
+    a long run works do not end up in its record; by default it is taken now."""
     if not isinstance(results, dict):
         raise ValueError("results must be a dict")
+    if prov is not None and not (isinstance(prov, dict) and "git_revision" in prov):
+        raise ValueError("prov must be a provenance block (a dict with a 'git_revision')")
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(json.dumps({"provenance": provenance(command), "results": results}, indent=1))
+    p.write_text(json.dumps({"provenance": prov if prov is not None else provenance(command), "results": results},
+                            indent=1))
     return p
 
 

@@ -40,3 +40,14 @@ def test_stored_results_have_provenance(path):
     assert prov["command"].startswith("python scripts/")
     script = ROOT / prov["command"].split()[1]
     assert script.exists(), f"{path.name} names a script that is not in the repository: {script}"
+
+
+def test_save_json_keeps_a_provenance_taken_at_the_start(tmp_path):
+    from marabook import provenance as P
+
+    start = P.provenance("python scripts/x.py")
+    start["git_revision"] = "abc123"          # as if HEAD moved on while the run worked
+    path = P.save_json(tmp_path / "r.json", {"x": 1}, prov=start)
+    assert P.load_json(path)["provenance"]["git_revision"] == "abc123"
+    with pytest.raises(ValueError, match="prov"):
+        P.save_json(tmp_path / "s.json", {"x": 1}, prov={"command": "no revision"})

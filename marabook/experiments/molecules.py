@@ -359,7 +359,7 @@ def study_main(argv=None):
     import sys
     import time
 
-    from marabook.provenance import RESULTS_DIR, save_json
+    from marabook.provenance import RESULTS_DIR, provenance, save_json
 
     command = "python scripts/run_reinvent_study.py " + " ".join(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(description="Chapter 8's study: 3 tasks x 4 methods x 3 sigmas x seeds, stored.")
@@ -373,10 +373,14 @@ def study_main(argv=None):
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", default=str(RESULTS_DIR / "reinvent_study.json"))
+    ap.add_argument("--revision", help="the code revision that runs, when this machine's git metadata cannot say")
     args = ap.parse_args(argv)
+    prov = provenance(command)  # taken at the start: commits made while the study runs are not what ran
+    if args.revision:
+        prov["git_revision"] = args.revision
     t0 = time.time()
     runs = sigma_study(args.tasks, args.methods, args.sigmas, range(args.seeds), budget=args.budget,
                        workers=args.workers, device=args.device, batch_size=args.batch_size, lr=args.lr)
     save_json(args.out, {"settings": vars(args), "methods": list(args.methods), "wall_seconds": round(time.time() - t0, 1),
-                         "runs": runs}, command=command)
+                         "runs": runs}, prov=prov)
     print(f"{len(runs)} runs in {time.time() - t0:.0f} s -> {args.out}")
