@@ -11,6 +11,8 @@ Stored results were made one task per call on a GPU machine and merged:
     python scripts/run_reinvent.py --merge a.json b.json
 
 Writes marabook/data/results/reinvent.json (runs: summary metrics, per-step history, top molecules; provenance).
+Chapter 8 now reads the larger study of scripts/run_reinvent_study.py (three tasks, three sigmas), which contains
+this grid at sigma = 128; this script remains for a one-sigma grid on your own settings.
 """
 
 from marabook.experiments.molecules import main

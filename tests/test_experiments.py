@@ -63,7 +63,7 @@ def test_token_experiment_targets_and_summary():
 
 def test_stored_results_load_and_describe():
     names = sorted(p.stem for p in provenance.RESULTS_DIR.glob("*.json"))
-    assert {"tokens_full", "onetwo_sweep", "open_ended", "reinvent", "trl_onetwo"} <= set(names)
+    assert {"tokens_full", "onetwo_sweep", "open_ended", "reinvent_study", "reinvent_tau", "trl_onetwo"} <= set(names)
     for name in names:
         data = provenance.load_stored(name)
         line = provenance.describe(data["provenance"])
