@@ -112,16 +112,19 @@ def glue_rows(rows, keys, fields, prefix: str = "") -> dict:
             name = glue_name(*([prefix] if prefix else []), *(row[k] for k in keys), f)
             if name in out:
                 raise ValueError(f"rows: two rows give the glue name {name!r}; add a key column")
-            v = row[f]
-            value = "undefined" if isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isnan(v) else v
-            glue(name, value)
-            out[name] = value
+            glue_maybe(name, row[f])
+            out[name] = _defined(row[f])
     return out
 
 
 def glue_maybe(name: str, value) -> None:
     """:func:`glue` for a quantity that may legitimately be undefined (a ratio to a baseline of zero, a share
     over no valid run): NaN is glued as the string ``"undefined"``, as :func:`glue_rows` does."""
+    glue(name, _defined(value))
+
+
+def _defined(value):
+    """NaN becomes the string "undefined"; everything else is returned as it is."""
     if isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isnan(value):
-        value = "undefined"
-    glue(name, value)
+        return "undefined"
+    return value

@@ -148,3 +148,31 @@ def test_chem_documented_behaviour_replaces_the_probed_surprises():
     res = molecules.run(lambda budget: chem.Oracle(chem.make_reward(chem.oracles.qed_term), budget=budget),
                         "MARA 0.9", 0, budget=16, batch_size=8, prior=prior, device="cpu", modes={"ethanol": "CCO"})
     assert res["summary"]["calls"] == 16 and "modes@0.80" in res["summary"]
+
+
+@pytest.mark.parametrize("call, name", [
+    (lambda: __import__("marabook.experiments.open_ended", fromlist=["x"]).flat([{"n": 1}]), "rows"),
+    (lambda: __import__("marabook.experiments.open_ended", fromlist=["x"]).prediction_table({"RLOO": None}), "preds"),
+    (lambda: __import__("marabook.experiments.onetwo_trl", fromlist=["x"]).trl_summary({"results": {}}), "stored"),
+])
+def test_named_value_error_review_mends(call, name):
+    with pytest.raises(ValueError, match=name):
+        call()
+
+
+def test_prediction_table_names_and_molecule_reports_refuse_bad_input():
+    import numpy as np
+
+    from marabook.experiments import open_ended as oe
+
+    pr = oe.predictions(np.array([0.5, 0.4]), np.array([1.0, 0.95]), n=8)
+    assert "distinct of 8" in oe.prediction_table(pr, ["a", "b"])
+    with pytest.raises(ValueError, match="names"):
+        oe.prediction_table(pr, ["a"])
+    molecules = pytest.importorskip("marabook.experiments.molecules")
+    with pytest.raises(ValueError, match="rows"):
+        molecules.format_study([])
+    with pytest.raises(ValueError, match="top"):
+        molecules.anchor_report([], top=0.0)
+    with pytest.raises(ValueError, match="runs"):
+        molecules.anchor_report([{"task": "product", "method": "REINVENT"}], "multi_mode")

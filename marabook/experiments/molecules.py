@@ -247,6 +247,8 @@ def study_rows(runs, metric: str = "yield@0.80", baseline: str = "REINVENT", bud
 def format_study(rows, metric: str = "yield@0.80") -> str:
     """:func:`study_rows` as a plain-text table: per task and sigma, each method's mean +- sd, its ratio to
     REINVENT and the p-value."""
+    if not rows:
+        raise ValueError("rows must not be empty (study_rows of at least one run)")
     methods = list(dict.fromkeys(r["method"] for r in rows))
     lines = [f"{metric}: mean +- sd over seeds (ratio to REINVENT; one-sided p)",
              f"{'task':<14}{'sigma':>6}" + "".join(f"{m:>26}" for m in methods)]
@@ -289,6 +291,10 @@ def coverage_rows(runs, task: str, threshold: str = "0.80", min_hits: int = 1) -
 def anchor_report(runs, task: str = "multi_mode", top: float = 0.999) -> dict:
     """Per MARA method of ``task``: over every step of every run, the share of steps whose anchor (the good
     molecule the prior likes most) scored below ``top``, and the mean number of good molecules a step."""
+    if not 0 < top <= 1:
+        raise ValueError(f"top must be in (0, 1], got {top!r}")
+    if not any(r["task"] == task and r["method"].startswith("MARA") for r in runs):
+        raise ValueError(f"runs must contain MARA runs of task {task!r}")
     out = {}
     for method in sorted({r["method"] for r in runs if r["task"] == task and r["method"].startswith("MARA")}):
         anchors, good = [], []
@@ -309,25 +315,54 @@ def anchor_report(runs, task: str = "multi_mode", top: float = 0.999) -> dict:
 run_reinvent, run_reinvent_grid = run, sweep
 
 
-def main(argv=None):
-    """Store the full-budget grid with provenance (``scripts/run_reinvent.py`` is the same command)."""
+def _grid_parser(description: str, tasks, out_name: str):
+    """The command-line options both stored grids share (budget, seeds, batch, lr, tasks, methods, workers, ...)."""
     import argparse
-    import sys
-    import time
 
-    from marabook.provenance import RESULTS_DIR, load_json, save_json
+    from marabook.provenance import RESULTS_DIR
 
-    command = "python scripts/run_reinvent.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    ap = argparse.ArgumentParser(description="Chapter 8's REINVENT comparison at the full budget, stored.")
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--budget", type=int, default=10_000)
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--sigma", type=float, default=128.0)
     ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--tasks", nargs="+", default=list(tasks))
+    ap.add_argument("--methods", nargs="+", default=list(METHODS), help="e.g. 'MARA 0.90' 'MARA 0.95'")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--tasks", nargs="+", default=["product", "multi_mode"])
-    ap.add_argument("--out", default=str(RESULTS_DIR / "reinvent.json"))
+    ap.add_argument("--out", default=str(RESULTS_DIR / out_name))
+    ap.add_argument("--revision", help="the code revision that runs, when this machine's git metadata cannot say")
+    return ap
+
+
+def _store_grid(args, command: str, sigmas) -> None:
+    """Run :func:`sigma_study` on the parsed options and store it, with the provenance taken at the start
+    (commits made while a long grid runs are not what ran)."""
+    import time
+
+    from marabook.provenance import provenance, save_json
+
+    prov = provenance(command)
+    if args.revision:
+        prov["git_revision"] = args.revision
+    t0 = time.time()
+    runs = sigma_study(args.tasks, args.methods, sigmas, range(args.seeds), budget=args.budget,
+                       workers=args.workers, device=args.device, batch_size=args.batch_size, lr=args.lr)
+    save_json(args.out, {"settings": vars(args), "methods": list(args.methods), "wall_seconds": round(time.time() - t0, 1),
+                         "runs": runs}, prov=prov)
+    print(f"{len(runs)} runs in {time.time() - t0:.0f} s -> {args.out}")
+
+
+def main(argv=None):
+    """Store the full-budget grid at one sigma (``scripts/run_reinvent.py`` is the same command)."""
+    import sys
+
+    from marabook.provenance import load_json, save_json
+
+    command = "python scripts/run_reinvent.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    ap = _grid_parser("Chapter 8's REINVENT comparison at one sigma and the full budget, stored.",
+                      ("product", "multi_mode"), "reinvent.json")
+    ap.add_argument("--sigma", type=float, default=128.0)
     ap.add_argument("--merge", nargs="+", help="combine result files (e.g. one per task) into --out")
     args = ap.parse_args(argv)
     if args.merge:
@@ -339,48 +374,20 @@ def main(argv=None):
         save_json(args.out, res, command=command)
         print(f"merged {len(res['runs'])} runs -> {args.out}")
         return
-    t0 = time.time()
-    runs = sweep(args.tasks, METHODS, range(args.seeds), budget=args.budget, workers=args.workers,
-                             device=args.device, batch_size=args.batch_size, sigma=args.sigma, lr=args.lr)
-    for r in runs:  # keep the stored file small: the score curve, not every log field
-        r["history"] = {k: [h[k] for h in r["history"]] for k in ("calls", "score", "valid", "unique")}
-    save_json(args.out, {"settings": vars(args), "methods": list(METHODS), "wall_seconds": round(time.time() - t0, 1),
-                         "runs": runs}, command=command)
-    print(f"{len(runs)} runs in {time.time() - t0:.0f} s -> {args.out}")
-
-
-if __name__ == "__main__":
-    main()
+    _store_grid(args, command, [args.sigma])
 
 
 def study_main(argv=None):
     """Store chapter 8's sigma x tau study (``scripts/run_reinvent_study.py`` is the same command)."""
-    import argparse
     import sys
-    import time
-
-    from marabook.provenance import RESULTS_DIR, provenance, save_json
 
     command = "python scripts/run_reinvent_study.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    ap = argparse.ArgumentParser(description="Chapter 8's study: 3 tasks x 4 methods x 3 sigmas x seeds, stored.")
-    ap.add_argument("--budget", type=int, default=10_000)
-    ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--lr", type=float, default=5e-4)
+    ap = _grid_parser("Chapter 8's study: 3 tasks x 4 methods x 3 sigmas x seeds, stored.",
+                      ("product", "multi_mode", "unequal_modes"), "reinvent_study.json")
     ap.add_argument("--sigmas", type=float, nargs="+", default=list(SIGMAS))
-    ap.add_argument("--tasks", nargs="+", default=["product", "multi_mode", "unequal_modes"])
-    ap.add_argument("--methods", nargs="+", default=list(METHODS), help="e.g. 'MARA 0.90' 'MARA 0.95'")
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--out", default=str(RESULTS_DIR / "reinvent_study.json"))
-    ap.add_argument("--revision", help="the code revision that runs, when this machine's git metadata cannot say")
     args = ap.parse_args(argv)
-    prov = provenance(command)  # taken at the start: commits made while the study runs are not what ran
-    if args.revision:
-        prov["git_revision"] = args.revision
-    t0 = time.time()
-    runs = sigma_study(args.tasks, args.methods, args.sigmas, range(args.seeds), budget=args.budget,
-                       workers=args.workers, device=args.device, batch_size=args.batch_size, lr=args.lr)
-    save_json(args.out, {"settings": vars(args), "methods": list(args.methods), "wall_seconds": round(time.time() - t0, 1),
-                         "runs": runs}, prov=prov)
-    print(f"{len(runs)} runs in {time.time() - t0:.0f} s -> {args.out}")
+    _store_grid(args, command, args.sigmas)
+
+
+if __name__ == "__main__":
+    main()

@@ -58,6 +58,8 @@ def run_trl(beta: float, seed: int, *, mara_tau=None, steps: int = 100, scale_re
 def trl_summary(stored: dict, fail_below: float = 0.5) -> list[dict]:
     """A stored TRL comparison as rows: per trainer (``"TRL"`` or ``"rl.Trainer"``), reward scaling, method and
     beta, the :func:`share_stats` of its seeds plus ``seeds`` (their numbers, in order) and ``failed_seeds``."""
+    if not isinstance(stored, dict) or "runs" not in stored.get("results", {}):
+        raise ValueError("stored must be a stored TRL comparison (provenance.load_stored('trl_mara'), say)")
     rows: dict = {}
     for r in stored["results"]["runs"]:
         trainer = "TRL" if r.get("trainer", "TRL").startswith("TRL") else "rl.Trainer"

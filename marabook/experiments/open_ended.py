@@ -174,7 +174,9 @@ def flat(rows) -> list[dict]:
     """The summary rows with one number per column (the mean; the standard error as ``<column>_se``), under
     identifier-friendly names: ``reward_in``, ``reward_out``, ``ead_1``, ``semantic``, ``distinct``."""
     out = []
-    for r in rows:
+    for i, r in enumerate(rows):
+        if not isinstance(r, dict) or "method" not in r or "n" not in r:
+            raise ValueError(f"rows[{i}] is not a summary row of summarize() (no 'method' and 'n')")
         row = {"method": r["method"], "n": r["n"]}
         for head, _, _ in COLUMNS:
             if head in r:
@@ -198,13 +200,12 @@ def predictions(ref_probs, rewards, *, beta: float = 0.02, tau: float = 0.9, eta
     ``ref_probs`` are the reference's probabilities of the acceptable answers (they may sum to less than 1: the
     rest of the reference's mass is one more outcome with reward 0) and ``rewards`` their rewards. For each
     method of :data:`TARGET_OF`, ``{"target": probabilities of the acceptable answers under its target,
-    "reward": expected reward, "distinct": expected number of distinct acceptable answers among n draws,
+    "reward": expected reward, "distinct": expected number of distinct acceptable answers among ``n`` draws, "n",
     "top_share": the likeliest answer's probability, "other": the mass left off the acceptable answers}``,
     or ``None`` for a method without a fixed target. Off the acceptable answers every target keeps the
     reference's proportions except the entropy target (which flattens them); with rewards >= 0.8 and beta =
     0.02 that mass is below e^-40 under every target, so lumping it changes nothing visible.
     """
-    from marabook._validate import check_int as _ci
     from marabook.mara import method_targets
 
     p = np.asarray(ref_probs, dtype=float)
@@ -213,7 +214,7 @@ def predictions(ref_probs, rewards, *, beta: float = 0.02, tau: float = 0.9, eta
         raise ValueError("ref_probs must be a non-empty 1-D array of probabilities summing to at most 1")
     if r.shape != p.shape or not np.all(np.isfinite(r)):
         raise ValueError(f"rewards must be finite and of ref_probs' shape {p.shape}, got shape {r.shape}")
-    _ci(n, "n", minimum=1)
+    check_int(n, "n", minimum=1)
     rest = max(0.0, 1.0 - float(p.sum()))
     ref = np.append(p, rest) / (p.sum() + rest)
     targets = method_targets(ref, np.append(r, 0.0), beta, tau, eta=eta)
@@ -225,13 +226,18 @@ def predictions(ref_probs, rewards, *, beta: float = 0.02, tau: float = 0.9, eta
         t = targets[key]
         good = t[:-1]
         out[method] = {"target": good, "reward": float(good @ r), "distinct": float(np.sum(1 - (1 - good) ** n)),
-                       "top_share": float(good.max()), "other": float(t[-1])}
+                       "n": n, "top_share": float(good.max()), "other": float(t[-1])}
     return out
 
 
 def prediction_table(preds, names=None) -> str:
     """The predictions as a plain-text table (``names``: the answers, to show the likeliest one)."""
-    lines = [f"{'method':>13} {'target':>16} {'reward':>7} {'distinct of 32':>15} {'top answer':>16}"]
+    if not isinstance(preds, dict) or not any(v is not None for v in preds.values()):
+        raise ValueError("preds must be the dict predictions() returns, with at least one target")
+    n = next(v["n"] for v in preds.values() if v is not None)
+    if names is not None and len(names) != len(next(v for v in preds.values() if v is not None)["target"]):
+        raise ValueError("names must name every acceptable answer, in the order of ref_probs")
+    lines = [f"{'method':>13} {'target':>16} {'reward':>7} {f'distinct of {n}':>15} {'top answer':>16}"]
     for method, pr in preds.items():
         if pr is None:
             lines.append(f"{method:>13} {'none (moves)':>16}")
