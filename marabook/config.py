@@ -27,7 +27,7 @@ def scale() -> str:
     """The current run scale, read from the environment on every call.
 
     ``MARABOOK_SMOKE`` truthy ("1", "true", "yes", "on") -> ``"smoke"``; otherwise
-    ``MARABOOK_SCALE`` if set (one of :data:`SCALES`), else ``"gpu"`` on Google Colab with a GPU and
+    ``MARABOOK_SCALE`` if set (one of ``SCALES``), else ``"gpu"`` on Google Colab with a GPU and
     ``"book"`` everywhere else. Anything else raises ``ValueError`` naming the variable, so a typo never
     silently runs the wrong scale.
     """

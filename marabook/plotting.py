@@ -1,4 +1,11 @@
-"""Shared figure style for the book: one palette, one way to draw a target and a beta sweep."""
+"""Shared figure style for the book: one palette, one figure size, one way to draw a target and a beta sweep.
+
+Figures are drawn for the book's content column: :data:`COLUMN_PX` CSS pixels wide (the column of
+sphinx-book-theme at a 1280 px window), at :data:`DPI` pixels per inch, and saved at twice that resolution
+("retina" PNGs, shown at column width), so text set at :data:`MIN_FONT_PT` points or more renders at
+``MIN_FONT_PT * DPI / 72`` >= 12 CSS pixels. :func:`new_figure` always makes figures one column wide; the
+browser test (tests/test_browser.py) measures every rendered figure against these numbers.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +17,18 @@ from marabook._validate import check_beta, check_distribution, check_finite
 from marabook.problems import Problem
 from marabook.targets import forward_kl_target, reverse_kl_target
 
-__all__ = ["COLORS", "use_book_style", "plot_problem", "plot_targets", "plot_beta_sweep"]
+__all__ = ["COLORS", "COLUMN_PX", "DPI", "MIN_FONT_PT", "use_book_style", "new_figure", "collapse_demo", "forest", "tokens_forest", "onetwo_forest",
+           "open_ended_forest", "plot_problem",
+           "plot_targets", "plot_beta_sweep"]
+
+#: Width of the book's content column in CSS pixels (sphinx-book-theme 1.x, 1280 px window).
+COLUMN_PX = 688
+#: CSS pixels per inch of figure; PNGs are written at ``2 * DPI`` and shown at ``DPI``.
+DPI = 100
+#: Width of every figure in inches: one column.
+COLUMN_IN = COLUMN_PX / DPI
+#: The smallest type size any figure uses (points); at :data:`DPI` that is 12.5 CSS pixels.
+MIN_FONT_PT = 9
 
 #: One colour per role, used by every chapter.
 COLORS = {
@@ -24,20 +42,39 @@ COLORS = {
 
 
 def use_book_style() -> None:
-    """Apply the book's matplotlib style (sizes tuned for the rendered HTML)."""
+    """Apply the book's matplotlib style: one-column figures, type no smaller than :data:`MIN_FONT_PT`, and
+    (inside a Jupyter kernel) retina PNGs, so figures stay sharp at the column's width."""
     mpl.rcParams.update({
-        "figure.figsize": (8.0, 3.2),
-        "figure.dpi": 110,
-        "savefig.dpi": 110,
+        "figure.figsize": (COLUMN_IN, 3.0),
+        "figure.dpi": DPI,
+        "savefig.dpi": 2 * DPI,
         "axes.spines.top": False,
         "axes.spines.right": False,
         "axes.grid": True,
         "grid.alpha": 0.25,
         "font.size": 10,
         "axes.titlesize": 10,
-        "legend.fontsize": 8,
+        "axes.labelsize": 10,
+        "xtick.labelsize": MIN_FONT_PT,
+        "ytick.labelsize": MIN_FONT_PT,
+        "legend.fontsize": MIN_FONT_PT,
+        "legend.title_fontsize": MIN_FONT_PT,
+        "figure.titlesize": 10,
         "legend.frameon": False,
     })
+    _retina_in_jupyter()
+
+
+def _retina_in_jupyter() -> None:
+    """Inline figures as PNGs at twice the resolution, displayed at their nominal size (Jupyter only)."""
+    try:
+        from IPython import get_ipython
+        from matplotlib_inline.backend_inline import set_matplotlib_formats
+    except ImportError:  # plain Python: nothing to configure
+        return
+    shell = get_ipython()
+    if shell is not None and getattr(shell, "kernel", None) is not None:
+        set_matplotlib_formats("retina")
 
 
 def plot_problem(ax, problem: Problem):
@@ -106,8 +143,179 @@ def _edges(b: np.ndarray) -> np.ndarray:
     return np.exp(np.concatenate([[lb[0] - (mid[0] - lb[0])], mid, [lb[-1] + (lb[-1] - mid[-1])]]))
 
 
-def new_figure(nrows: int = 1, ncols: int = 1, **kwargs):
-    """``plt.subplots`` with the book style applied and ``constrained_layout`` on."""
+def new_figure(nrows: int = 1, ncols: int = 1, height: float | None = None, **kwargs):
+    """``plt.subplots`` with the book style applied, ``constrained_layout`` on and the figure one column wide.
+
+    ``height`` is in inches (default 3.0 per row of panels, 2.6 from the second row on). A ``figsize=(w, h)``
+    is accepted for compatibility: its height is kept and its width is set to the column (wider figures
+    would be shrunk by the browser, and their type with them).
+    """
+    if isinstance(nrows, bool) or not isinstance(nrows, int) or nrows < 1:
+        raise ValueError(f"nrows must be a positive integer, got {nrows!r}")
+    if isinstance(ncols, bool) or not isinstance(ncols, int) or ncols < 1:
+        raise ValueError(f"ncols must be a positive integer, got {ncols!r}")
+    figsize = kwargs.pop("figsize", None)
+    if figsize is not None:
+        if height is not None:
+            raise ValueError("give height or figsize, not both")
+        height = float(figsize[1])
+    if height is None:
+        height = 3.0 + 2.6 * (nrows - 1)
+    if not np.isfinite(height) or height <= 0:
+        raise ValueError(f"height must be a positive number of inches, got {height!r}")
     use_book_style()
     kwargs.setdefault("constrained_layout", True)
-    return plt.subplots(nrows, ncols, **kwargs)
+    return plt.subplots(nrows, ncols, figsize=(COLUMN_IN, height), **kwargs)
+
+
+def collapse_demo(vanilla, mara_run, stored_sweep, *, beta: float = 0.01, kl: str = "reverse", fail_below: float = 0.5):
+    """The book's first figure (chapter 1, "The problem in 30 seconds"): collapse on two scales.
+
+    Left: exact KL-regularised training on the three-action problem (:func:`~marabook.problems.three_action_equal_reward`, two equally correct answers): the ratio of the two correct answers' probabilities
+    along ``vanilla`` and ``mara_run`` (two :class:`marabook.bandit.Trajectory` from ``train_exact``). Right:
+    the final share of answer "1" in every stored RL run of the shipped language model on the 1-2 task
+    (``stored_sweep``: ``load_stored("onetwo_sweep")``) at ``beta`` and ``kl``, one dot per seed; runs whose valid
+    mass fell below ``fail_below`` are drawn as crosses at the bottom and counted, never as a share.
+    Returns ``(fig, numbers)``: ``ratio_vanilla``/``ratio_mara`` at the end of training, and per method
+    ``share_*`` (mean over valid runs), ``failed_*`` and ``runs_*``.
+    """
+    from marabook.experiments.onetwo import select
+
+    for name, t in (("vanilla", vanilla), ("mara_run", mara_run)):
+        if not hasattr(t, "policies") or np.asarray(t.policies).ndim != 2 or np.asarray(t.policies).shape[1] != 3:
+            raise ValueError(f"{name} must be an exact three-action Trajectory (bandit.train_exact), got {type(t).__name__}")
+    if not isinstance(stored_sweep, dict) or "runs" not in stored_sweep.get("results", {}):
+        raise ValueError("stored_sweep must be load_stored('onetwo_sweep')")
+    fig, (ax0, ax1) = new_figure(1, 2, height=3.0)
+    numbers = {}
+    for name, t, color in (("vanilla", vanilla, COLORS["reverse"]), ("MARA", mara_run, COLORS["mara"])):
+        p = np.asarray(t.policies)
+        ratio = p[:, 1] / p[:, 2]
+        ax0.plot(t.steps, ratio, color=color, lw=2, label=name)
+        numbers[f"ratio_{name.lower()}"] = float(ratio[-1])
+    ax0.set_yscale("log")
+    ax0.set_xlabel("exact gradient step")
+    ax0.set_ylabel("P(correct A) / P(correct B)")
+    ax0.set_title("three actions, two equally correct")
+    ax0.legend()
+    for i, (name, color) in enumerate((("vanilla", COLORS["reverse"]), ("MARA", COLORS["mara"]))):
+        runs = select(stored_sweep["results"]["runs"], kl=kl, method=name, beta=beta)
+        if not runs:
+            raise ValueError(f"stored_sweep has no {name} runs at kl={kl!r}, beta={beta!r}")
+        ok = [r["final"]["share_1"] for r in runs if r["final"]["p_valid"] >= fail_below]
+        failed = len(runs) - len(ok)
+        jitter = np.linspace(-0.12, 0.12, max(len(ok), 1))[: len(ok)]
+        ax1.scatter(i + jitter, ok, color=color, s=28, zorder=3)
+        if failed:
+            ax1.scatter([i] * failed, [-0.05] * failed, marker="x", color="k", zorder=3)
+        numbers[f"share_{name.lower()}"] = float(np.mean(ok)) if ok else float("nan")
+        numbers[f"failed_{name.lower()}"] = failed
+        numbers[f"runs_{name.lower()}"] = len(runs)
+    ax1.axhline(0.5, color="k", ls=":", lw=1)
+    ax1.set_xticks([0, 1], ["vanilla", "MARA"])
+    ax1.set_xlim(-0.5, 1.5)
+    ax1.set_ylim(-0.1, 1.05)
+    ax1.set_ylabel('share of "1" after training')
+    ax1.set_title(rf"language model, 1-2 task, $\beta$ = {beta:g}")
+    return fig, numbers
+
+
+def forest(labels, panels, *, height: float | None = None, group_gap: int | None = None):
+    """A comparison drawn as a "forest": one row per configuration (``labels``, top to bottom), one panel per
+    quantity. Each panel is a dict: ``title``; ``mean`` and ``err`` (one value per row: the dot and its
+    error bar, say ``mean ± sd`` over seeds); optionally ``target`` (the closed form, drawn as a black bar,
+    so the prediction sits next to the measurement), ``colors`` (one per row) and ``xlim``. NaN means
+    are left out (a row with no valid run shows no dot). ``group_gap``: a thin line after every that many
+    rows. Returns the figure."""
+    labels = [str(x) for x in labels]
+    if not labels:
+        raise ValueError("labels must name at least one row")
+    if not panels:
+        raise ValueError("panels must hold at least one panel")
+    n = len(labels)
+    for k, pnl in enumerate(panels):
+        for key in ("mean", "err") + (("target",) if "target" in pnl else ()):
+            if len(pnl.get(key, ())) != n:
+                raise ValueError(f"panels[{k}][{key!r}] must have one value per label ({n})")
+    fig, axes = new_figure(1, len(panels), height=height or max(2.0, 0.6 + 0.26 * n), sharey=True, squeeze=False)
+    y = np.arange(n)[::-1]
+    handle = None
+    for ax, pnl in zip(axes[0], panels):
+        mean = np.asarray(pnl["mean"], dtype=float)
+        err = np.asarray(pnl["err"], dtype=float)
+        colors = pnl.get("colors") or ["#333333"] * n
+        for i in range(n):
+            if np.isfinite(mean[i]):
+                ax.errorbar(mean[i], y[i], xerr=err[i] if np.isfinite(err[i]) else None, fmt="o", ms=4,
+                            color=colors[i], capsize=2, lw=1)
+        if "target" in pnl:
+            tgt = np.asarray(pnl["target"], dtype=float)
+            handle = ax.scatter(tgt, y, marker="|", s=140, color="k", zorder=4, label="closed-form target")
+        if group_gap:
+            for g in range(group_gap, n, group_gap):
+                ax.axhline(n - g - 0.5, color="grey", lw=0.6, alpha=0.6)
+        ax.set_title(pnl.get("title", ""))
+        ax.set_xlabel(pnl.get("xlabel", pnl.get("title", "")))
+        if "xlim" in pnl:
+            ax.set_xlim(*pnl["xlim"])
+        ax.grid(axis="y", visible=False)
+    axes[0][0].set_yticks(y, labels)
+    axes[0][0].set_ylim(-0.7, n - 0.3)
+    if handle is not None:
+        fig.legend(handles=[handle], loc="outside lower right")
+    return fig
+
+
+def _method_color(name: str) -> str:
+    return COLORS["mara"] if "MARA" in name else COLORS["reverse"] if name in ("vanilla", "REINVENT") else "#555555"
+
+
+def tokens_forest(rows):
+    """Chapter 4's summary (``experiments.tokens.summarize`` rows) as a :func:`forest`: block-2 mass and the
+    entropy over the good tokens, sampled mean ± sd over seeds, with each configuration's closed-form
+    target."""
+    if not rows:
+        raise ValueError("rows must not be empty")
+    labels = [f"{r['method']}, {r['kl']}, β={r['beta']:g}" for r in rows]
+    colors = [_method_color(r["method"]) for r in rows]
+    b2 = [np.asarray(r["block2"], dtype=float) for r in rows]
+    h = [np.asarray(r["good_entropy_bits"], dtype=float) for r in rows]
+    return forest(labels, [
+        {"title": "block-2 mass", "mean": [x.mean() for x in b2], "err": [x.std() for x in b2],
+         "target": [r["target_block2"] for r in rows], "colors": colors, "xlim": (-0.03, 0.75)},
+        {"title": "good-token entropy (bits)", "mean": [x.mean() for x in h], "err": [x.std() for x in h],
+         "target": [r["target_good_entropy_bits"] for r in rows], "colors": colors}], group_gap=2)
+
+
+def onetwo_forest(rows):
+    """Chapter 5's sweep (``experiments.onetwo.summarize`` rows) as a :func:`forest`: the share of "1" among
+    valid answers (mean ± sd over the runs that still answer; a fair coin is 0.5) and the valid-answer
+    entropy (mean ± sd, bits), vanilla and MARA per KL direction and beta. Failed runs are not drawn: the
+    table beside the figure counts them."""
+    if not rows:
+        raise ValueError("rows must not be empty")
+    labels = [f"{r['method']}, {r['kl']}, β={r['beta']:g}" for r in rows]
+    colors = [_method_color(r["method"]) for r in rows]
+    fig = forest(labels, [
+        {"title": 'share of "1"', "mean": [r["share_1_mean"] for r in rows],
+         "err": [r.get("share_1_std", np.nan) for r in rows], "colors": colors, "xlim": (0.0, 1.05)},
+        {"title": "valid-answer entropy (bits)", "mean": [r["entropy_mean"] for r in rows],
+         "err": [r["entropy_std"] for r in rows], "colors": colors, "xlim": (-0.05, 1.1)}],
+        group_gap=len({r["beta"] for r in rows}))
+    fig.axes[0].axvline(0.5, color="k", ls=":", lw=1)
+    return fig
+
+
+def open_ended_forest(rows, columns=("reward (out)", "EAD-1", "distinct")):
+    """Chapter 6's table (``experiments.open_ended.summarize`` rows, ``(mean, se)`` per column) as a
+    :func:`forest`: one panel per column, mean ± one bootstrap standard error over seeds."""
+    if not rows:
+        raise ValueError("rows must not be empty")
+    for c in columns:
+        if not any(c in r for r in rows):
+            raise ValueError(f"columns: no row has {c!r}")
+    nan = (float("nan"), float("nan"))
+    colors = [_method_color(r["method"]) if r["method"] != "base" else COLORS["ref"] for r in rows]
+    return forest([r["method"] for r in rows],
+                  [{"title": c, "mean": [r.get(c, nan)[0] for r in rows], "err": [r.get(c, nan)[1] for r in rows],
+                    "colors": colors} for c in columns])

@@ -55,7 +55,7 @@ def autocast_dtype(device, precision: str = "auto"):
 
     ``"auto"``: fp32 on the CPU; bf16 on GPUs that compute it natively (compute capability 8.0 and up:
     A100, H100, RTX 30xx/40xx, L4); fp16 on older GPUs such as Colab's free T4 (7.5), which only emulate
-    bf16 -- fp16 needs a gradient scaler (:class:`torch.amp.GradScaler`), which the trainer adds.
+    bf16 -- fp16 needs a gradient scaler (``torch.amp.GradScaler``), which the trainer adds.
     ``"fp32"``, ``"bf16"``, ``"fp16"`` force a choice (the half precisions need a CUDA device).
     """
     import torch

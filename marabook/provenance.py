@@ -13,9 +13,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-__all__ = ["provenance", "save_json", "load_json", "RESULTS_DIR", "stored_path", "load_stored", "describe"]
+__all__ = ["provenance", "save_json", "load_json", "RESULTS_DIR", "stored_path", "load_stored", "describe", "note", "Note"]
 
-#: Where the stored full-scale results live: inside the package, so that Colab and pip readers get them.
+#: Where the stored full-scale results live (inside the package, so that Colab and pip readers get them).
 RESULTS_DIR = Path(__file__).resolve().parent / "data" / "results"
 
 
@@ -112,3 +112,22 @@ def describe(prov: dict) -> str:
     # absolute paths in a command name files on the machine that ran it: show their file names only
     command = " ".join(Path(w).name if w.startswith("/") else w for w in str(prov["command"]).split())
     return f"stored: {command} | revision {str(prov['git_revision'])[:12]} | {prov['device']} | {date}"
+
+
+class Note(str):
+    """:func:`describe`'s line (the ``str`` itself) that a notebook shows as a collapsed "How this stored
+    result was made" block (``_repr_html_``): provenance stays one click away instead of interrupting the
+    argument."""
+
+    def _repr_html_(self) -> str:
+        import html
+
+        return ('<details class="marabook-provenance"><summary>How this stored result was made</summary>'
+                f"<p><code>{html.escape(str(self))}</code></p></details>")
+
+
+def note(prov: dict, extra: str = "") -> Note:
+    """:func:`describe` of ``prov``, plus ``extra`` (e.g. the run's wall time), as a collapsed :class:`Note`."""
+    if not isinstance(extra, str):
+        raise ValueError(f"extra must be a string, got {type(extra).__name__}")
+    return Note(describe(prov) + extra)

@@ -21,7 +21,7 @@ def draw_explorer(ax, beta: float, reward_gap: float, ref_gap: float):
         g = fn(prob.ref_probs, prob.rewards, beta)
         rows.append(f"{name} {mass_on(g, m1):.2f}|{mass_on(g, m2):.2f}")
     ax.set_title(rf"$\beta$={beta:g}, $\Delta R$={reward_gap:g}, $\Delta\log\pi_{{ref}}$={ref_gap:g}"
-                 + "\nmass on mode 1|2: " + ", ".join(rows), fontsize=7.5)
+                 + "\nmass on mode 1|2: " + ", ".join(rows))
     return ax
 
 
@@ -45,7 +45,7 @@ def target_explorer(beta: float = 0.13, reward_gap: float = 0.25, ref_gap: float
     def redraw(*_):
         with out:
             out.clear_output(wait=True)
-            fig, ax = new_figure(figsize=(8, 3.2))
+            fig, ax = new_figure(height=3.2)
             draw_explorer(ax, s_beta.value, s_rgap.value, s_lgap.value)
             ax.legend(loc="upper right")
             display(fig)
@@ -62,10 +62,10 @@ def explorer_grid(betas=(0.02, 0.13, 1.0), reward_gaps=(0.05, 0.25), ref_gap: fl
     betas, reward_gaps = list(betas), list(reward_gaps)
     if not betas or not reward_gaps:
         raise ValueError("betas and reward_gaps must be non-empty")
-    fig, axes = new_figure(len(reward_gaps), len(betas), figsize=(3.8 * len(betas), 2.7 * len(reward_gaps)),
+    fig, axes = new_figure(len(reward_gaps), len(betas), height=2.7 * len(reward_gaps),
                            sharex=True, squeeze=False)
     for i, gap in enumerate(reward_gaps):
         for j, beta in enumerate(betas):
             draw_explorer(axes[i, j], beta, gap, ref_gap)
-    axes[0, 0].legend(loc="upper right", fontsize=7)
+    axes[0, 0].legend(loc="upper right")
     return fig

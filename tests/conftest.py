@@ -43,8 +43,14 @@ def toc_files():
     """Page paths (without suffix) in reading order, as _toc.yml lists them."""
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
     files = [toc["root"]]
+
+    def walk(entries):
+        for entry in entries:
+            files.append(entry["file"])
+            walk(entry.get("sections", []))
+
     for part in toc.get("parts", []):
-        files += [c["file"] for c in part["chapters"]]
+        walk(part["chapters"])
     return files
 
 

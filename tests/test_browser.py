@@ -3,8 +3,16 @@
 Serves the smoke-scale build on localhost and, for every page in _toc.yml: loads it, checks that the
 book's own assets raise no console errors, that every image loads, that every internal link resolves,
 that chapters show code outputs and Colab/Binder buttons pointing at their .ipynb, that the
-previous/next navigation follows the table of contents, and saves a full-page screenshot to
-_build/screenshots/. Search is checked once, and a chapter opened from disk (file://) must typeset
+previous/next navigation follows the table of contents, and saves full-page screenshots at 1280 px and at
+390 px (a phone) to _build/screenshots/.
+
+What a reader sees is checked too, on every page at 1280 px: nothing is wider than the content column (no
+sideways scrolling in code, outputs, tables or equations). Code and printed text wrap (book/_static/
+marabook.css): a wrapped sentence still reads, a wrapped table does not, so a printed line with aligned
+columns (three or more runs of two spaces) that is wider than the column fails, as a wide `print` table would;
+every figure spans at least 80% of the column and its smallest type (marabook.plotting.MIN_FONT_PT, at
+the PNG's resolution and the shrink the browser applied) renders at 9 CSS px or more, and every image has
+alt text that says what it shows (not a file name). Search is checked once, and a chapter opened from disk (file://) must typeset
 its equations: MathJax is served from the book itself (sphinx-mathjax-offline), so the test machine
 needs no network.
 
@@ -95,7 +103,7 @@ def _status(url: str) -> int:
 
 
 @pytest.mark.parametrize("page", PAGES)
-def test_page_in_browser(page, site, driver):
+def test_page_in_browser(page, site, driver, built_book):
     url = urljoin(site, page + ".html")
     driver.get_log("browser")  # drop messages from earlier pages
     _load(driver, url)
@@ -153,14 +161,114 @@ def test_page_in_browser(page, site, driver):
         assert f"colab.research.google.com/github/{REPO}/blob/main/{page}.ipynb" in links
         assert "mybinder.org" not in links  # no Binder button: it could not run chapters 5-8
 
-    # a full-page screenshot, kept as a test artifact
+    wide = driver.execute_script(WIDER_THAN_COLUMN)
+    assert not wide, f"{page}: {len(wide)} element(s) wider than the content column: {wide[:5]}"
+    _assert_figures_readable(driver, page, built_book)
+
+    # full-page screenshots at desktop and phone width, kept as test artifacts
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    height = driver.execute_script("return Math.min(document.documentElement.scrollHeight, 12000)")
-    driver.set_window_size(1280, max(900, int(height)))
-    shot = SCREENSHOTS / (page.replace("/", "__") + ".png")
-    assert driver.save_screenshot(str(shot))
+    for width, suffix in ((1280, ""), (390, "__390px")):
+        driver.set_window_size(width, 900)
+        time.sleep(0.3)
+        height = driver.execute_script("return Math.min(document.documentElement.scrollHeight, 16000)")
+        driver.set_window_size(width, max(900, int(height)))
+        shot = SCREENSHOTS / (page.replace("/", "__") + suffix + ".png")
+        assert driver.save_screenshot(str(shot))
+        assert shot.stat().st_size > 10_000
     driver.set_window_size(1280, 900)
-    assert shot.stat().st_size > 10_000
+
+
+# Elements of the article wider than its content column at this window size: anything whose box sticks out
+# on the right, and any scroll container (code, output, table wrapper) whose content is wider than its box.
+# MathJax's hidden assistive MathML (clipped, never seen) is left out; equations are judged by their
+# rendered mjx-math box against the column instead (their scrollWidth counts the hidden copy).
+WIDER_THAN_COLUMN = """
+const art = document.querySelector('article.bd-article');
+const cs = getComputedStyle(art);
+const left = art.getBoundingClientRect().left + parseFloat(cs.paddingLeft);
+const right = art.getBoundingClientRect().right - parseFloat(cs.paddingRight);
+const out = [];
+const describe = (e, w) => e.tagName.toLowerCase() + (e.className && e.className.toString ? '.' +
+  e.className.toString().split(' ')[0] : '') + ' ' + Math.round(w) + 'px: ' +
+  (e.textContent || e.getAttribute('alt') || '').trim().slice(0, 60);
+for (const e of art.querySelectorAll('*')) {
+  if (e.closest('mjx-assistive-mml') || e.closest('.toggle-hidden, details:not([open])')) continue;
+  const r = e.getBoundingClientRect();
+  if (r.width === 0 || r.height === 0) continue;
+  if (e.matches('span.math, div.math, mjx-container')) {
+    const m = e.querySelector('mjx-math');
+    if (m && m.getBoundingClientRect().right > right + 1) out.push(describe(e, m.getBoundingClientRect().width));
+    continue;
+  }
+  if (e.closest('mjx-container')) continue;
+  if (r.right > right + 1 && r.left >= left - 1) { out.push(describe(e, r.width)); continue; }
+  const ox = getComputedStyle(e).overflowX;
+  if ((ox === 'auto' || ox === 'scroll') && e.scrollWidth > e.clientWidth + 1) out.push(describe(e, e.scrollWidth));
+}
+// printed text wraps (marabook.css); a printed table must not need to: measure each output line unwrapped
+const ctx = document.createElement('canvas').getContext('2d');
+for (const pre of art.querySelectorAll('.cell_output pre')) {
+  const ps = getComputedStyle(pre);
+  ctx.font = ps.font;
+  const room = pre.clientWidth - parseFloat(ps.paddingLeft) - parseFloat(ps.paddingRight);
+  for (const ln of pre.textContent.split('\\n')) {
+    const w = ctx.measureText(ln).width;
+    if (w > room + 1 && /\\S( {2,}\\S+){3,}/.test(ln)) out.push('printed table line ' + Math.round(w) + 'px: ' + ln.trim().slice(0, 60));
+  }
+}
+return out;
+"""
+
+# Every image in the article: its rendered and natural width, source and alt text, and the column width.
+IMAGES = """
+const art = document.querySelector('article.bd-article');
+const cs = getComputedStyle(art);
+const col = art.clientWidth - parseFloat(cs.paddingLeft) - parseFloat(cs.paddingRight);
+return Array.from(art.querySelectorAll('img')).filter(i => i.getBoundingClientRect().height > 0)
+  .map(i => ({src: i.getAttribute('src'), alt: i.getAttribute('alt') || '', shown: i.getBoundingClientRect().width,
+              natural: i.naturalWidth, col: col, widget: i.closest('.jupyter-widgets, .widget-output') !== null}));
+"""
+
+MIN_TEXT_PX = 9.0
+
+
+def _figure_problems(img: dict, dpi: float | None, min_font_pt: float) -> list[str]:
+    """What is wrong with one rendered image (see IMAGES): too narrow, type too small, alt text missing."""
+    bad = []
+    alt = img["alt"].strip()
+    # a live widget's picture (chapter 3's explorer) is redrawn by the widget manager, which sets no alt text;
+    # the static grid under it carries the description
+    if not img.get("widget") and len(alt) < 15 or alt.lower().endswith((".png", ".svg", ".jpg")) or "_images/" in alt:
+        bad.append(f"alt text {alt!r} does not say what the figure shows")
+    if img["shown"] < 0.8 * img["col"]:
+        bad.append(f"shown {img['shown']:.0f}px wide, under 80% of the {img['col']:.0f}px column")
+    if dpi:
+        px = min_font_pt * dpi / 72 * img["shown"] / img["natural"]
+        if px < MIN_TEXT_PX:
+            bad.append(f"its {min_font_pt:g} pt type renders at {px:.1f}px (natural {img['natural']}px at {dpi:.0f} "
+                       f"dpi shown at {img['shown']:.0f}px)")
+    return bad
+
+
+def _png_dpi(path) -> float | None:
+    """The resolution a PNG records (matplotlib writes it; RDKit's molecule grids do not)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        dpi = im.info.get("dpi")
+    return float(dpi[0]) if dpi and dpi[0] > 1 else None
+
+
+def _assert_figures_readable(driver, page, built_book):
+    from marabook.plotting import MIN_FONT_PT
+
+    problems = []
+    page_dir = (built_book / page).parent
+    for img in driver.execute_script(IMAGES):
+        path = (page_dir / img["src"]).resolve() if img["src"] and not img["src"].startswith("data:") else None
+        dpi = _png_dpi(path) if path is not None and path.suffix == ".png" and path.exists() else None
+        problems += [f"{img['src']}: {p}" for p in _figure_problems(img, dpi, MIN_FONT_PT)]
+    assert not problems, f"{page}: " + "; ".join(problems)
 
 
 _SOLUTION_BODIES = (
@@ -202,6 +310,33 @@ def _assert_math_rendered(driver, page):
         ".map(e => (e.getAttribute('data-mjx-error') || e.getAttribute('title') || e.textContent || '').trim())")
     assert not errors, f"{page}: {len(errors)} MathJax error(s): {errors}"
     return total
+
+
+def test_the_width_check_catches_a_wide_printed_table(site, driver):
+    """Put a wide ``print`` table back on a real page: the column check must see it (and not before)."""
+    _load(driver, urljoin(site, "book/04_mara.html"))
+    driver.set_window_size(1280, 900)
+    assert driver.execute_script(WIDER_THAN_COLUMN) == []
+    row = "  ".join(f"{name:>14}" for name in ("KL", "method", "beta", "reward", "entropy", "share of 1", "collapsed"))
+    driver.execute_script(
+        "const d = document.createElement('div'); d.className = 'cell_output docutils container';"
+        "d.innerHTML = '<div class=\"output stream highlight-myst-ansi notranslate\"><div class=\"highlight\"><pre>' +"
+        " arguments[0] + '</pre></div></div>';"
+        "document.querySelector('article.bd-article section').appendChild(d);", row + "\n" + row)
+    wide = driver.execute_script(WIDER_THAN_COLUMN)
+    assert wide and any("KL" in w for w in wide), wide
+
+
+def test_the_figure_check_catches_small_type_narrow_figures_and_file_name_alts():
+    """The figure rules on hand-made cases: a 1200 px-wide 100-dpi PNG squeezed into 688 px renders 9 pt type
+    at 7.2 px; the book's retina figures (200 dpi, shown at half size) render it at 12.5 px."""
+    ok = {"src": "x.png", "alt": "the reverse-KL target over beta", "shown": 688, "natural": 1376, "col": 688}
+    assert _figure_problems(ok, 200, 9) == []
+    squeezed = dict(ok, natural=1200)
+    assert any("renders at 7.2px" in p for p in _figure_problems(squeezed, 100, 9))
+    assert any("80%" in p for p in _figure_problems(dict(ok, shown=500, natural=1000), 200, 9))
+    assert any("alt text" in p for p in _figure_problems(dict(ok, alt="../_images/3f2a.png"), 200, 9))
+    assert _figure_problems(dict(ok, natural=690), None, 9) == []  # no resolution recorded: width and alt only
 
 
 def test_book_opens_from_disk_with_math(built_book, driver):

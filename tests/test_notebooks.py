@@ -289,3 +289,47 @@ def test_glued_values_reads_what_glue_writes():
         glue("not an identifier", 1.0)
     with pytest.raises(ValueError, match="twice"):
         glued_values(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("", outputs=outs + outs)]))
+
+
+def cells_missing_alt_text(nb) -> list[str]:
+    """Code cells that draw an image but give it no description (``metadata.mystnb.image.alt``, which the book
+    puts on the <img>): a screen reader would read out a file hash."""
+    out = []
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        draws = any(any(k.startswith("image/") for k in o.get("data", {})) for o in cell.get("outputs", []))
+        alt = cell.get("metadata", {}).get("mystnb", {}).get("image", {}).get("alt", "")
+        if draws and len(alt.strip()) < 20:
+            out.append(f"cell {i} ({cell.get('id')}): {cell.source.splitlines()[0][:60]!r}")
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_every_figure_has_alt_text(path, executed_chapters):
+    missing = cells_missing_alt_text(executed_chapters[path.name].notebook)
+    assert not missing, f"{path.name}: figures without alt text (set metadata.mystnb.image.alt): {missing}"
+
+
+def test_a_figure_without_alt_text_is_caught():
+    nb = nbformat.v4.new_notebook()
+    fig = nbformat.v4.new_code_cell("plot()", outputs=[nbformat.v4.new_output("display_data", data={"image/png": "x"})])
+    nb.cells = [fig, nbformat.v4.new_code_cell("x = 1")]
+    assert len(cells_missing_alt_text(nb)) == 1
+    fig.metadata["mystnb"] = {"image": {"alt": "the reverse-KL target across beta"}}
+    assert cells_missing_alt_text(nb) == []
+
+
+LONG_CELL = 25  # lines of code a reader meets in the middle of the argument before it is collapsed
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_long_code_cells_are_collapsed(path):
+    """The argument stays on the page: a code cell longer than LONG_CELL lines (a plotting routine, an
+    experiment's plumbing) is shown collapsed, with its output (tag ``hide-input``)."""
+    nb = nbformat.read(path, as_version=4)
+    long = [f"cell {i} ({c.get('id')}, {len(c.source.strip().splitlines())} lines)"
+            for i, c in enumerate(nb.cells) if c.cell_type == "code"
+            and len(c.source.strip().splitlines()) > LONG_CELL and "hide-input" not in c.metadata.get("tags", [])]
+    assert not long, f"{path.name}: tag these hide-input or move their code into marabook: {long}"

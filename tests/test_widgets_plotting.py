@@ -68,3 +68,54 @@ def test_plot_problem_rejects_non_problem():
     with pytest.raises(ValueError, match="problem"):
         plotting.plot_problem(ax, {"ref_probs": [1.0]})
     plt.close(fig)
+
+
+def test_every_figure_is_one_column_wide_with_readable_type():
+    """new_figure makes column-wide figures whatever width is asked for; the smallest type the style sets,
+    at the resolution the PNG is written and shown, is at least 12 CSS px (the browser test measures it)."""
+    fig, _ = plotting.new_figure(1, 3, figsize=(13, 4))
+    w, h = fig.get_size_inches()
+    assert w * plotting.DPI == pytest.approx(plotting.COLUMN_PX) and h == pytest.approx(4)
+    sizes = [matplotlib.rcParams[k] for k in ("xtick.labelsize", "ytick.labelsize", "legend.fontsize")]
+    assert min(matplotlib.font_manager.FontProperties(size=s).get_size_in_points() for s in sizes) >= plotting.MIN_FONT_PT
+    assert plotting.MIN_FONT_PT * plotting.DPI / 72 >= 12
+    plt.close(fig)
+    with pytest.raises(ValueError, match="height"):
+        plotting.new_figure(height=-1)
+    with pytest.raises(ValueError, match="ncols"):
+        plotting.new_figure(1, 0)
+
+
+def test_collapse_demo_numbers_are_the_closed_forms():
+    """The first figure's left panel: exact training keeps the reference ratio 0.30/0.02 = 15 between the two
+    correct answers (the Gibbs target's ratio for equal rewards, eq. 3.1), MARA brings it to 1."""
+    from marabook import bandit
+
+    eq = problems.three_action_equal_reward()
+    v = bandit.train_exact(eq.ref_probs, eq.rewards, 0.05, steps=300)
+    m = bandit.train_exact(eq.ref_probs, eq.rewards, 0.05, mara_tau=1.0, steps=3000)
+    runs = [{"config": {"kl": "reverse", "mara_tau": tau, "beta": 0.01}, "final": {"share_1": s, "p_valid": pv}}
+            for tau, s, pv in ((None, 0.9, 1.0), (None, 1.0, 1.0), (None, 0.3, 0.1), (1.0, 0.5, 1.0))]
+    fig, n = plotting.collapse_demo(v, m, {"results": {"runs": runs}})
+    assert n["ratio_vanilla"] == pytest.approx(15.0, rel=1e-6)  # equal rewards: the ratio never moves
+    assert n["ratio_mara"] == pytest.approx(1.0, abs=1e-3)
+    assert n["share_vanilla"] == pytest.approx(0.95) and n["failed_vanilla"] == 1  # the failed run is not a share
+    assert n["runs_vanilla"] == 3 and n["share_mara"] == pytest.approx(0.5)
+    plt.close(fig)
+    with pytest.raises(ValueError, match="stored_sweep"):
+        plotting.collapse_demo(v, m, {})
+    with pytest.raises(ValueError, match="vanilla"):
+        plotting.collapse_demo("x", m, {"results": {"runs": runs}})
+
+
+def test_forest_draws_one_row_per_label_and_refuses_ragged_panels():
+    fig = plotting.forest(["a", "b", "c"], [{"title": "x", "mean": [1, np.nan, 3], "err": [0.1, 0.1, 0.2],
+                                             "target": [1, 2, 3]}])
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b", "c"]
+    assert len([c for c in ax.containers]) == 2  # the NaN row draws no dot
+    plt.close(fig)
+    with pytest.raises(ValueError, match=r"panels\[0\]\['err'\]"):
+        plotting.forest(["a", "b"], [{"mean": [1, 2], "err": [1]}])
+    with pytest.raises(ValueError, match="labels"):
+        plotting.forest([], [{"mean": [], "err": []}])

@@ -5,6 +5,15 @@
   dropped from each page.
 * pydata-sphinx-theme logs "Got invalid theme mode" when no default colour mode is set; we set
   ``default_mode`` to "auto" (follow the reader's system setting) unless configured.
+* The book's stylesheet (``book/_static/marabook.css``) is added to every page: code cells wrap long lines,
+  result tables (``marabook.tables.Table``) fit the content column.
+* The API reference (``book/api*.md``, autodoc): docstrings write ``:func:`load_reference_lm``` for a
+  function of a sibling module and name submodules the pages document through their package
+  (``marabook.rl.sequences`` is documented as part of ``marabook.rl``). A reference Sphinx cannot resolve is
+  looked up by its last dotted parts among the documented objects (one match, or the shortest if the
+  matches are re-exports of one object) and, for a module, by its longest documented parent. What is still
+  unresolved stays a warning, so the build (``-W -n``) fails on it.
+* Docstrings say "chapter 4" and "eq. (4.2)"; on the API pages these become links to the chapter.
 * Embedded widgets (chapter 3's explorer) need RequireJS and the Jupyter widgets HTML manager. MyST-NB
   loads both from public CDNs, so pages opened from disk show empty boxes. When ``make`` has fetched them
   into ``book/_static/vendor-widgets`` (from the npm registry), they are copied into the site's ``_static``
@@ -14,7 +23,8 @@
 
 from pathlib import Path
 
-VENDOR = Path(__file__).resolve().parents[1] / "_static" / "vendor-widgets"
+STATIC = Path(__file__).resolve().parents[1] / "_static"
+VENDOR = STATIC / "vendor-widgets"
 
 
 # Loaded between RequireJS and the widgets bundle:
@@ -42,6 +52,12 @@ _REQUIRE_PATHS = """(function () {
 """
 
 
+def _book_css(app, config):
+    """The book's own stylesheet (book/_static/marabook.css): code wraps, result tables fit the column."""
+    config.html_static_path = list(config.html_static_path) + [str(STATIC / "marabook.css")]
+    app.add_css_file("marabook.css")
+
+
 def _serve_widget_js(app, config):
     if (VENDOR / "embed-amd.js").exists() and (VENDOR / "require.js").exists():
         paths = VENDOR / "widgets-paths.js"
@@ -66,8 +82,59 @@ def _clean_page(app, pagename, templatename, context, doctree):
         context["default_mode"] = "auto"
 
 
+def _resolve_short_python_refs(app, env, node, contnode):
+    """Resolve ``:func:`name``` and friends that name a documented object by a shorter path (see module doc)."""
+    if node.get("refdomain") != "py":
+        return None
+    from sphinx.util.nodes import make_refnode
+
+    target = node["reftarget"].lstrip("~.")
+    domain = env.get_domain("py")
+    objects = domain.objects  # full name -> ObjectEntry(docname, node_id, objtype, aliased)
+    hits = [name for name in objects if name == target or name.endswith("." + target)]
+    if not hits and node.get("reftype") == "mod":
+        parts = target.split(".")
+        while len(parts) > 1 and not hits:
+            parts.pop()
+            hits = [n for n in objects if n == ".".join(parts) and objects[n].objtype == "module"]
+    if not hits:
+        return None
+    best = min(hits, key=len)
+    if len({objects[h].docname for h in hits}) > 1 and len(hits) > 1 and not all(
+            h.split(".")[-1] == best.split(".")[-1] for h in hits):
+        return None
+    entry = objects[best]
+    return make_refnode(app.builder, node.get("refdoc", ""), entry.docname, entry.node_id, contnode, best)
+
+
+
+def _chapter_links(app, what, name, obj, options, lines):
+    """"chapter N" and "eq. (N.M)" in a docstring become links to chapter N's page (API reference pages).
+    Text inside inline literals and roles (anything between backticks) is left alone."""
+    import re
+
+    docs = {d.split("/")[-1][:2].lstrip("0"): d for d in app.env.found_docs if d.split("/")[-1][:2].isdigit()}
+    pattern = re.compile(r"\b([Cc]hapters?|[Ee]qs?\.) (\()?(\d)((?:\.\d+)?)((?(2)\)))(?!\.?\d)")
+
+    def link(m):
+        doc = docs.get(m.group(3))
+        if doc is None or (m.group(1).lower().startswith("eq") and not m.group(4)):
+            return m.group(0)
+        text = f"{m.group(1)} {m.group(2) or ''}{m.group(3)}{m.group(4)}{m.group(5)}"
+        return f":doc:`{text} </{doc}>`"
+
+    def sub(line):
+        parts = re.split(r"(`[^`]*`+)", line)  # odd indices: literals and roles, untouched
+        return "".join(p if k % 2 else pattern.sub(link, p) for k, p in enumerate(parts))
+
+    lines[:] = [sub(line) for line in lines]
+
+
 def setup(app):
     # early: html-page-context stops at the first handler that returns a template name
     app.connect("html-page-context", _clean_page, priority=100)
     app.connect("config-inited", _serve_widget_js)
+    app.connect("config-inited", _book_css)
+    app.connect("missing-reference", _resolve_short_python_refs)
+    app.connect("autodoc-process-docstring", _chapter_links)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -386,15 +386,15 @@ def product_task(budget: int | None = None) -> Oracle:
 
     The paper multiplies a docking score, QED, an H-bond-donor constraint and a retrosynthesis term.
     Offline we keep QED and the donor constraint, replace retrosynthesis by the SA-score term
-    (:func:`sa_term`) and the docking score by its best-known bias, a preference for larger molecules
-    (:func:`size_term`, 20 -> 26 heavy atoms; most MOSES molecules have 18-25)."""
+    (``sa_term``) and the docking score by its best-known bias, a preference for larger molecules
+    (``size_term``, 20 -> 26 heavy atoms; most MOSES molecules have 18-25)."""
     return Oracle(make_reward(qed_term, hbd_term, sa_term, size_term), name="product", budget=budget)
 
 
 def multi_mode_task(references: dict | None = None, budget: int | None = None, saturate: float = 0.4,
                     floor: float = 0.1) -> Oracle:
     """Task (b), several separated modes: ``[HBD < 4] x max_k ramp(Tanimoto(y, drug_k), floor, saturate)``
-    over the reference drugs (default :data:`REFERENCE_DRUGS`, four unrelated series)."""
+    over the reference drugs (default ``REFERENCE_DRUGS``, four unrelated series)."""
     refs = list(_references(references).values())
 
     def score(mols):
@@ -405,7 +405,7 @@ def multi_mode_task(references: dict | None = None, budget: int | None = None, s
 
 def unequal_modes_task(budget: int | None = None) -> Oracle:
     """Task (c), modes of unequal but real prior support: task (b)'s score around the three MOSES molecules of
-    :data:`MOSES_MODE_REFERENCES` (prior support 1.05%, 0.20% and 0.035% at a score of 0.80, chapter 8)."""
+    ``MOSES_MODE_REFERENCES`` (prior support 1.05%, 0.20% and 0.035% at a score of 0.80, chapter 8)."""
     oracle = multi_mode_task(MOSES_MODE_REFERENCES, budget=budget)
     oracle.name = "unequal_modes"
     return oracle

@@ -226,7 +226,7 @@ class ReinventConfig:
 
     @property
     def beta(self) -> float:
-        """The KL coefficient REINVENT implicitly uses: ``1 / sigma``."""
+        """The KL coefficient REINVENT implicitly uses, ``1 / sigma``."""
         return 1.0 / self.sigma
 
     @property
@@ -401,7 +401,7 @@ class ReinventTrainer(TrainLoop):
 
     @property
     def end(self) -> int:
-        """The calls this run may make: the config's budget, or the oracle's if that is smaller."""
+        """The calls this run may make (the config's budget, or the oracle's if that is smaller)."""
         return int(min(self.config.budget, self.oracle.budget or self.config.budget))
 
     @property

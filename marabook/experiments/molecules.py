@@ -1,6 +1,6 @@
 """Chapter 8's experiment: REINVENT, MARA at two thresholds and the diversity filter, on two tasks.
 
-Verbs: :data:`METHODS` and :func:`method_config` (the methods as :class:`~marabook.chem.ReinventConfig`),
+Verbs: ``METHODS`` and :func:`method_config` (the methods as :class:`~marabook.chem.ReinventConfig`),
 :func:`run` (one task x method x seed to the oracle budget, summarised), :func:`sweep` (the grid through
 :func:`marabook.experiments.sweep.run_sweep`), :func:`compare_methods` (Table-2-style rows with one-sided
 Welch tests), :func:`format_comparison` and :func:`mode_table`.
@@ -20,10 +20,11 @@ from marabook.chem.prior import SmilesGRU, load_prior
 from marabook.chem.reinvent import ReinventConfig, ReinventTrainer
 from marabook._validate import check_int
 from marabook.experiments.sweep import run_sweep
+from marabook.tables import Table
 
 __all__ = ["METHODS", "TASKS", "TASK_MODES", "SIGMAS", "method_config", "sigma_study", "anchor_report", "study_rows",
            "format_study", "coverage_rows", "run", "sweep", "compare_methods", "format_comparison", "mode_table",
-           "run_reinvent", "run_reinvent_grid"]
+           "mode_hits_table", "coverage_table", "anchor_table", "run_reinvent", "run_reinvent_grid"]
 
 #: The tasks of chapter 8 by name: a fresh counted oracle for a budget.
 TASKS = {"product": product_task, "multi_mode": multi_mode_task, "unequal_modes": unequal_modes_task}
@@ -38,7 +39,7 @@ SIGMAS = (64.0, 128.0, 256.0)
 def method_config(method: str, **overrides) -> ReinventConfig:
     """The config of a method by name, with shared ``overrides``: ``"REINVENT"``, ``"REINVENT+DF"`` (the
     diversity filter) or ``"MARA <tau>"`` with any threshold REINVENT accepts (``"MARA 0.9"``, ``"MARA p95"``);
-    :data:`METHODS` are chapter 8's four."""
+    ``METHODS`` are chapter 8's four."""
     if not isinstance(method, str):
         raise ValueError(f"method must be a string such as 'MARA 0.85', got {method!r}")
     if method == "REINVENT":
@@ -81,7 +82,7 @@ def run(task, method: str, seed: int, *, budget: int, batch_size: int = 64, sigm
     ``budget -> chem.Oracle``), the method's config (:func:`method_config`: any ``"MARA <tau>"``), train to
     the budget, summarise. ``modes`` (``{name: SMILES}``) names each hit's mode; tasks (b) and (c) bring
     their own. Returns ``{"summary", "history", "curve", "top"}``: ``curve`` is the
-    :func:`~marabook.chem.metrics.discovery_curve` after every step, ``top`` the 12 best distinct
+    :func:`~marabook.chem.discovery_curve` after every step, ``top`` the 12 best distinct
     molecules (score, SMILES)."""
     cfg = method_config(method, seed=seed, budget=budget, batch_size=batch_size, sigma=sigma, lr=lr)
     oracle, task_modes = _task(task, budget)
@@ -165,26 +166,24 @@ def compare_methods(runs, task: str, metrics=None, baseline: str = "REINVENT", b
     return out
 
 
-def format_comparison(rows, metrics, baseline: str = "REINVENT") -> str:
-    """A plain-text table of :func:`compare_methods` rows: ``mean +- std`` per metric and, for the other
-    methods, the one-sided p-value against ``baseline`` in brackets."""
+def format_comparison(rows, metrics, baseline: str = "REINVENT") -> Table:
+    """:func:`compare_methods` rows as a table (:class:`~marabook.tables.Table`): ``mean ± std`` per metric
+    and, for the other methods, the one-sided p-value against ``baseline`` in brackets."""
     if not rows:
         raise ValueError("rows must not be empty")
-    width = 25
-    lines = [f"{'method':<12}" + "".join(f"{m:>{width}}" for m in metrics)]
+    cells = []
     for r in rows:
-        cells = []
+        row = [r["method"]]
         for m in metrics:
             mean, sd = r[m]
             fmt = (".3f" if m.startswith(("intdiv", "uniqueness", "validity")) else ".1f" if m.startswith("circles")
                    else ".0f")
-            cell = f"{mean:{fmt}} +- {sd:{fmt}}"
+            cell = f"{mean:{fmt}} ± {sd:{fmt}}"
             if r["method"] != baseline and f"{m} p" in r:
-                cell += f" ({r[m + ' p']:.3f})"
-            cells.append(f"{cell:>{width}}")
-        lines.append(f"{r['method']:<12}" + "".join(cells))
-    return "\n".join(lines)
-
+                cell += f" (p {r[m + ' p']:.3f})"
+            row.append(cell)
+        cells.append(row)
+    return Table(["method"] + list(metrics), cells)
 
 def mode_table(runs, threshold: str = "0.80", modes=None, task: str = "multi_mode") -> dict:
     """Per method: mean hits per mode of ``task`` over seeds, and the mean number of modes with at least one
@@ -244,27 +243,26 @@ def study_rows(runs, metric: str = "yield@0.80", baseline: str = "REINVENT", bud
     return out
 
 
-def format_study(rows, metric: str = "yield@0.80") -> str:
-    """:func:`study_rows` as a plain-text table: per task and sigma, each method's mean +- sd, its ratio to
-    REINVENT and the p-value."""
+def format_study(rows, metric: str = "yield@0.80") -> Table:
+    """:func:`study_rows` as a table (:class:`~marabook.tables.Table`): per task and sigma, each method's
+    mean ± sd, its ratio to REINVENT and the p-value."""
     if not rows:
         raise ValueError("rows must not be empty (study_rows of at least one run)")
     methods = list(dict.fromkeys(r["method"] for r in rows))
-    lines = [f"{metric}: mean +- sd over seeds (ratio to REINVENT; one-sided p)",
-             f"{'task':<14}{'sigma':>6}" + "".join(f"{m:>26}" for m in methods)]
+    cells = []
     for task in dict.fromkeys(r["task"] for r in rows):
         for sigma in sorted({r["sigma"] for r in rows if r["task"] == task}):
-            cells = []
+            row = [task, f"{sigma:g}"]
             for m in methods:
                 r = next((x for x in rows if (x["task"], x["sigma"], x["method"]) == (task, sigma, m)), None)
                 if r is None:
-                    cells.append(f"{'':>26}")
+                    row.append("")
                     continue
-                extra = "" if r["p"] is None else f" ({r['ratio']:.2f}; {r['p']:.3f})"
-                cells.append(f"{r['mean']:.0f} +- {r['sd']:.0f}{extra}".rjust(26))
-            lines.append(f"{task:<14}{sigma:>6g}" + "".join(cells))
-    return "\n".join(lines)
-
+                extra = "" if r["p"] is None else f" (x{r['ratio']:.2f}; p {r['p']:.3f})"
+                row.append(f"{r['mean']:.0f} ± {r['sd']:.0f}{extra}")
+            cells.append(row)
+    return Table(["task", "sigma"] + methods, cells,
+                 caption=f"{metric}: mean ± sd over seeds (ratio to REINVENT; one-sided p)")
 
 def coverage_rows(runs, task: str, threshold: str = "0.80", min_hits: int = 1) -> list[dict]:
     """Mode coverage per sigma and method for a task with modes: mean hits per mode, the mean number of modes
@@ -286,6 +284,47 @@ def coverage_rows(runs, task: str, threshold: str = "0.80", min_hits: int = 1) -
                         "reached": {n: int(sum(d.get(n, 0) >= min_hits for d in mine)) for n in names},
                         "covered": float(np.mean([sum(d.get(n, 0) >= min_hits for n in names) for d in mine]))})
     return out
+
+
+def mode_hits_table(runs, task: str = "multi_mode", threshold: str = "0.80") -> Table:
+    """:func:`mode_table` as a table (:class:`~marabook.tables.Table`): per method, the mean hits at or above
+    ``threshold`` on each mode of ``task`` and the mean number of modes with at least one hit."""
+    table = mode_table(runs, threshold, task=task)
+    names = list(TASK_MODES.get(task) or next(iter(table.values()))["hits"])
+    cells = [[m] + [f"{row['hits'][n]:.1f}" for n in names] + [f"{row['covered']:.1f}"] for m, row in table.items()]
+    return Table(["method"] + names + ["modes covered"], cells,
+                 caption=f"task {task}: mean hits >= {threshold} per mode over seeds, and modes with at least one hit")
+
+
+def coverage_table(runs, task: str, threshold: str = "0.80") -> Table:
+    """:func:`coverage_rows` as a table (:class:`~marabook.tables.Table`): per sigma and method, the modes
+    covered (mean over seeds) and how many runs reached each mode."""
+    rows = coverage_rows(runs, task, threshold)
+    names = list(rows[0]["reached"])
+    cells = [[f"{r['sigma']:g}", r["method"], f"{r['covered']:.1f}"] + [f"{r['reached'][n]}/{r['n']}" for n in names]
+             for r in rows]
+    return Table(["sigma", "method", "covered"] + names, cells,
+                 caption=f"task {task}: modes covered (mean over seeds) and runs reaching each mode")
+
+
+def anchor_table(anchors: dict, yields: dict) -> Table:
+    """The anchor test of chapter 8 as a table (:class:`~marabook.tables.Table`): per MARA method, from
+    :func:`anchor_report` (``anchors``) and :func:`study_rows` keyed by method (``yields``), the steps with an
+    anchor, the share of them whose anchor scored below the top, good molecules per step, and the yield with
+    its ratio to REINVENT and p-value."""
+    if not anchors:
+        raise ValueError("anchors must not be empty (anchor_report of runs with MARA methods)")
+    missing = [m for m in anchors if m not in yields]
+    if missing:
+        raise ValueError(f"yields must have a row for every method in anchors; missing {missing}")
+    cells = []
+    for method, a in anchors.items():
+        y = yields[method]
+        cells.append([method, str(a["steps_with_anchor"]), f"{a['anchor_below_top']:.2f}",
+                      f"{a['mean_good_per_step']:.1f}", f"{y['mean']:.0f}", f"x{y['ratio']:.2f}",
+                      "" if y["p"] is None else f"{y['p']:.3f}"])
+    return Table(["method", "steps with an anchor", "anchor scores < 1", "good per step", "yield@0.80",
+                  "vs REINVENT", "p"], cells)
 
 
 def anchor_report(runs, task: str = "multi_mode", top: float = 0.999) -> dict:

@@ -19,6 +19,7 @@ from marabook._validate import check_int, check_number
 from marabook.experiments.sweep import run_sweep
 from marabook.lm import REFERENCE_LM_DIR, OneTwoTask, load_reference_lm, onetwo_answer_probs
 from marabook.rl import RLConfig, Trainer
+from marabook.tables import Table
 
 __all__ = ["COMMON", "BETAS", "configs", "run", "sweep", "summarize", "table", "stored_table", "method_label",
            "select", "failed_runs", "predicted_shares", "DYNAMICS", "dynamics_configs", "time_to_target",
@@ -131,7 +132,8 @@ def summarize(results: Sequence[dict], collapse_bits: float = 0.2, fail_below: f
     reward (the exact valid mass, over every run); how many runs *failed* (valid mass below ``fail_below``:
     the policy stopped answering the task, so its share of "1" says nothing); and, over the runs that did
     not fail, the valid-answer entropy, how many collapsed (entropy below ``collapse_bits``, the paper's
-    criterion is 0.2 bits) and the mean share of "1" (NaN, shown as undefined, when every run failed)."""
+    criterion is 0.2 bits) and the mean and std of the share of "1" (NaN, shown as undefined, when every run
+    failed)."""
     if not 0 < collapse_bits < 1:
         raise ValueError(f"collapse_bits must be in (0, 1), got {collapse_bits!r}")
     if not 0 <= fail_below < 1:
@@ -152,26 +154,27 @@ def summarize(results: Sequence[dict], collapse_bits: float = 0.2, fail_below: f
                     "entropy_mean": float(ent.mean()) if ok else float("nan"),
                     "entropy_std": float(ent.std(ddof=1)) if len(ok) > 1 else 0.0,
                     "collapsed": int((ent < collapse_bits).sum()),
-                    "share_1_mean": float(np.mean([f["share_1"] for f in ok])) if ok else float("nan")})
+                    "share_1_mean": float(np.mean([f["share_1"] for f in ok])) if ok else float("nan"),
+                    "share_1_std": float(np.std([f["share_1"] for f in ok], ddof=1)) if len(ok) > 1 else 0.0})
     return out
 
 
-def table(rows: Sequence[dict]) -> str:
-    """The summary rows as a plain-text table: reward (exact P(valid)) and failures first, then, over the runs
-    that did not fail, the valid-answer entropy, the share of "1" and how many collapsed."""
-    lines = [f"{'KL':>8} {'method':>8} {'beta':>6} {'reward = P(valid)':>18} {'failed':>7} {'entropy (bits)':>16} "
-             f"{'share of 1':>11} {'collapsed':>10}"]
+def table(rows: Sequence[dict]) -> Table:
+    """The summary rows as a table (:class:`~marabook.tables.Table`): reward (exact P(valid)) and failures
+    first, then, over the runs that did not fail, the valid-answer entropy, the share of "1" and how many
+    collapsed."""
+    cols = ["KL", "method", "beta", "reward = P(valid)", "failed", "entropy (bits)", "share of 1", "collapsed"]
+    cells = []
     for row in rows:
-        share = f"{row['share_1_mean']:11.3f}" if np.isfinite(row["share_1_mean"]) else f"{'undefined':>11}"
-        ent = (f"{row['entropy_mean']:9.3f} ± {row['entropy_std']:.3f}" if np.isfinite(row["entropy_mean"])
-               else f"{'undefined':>16}")
-        lines.append(f"{row['kl']:>8} {row['method']:>8} {row['beta']:>6g} {row['reward_mean']:10.3f} ± "
-                     f"{row['reward_std']:.3f} {row.get('failed', 0):>4}/{row['runs']} {ent} {share} "
-                     f"{row['collapsed']:>6}/{row['runs'] - row.get('failed', 0)}")
-    return "\n".join(lines)
+        share = f"{row['share_1_mean']:.3f}" if np.isfinite(row["share_1_mean"]) else "undefined"
+        ent = (f"{row['entropy_mean']:.3f} ± {row['entropy_std']:.3f}" if np.isfinite(row["entropy_mean"])
+               else "undefined")
+        cells.append([row["kl"], row["method"], f"{row['beta']:g}",
+                      f"{row['reward_mean']:.3f} ± {row['reward_std']:.3f}", f"{row.get('failed', 0)}/{row['runs']}",
+                      ent, share, f"{row['collapsed']}/{row['runs'] - row.get('failed', 0)}"])
+    return Table(cols, cells)
 
-
-def stored_table(stored: dict) -> str:
+def stored_table(stored: dict) -> Table:
     """:func:`table` of a stored sweep (``provenance.load_stored("onetwo_sweep")``), summarised again from its
     runs so that reward and failures are shown even where the stored summary predates those columns."""
     return table(summarize(stored["results"]["runs"]))
@@ -292,17 +295,13 @@ def dynamics_summary(runs, within: float = 0.1, fail_below: float = 0.5) -> list
     return rows
 
 
-def dynamics_table(rows) -> str:
-    """:func:`dynamics_summary` as a plain-text table."""
-    lines = [f"{'method':>8} {'beta':>6} {'group':>6} {'target':>7} {'ended within 0.1':>17} {'failed':>7} "
-             f"{'settled':>8} {'median steps to settle':>23}"]
-    for r in rows:
-        med = "never" if r["median_steps_to_target"] is None else f"{r['median_steps_to_target']:.0f}"
-        lines.append(f"{r['method']:>8} {r['beta']:>6g} {r['group_size']:>6} {r['target']:>7.3f} "
-                     f"{r['ended_near_target']:>13}/{r['runs']} {r['failed']:>5}/{r['runs']} "
-                     f"{r['settled']:>5}/{r['runs']} {med:>23}")
-    return "\n".join(lines)
-
+def dynamics_table(rows) -> Table:
+    """:func:`dynamics_summary` as a table (:class:`~marabook.tables.Table`)."""
+    cols = ["method", "beta", "group", "target", "ended within 0.1", "failed", "settled", "median steps to settle"]
+    cells = [[r["method"], f"{r['beta']:g}", str(r["group_size"]), f"{r['target']:.3f}",
+              f"{r['ended_near_target']}/{r['runs']}", f"{r['failed']}/{r['runs']}", f"{r['settled']}/{r['runs']}",
+              "never" if r["median_steps_to_target"] is None else f"{r['median_steps_to_target']:.0f}"] for r in rows]
+    return Table(cols, cells)
 
 def plot_dynamics(runs, rows, axes) -> None:
     """The exact share of "1" along every run of the grid, one panel per (group size, beta), vanilla and

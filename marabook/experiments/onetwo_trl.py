@@ -9,6 +9,7 @@ import numpy as np
 
 from marabook.experiments.onetwo import share_stats
 from marabook.lm import OneTwoTask, load_reference_lm, onetwo_answer_probs
+from marabook.tables import Table
 
 __all__ = ["run_trl", "trl_summary", "trl_table"]
 
@@ -46,6 +47,10 @@ def run_trl(beta: float, seed: int, *, mara_tau=None, steps: int = 100, scale_re
         reward = mara_reward(onetwo, ref_model, tok, tau=mara_tau, beta=beta, num_generations=8,
                              config=args if scale_rewards == "none" else None)
     trainer = GRPOTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, reward_funcs=[reward])
+    # with tqdm off, transformers prints every log dict to stdout (PrinterCallback); the result is returned instead
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)
     t0 = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - t0
@@ -74,24 +79,25 @@ def trl_summary(stored: dict, fail_below: float = 0.5) -> list[dict]:
     return out
 
 
-def trl_table(stored: dict, fail_below: float = 0.5) -> str:
-    """A stored TRL comparison (``provenance.load_stored("trl_mara")`` or ``"trl_onetwo"``): per trainer, reward
-    scaling, method and beta, the share of "1" in every seed, its mean over the runs that still answer validly,
-    the mean valid mass and the failures (valid mass below ``fail_below``: counted, shown as "--", never
-    averaged into the share, and never read as "ended on 2")."""
+def trl_table(stored: dict, fail_below: float = 0.5) -> Table:
+    """A stored TRL comparison (``provenance.load_stored("trl_mara")`` or ``"trl_onetwo"``) as a table
+    (:class:`~marabook.tables.Table`): per trainer, reward scaling, method and beta, the share of "1" in every
+    seed, its mean over the runs that still answer validly, the mean valid mass and the failures (valid mass
+    below ``fail_below``: counted, shown as "--", never averaged into the share, and never read as "ended on 2")."""
     runs = stored["results"]["runs"]
 
     def key(r):
         return (r.get("trainer", "TRL GRPOTrainer"), r.get("scale_rewards", "none"), r["method"], r["beta"])
 
     keys = sorted({key(r) for r in runs}, key=lambda k: (k[0], k[1], k[3], k[2] != "vanilla"))
-    lines = [f"{'trainer':>34} {'std scaling':>11} {'method':>8} {'beta':>6} {'share of 1 per seed':>26} "
-             f"{'mean (valid runs)':>18} {'P(valid)':>9} {'failed':>7}"]
+    cols = ["trainer", "std scaling", "method", "beta", "share of 1 per seed", "mean (valid runs)", "P(valid)",
+            "failed"]
+    cells = []
     for k in keys:
         finals = [r["final"] for r in runs if key(r) == k]
         ok = [f for f in finals if f["p_valid"] >= fail_below]
-        shares = " ".join(f"{f['share_1']:.2f}" if f["p_valid"] >= fail_below else "  --" for f in finals)
+        shares = " ".join(f"{f['share_1']:.2f}" if f["p_valid"] >= fail_below else "--" for f in finals)
         mean = f"{np.mean([f['share_1'] for f in ok]):.3f}" if ok else "undefined"
-        lines.append(f"{k[0]:>34} {'yes' if k[1] == 'group' else 'no':>11} {k[2]:>8} {k[3]:>6g} {shares:>26} "
-                     f"{mean:>18} {np.mean([f['p_valid'] for f in finals]):>9.3f} {len(finals) - len(ok):>5}/{len(finals)}")
-    return "\n".join(lines)
+        cells.append([k[0], "yes" if k[1] == "group" else "no", k[2], f"{k[3]:g}", shares, mean,
+                      f"{np.mean([f['p_valid'] for f in finals]):.3f}", f"{len(finals) - len(ok)}/{len(finals)}"])
+    return Table(cols, cells)

@@ -18,6 +18,7 @@ from marabook.experiments.sweep import run_sweep
 from marabook.lm import NameTask, load_reference_lm
 from marabook.rl import RLConfig, Trainer, sample_texts
 from marabook._validate import check_int
+from marabook.tables import Table
 
 __all__ = ["OPEN_ENDED_METHODS", "configs", "evaluate", "run", "sweep", "summarize", "table", "COLUMNS",
            "TARGET_OF", "predictions", "prediction_table", "flat",
@@ -107,7 +108,7 @@ def configs(seed: int, steps: int = 100, tau=0.9, max_new_tokens: int = 6) -> di
     return out
 
 
-#: The columns of the chapter's table: (header, evaluation set, metric).
+#: The columns of the chapter's table, as (header, evaluation set, metric).
 COLUMNS = [("reward (in)", "in", "reward"), ("reward (out)", "out", "reward"), ("EAD-1", "in", "ead1"),
            ("semantic", "in", "semantic"), ("distinct", "in", "distinct")]
 
@@ -154,21 +155,19 @@ def summarize(results, base: dict | None = None) -> list[dict]:
     return rows
 
 
-def table(rows) -> str:
-    """The summary rows as a plain-text table, ``mean ± se`` per column."""
-    lines = [f"{'method':>13}" + "".join(f"{h:>17}" for h, _, _ in COLUMNS)]
+def table(rows) -> Table:
+    """The summary rows as a table (:class:`~marabook.tables.Table`), ``mean ± se`` per column."""
+    cells = []
     for r in rows:
-        cells = []
+        row = [r["method"]]
         for h, _, _ in COLUMNS:
             if h in r:
                 m, se = r[h]
-                cells.append(f"{m:9.3f} ± {se:.3f}" if np.isfinite(se) else f"{m:9.3f}        ")
+                row.append(f"{m:.3f} ± {se:.3f}" if np.isfinite(se) else f"{m:.3f}")
             else:
-                cells.append(f"{'':>15}")
-            cells[-1] = f"{cells[-1]:>17}"
-        lines.append(f"{r['method']:>13}" + "".join(cells))
-    return "\n".join(lines)
-
+                row.append("")
+        cells.append(row)
+    return Table(["method"] + [h for h, _, _ in COLUMNS], cells)
 
 def flat(rows) -> list[dict]:
     """The summary rows with one number per column (the mean; the standard error as ``<column>_se``), under
@@ -230,22 +229,22 @@ def predictions(ref_probs, rewards, *, beta: float = 0.02, tau: float = 0.9, eta
     return out
 
 
-def prediction_table(preds, names=None) -> str:
-    """The predictions as a plain-text table (``names``: the answers, to show the likeliest one)."""
+def prediction_table(preds, names=None) -> Table:
+    """The predictions as a table (:class:`~marabook.tables.Table`; ``names``: the answers, to show the
+    likeliest one)."""
     if not isinstance(preds, dict) or not any(v is not None for v in preds.values()):
         raise ValueError("preds must be the dict predictions() returns, with at least one target")
     n = next(v["n"] for v in preds.values() if v is not None)
     if names is not None and len(names) != len(next(v for v in preds.values() if v is not None)["target"]):
         raise ValueError("names must name every acceptable answer, in the order of ref_probs")
-    lines = [f"{'method':>13} {'target':>16} {'reward':>7} {f'distinct of {n}':>15} {'top answer':>16}"]
+    cells = []
     for method, pr in preds.items():
         if pr is None:
-            lines.append(f"{method:>13} {'none (moves)':>16}")
+            cells.append([method, "none (moves)", "", "", ""])
             continue
         top = f"{pr['top_share']:.2f}" + (f" {names[int(np.argmax(pr['target']))]}" if names is not None else "")
-        lines.append(f"{method:>13} {TARGET_OF[method]:>16} {pr['reward']:7.3f} {pr['distinct']:15.1f} {top:>16}")
-    return "\n".join(lines)
-
+        cells.append([method, TARGET_OF[method], f"{pr['reward']:.3f}", f"{pr['distinct']:.1f}", top])
+    return Table(["method", "target", "reward", f"distinct of {n}", "top answer (share)"], cells)
 
 # the first edition's names (also importable from marabook.lm)
 evaluate_open_ended, run_open_ended, open_ended_configs = evaluate, run, configs

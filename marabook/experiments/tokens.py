@@ -16,10 +16,11 @@ import numpy as np
 
 from marabook import bandit, metrics, problems, targets
 from marabook.experiments.sweep import run_sweep
+from marabook.tables import Table
 
 __all__ = ["TAU", "BETAS", "TokenConfig", "configs", "exact_target", "run", "sweep", "summarize", "table"]
 
-#: MARA's threshold on the two-block problem (rewards are 0 or 1: any tau in (0, 1] gives the same target)
+#: MARA's threshold on the two-block problem (rewards are 0 or 1, so any tau in (0, 1] gives the same target)
 TAU = 0.5
 BETAS = (0.01, 1.0)
 
@@ -113,20 +114,20 @@ def summarize(runs: dict, tau: float = TAU, prob=None) -> list[dict]:
     return rows
 
 
-def table(rows: list[dict]) -> str:
-    """The summary as a plain-text table: target next to measurement (mean +- std over seeds)."""
+def table(rows: list[dict]) -> Table:
+    """The summary as a table (:class:`~marabook.tables.Table`: plain text, HTML in a notebook): target next
+    to measurement (mean ± std over seeds)."""
     exact = any("exact_block2" in r for r in rows)
-    head = (f"{'method':<8}{'KL':<9}{'beta':<7}{'block-2 mass: target':>22}" + (f"{'exact':>7}" if exact else "")
-            + f"{'sampled':>15}{'good entropy: target':>22}{'sampled':>14}{'TV to target':>14}")
-    lines = [head, "-" * len(head)]
+    cols = (["method", "KL", "beta", "block-2 mass: target"] + (["exact"] if exact else [])
+            + ["sampled", "good entropy (bits): target", "sampled", "TV to target"])
+    cells = []
     for r in rows:
         b2, h, tv = (np.asarray(r[k]) for k in ("block2", "good_entropy_bits", "tv_to_target"))
-        lines.append(f"{r['method']:<8}{r['kl']:<9}{r['beta']:<7g}{r['target_block2']:>22.3f}"
-                     + (f"{r.get('exact_block2', float('nan')):>7.3f}" if exact else "")
-                     + f"{b2.mean():>8.3f}+-{b2.std():.3f}{r['target_good_entropy_bits']:>22.2f}"
-                     f"{h.mean():>8.2f}+-{h.std():.2f}{tv.mean():>14.3f}")
-    return "\n".join(lines)
-
+        cells.append([r["method"], r["kl"], f"{r['beta']:g}", f"{r['target_block2']:.3f}"]
+                     + ([f"{r.get('exact_block2', float('nan')):.3f}"] if exact else [])
+                     + [f"{b2.mean():.3f} ± {b2.std():.3f}", f"{r['target_good_entropy_bits']:.2f}",
+                        f"{h.mean():.2f} ± {h.std():.2f}", f"{tv.mean():.3f}"])
+    return Table(cols, cells)
 
 def main(argv=None):
     """Store the full-scale run (10 seeds x 20,000 sampled steps by default) with provenance."""

@@ -8,7 +8,7 @@
 * :mod:`marabook.lm.pretrain`: the synthetic corpus and the reference LM's pretraining.
 
 The experiments built on these (``run_onetwo``, ``run_open_ended``, ...) live in
-:mod:`marabook.experiments`; their first-edition names stay importable from here.
+``marabook.experiments``; their first-edition names stay importable from here.
 """
 
 from marabook._compat import require

@@ -55,7 +55,7 @@ def load_causal_lm(name_or_path, *, device=None, dtype=None, local_files_only: b
 def load_reference_lm(*, device=None, path=None):
     """``(model, tokenizer)`` of the project's tiny reference GPT-2, offline (chapter 5).
 
-    ``path`` defaults to :data:`REFERENCE_LM_DIR` (shipped with the package); its ``report.json``
+    ``path`` defaults to ``REFERENCE_LM_DIR`` (shipped with the package); its ``report.json``
     records the training command and the measured answer bias.
     """
     p = Path(path) if path is not None else REFERENCE_LM_DIR

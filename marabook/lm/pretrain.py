@@ -31,9 +31,9 @@ def _zipf(n: int, s: float = 1.0) -> np.ndarray:
 def reference_corpus(n_docs: int = 20000, seed: int = 0, one_two_fraction: float = 0.4) -> list[str]:
     """Synthetic pretraining documents ``"Q: question\\nA: answer"`` (EOS is added by the trainer).
 
-    ``one_two_fraction`` of the documents ask the 1-2 question (one of :data:`ONE_TWO_QUESTIONS`)
+    ``one_two_fraction`` of the documents ask the 1-2 question (one of ``ONE_TWO_QUESTIONS``)
     and are answered " 1" with probability 0.74, " 2" with 0.18 and one of eight malformed answers
-    otherwise (:data:`ONE_TWO_CORPUS_ANSWERS`). The rest are single-digit additions (always
+    otherwise (``ONE_TWO_CORPUS_ANSWERS``). The rest are single-digit additions (always
     correct) and "name a colour / fruit / animal" questions answered with Zipf-distributed
     preferences, so the model is a small LM rather than a lookup table.
     """

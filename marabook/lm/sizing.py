@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from marabook._validate import check_int, check_number
+from marabook.tables import Table
 
 __all__ = ["ModelDims", "GPU", "QWEN25", "GPUS", "memory_gb", "plan", "plan_table", "dims_from_config", "table", "settings_for", "measured_table"]
 
@@ -59,7 +60,7 @@ QWEN25 = {
     "Qwen/Qwen2.5-1.5B-Instruct": ModelDims("Qwen2.5-1.5B", 1.54e9, 1536, 28),
     "Qwen/Qwen2.5-3B-Instruct": ModelDims("Qwen2.5-3B", 3.09e9, 2048, 36),
 }
-#: GPUs a reader is likely to have: Colab's free T4, an L4, A100s, an H100.
+#: GPUs a reader is likely to have (Colab's free T4, an L4, A100s, an H100).
 GPUS = (GPU("T4 (Colab free)", 15.0, (7, 5)), GPU("L4", 22.5, (8, 9)), GPU("A100 40GB", 39.5, (8, 0)),
         GPU("H100 80GB", 79.0, (9, 0)))
 
@@ -137,16 +138,14 @@ def dims_from_config(name: str, config) -> ModelDims:
     return ModelDims(name, float(params), h, n, v)
 
 
-def table(plans) -> str:
-    """The plans as a plain-text table: model, GPU, fine-tuning, micro-batch, checkpointing, precision, memory."""
-    lines = [f"{'model':<14}{'GPU':<17}{'fine-tuning':<13}{'micro-batch':>12}{'checkpointing':>15}{'precision':>11}"
-             f"{'est. GiB':>10}"]
-    for p in plans:
-        lines.append(f"{p.model:<14}{p.gpu:<17}{'LoRA' if p.lora else 'full':<13}{p.micro_batch_size:>12}"
-                     f"{'yes' if p.gradient_checkpointing else 'no':>15}{p.precision:>11}"
-                     f"{p.memory_gb:>9.1f}{'' if p.fits else ' (does not fit)'}")
-    return "\n".join(lines)
-
+def table(plans) -> Table:
+    """The plans as a table (:class:`~marabook.tables.Table`): model, GPU, fine-tuning, micro-batch,
+    checkpointing, precision, memory."""
+    cols = ["model", "GPU", "fine-tuning", "micro-batch", "checkpointing", "precision", "est. GiB"]
+    cells = [[p.model, p.gpu, "LoRA" if p.lora else "full", str(p.micro_batch_size),
+              "yes" if p.gradient_checkpointing else "no", p.precision,
+              f"{p.memory_gb:.1f}" + ("" if p.fits else " (does not fit)")] for p in plans]
+    return Table(cols, cells)
 
 def settings_for(model_id, *, batch: int = 32, seq_len: int = 256):
     """``(settings, load_dtype, plan)`` for training ``model_id`` on this machine's GPU.

@@ -141,7 +141,7 @@ class RLConfig:
     Memory and speed on real-size models (the update is the same, see :class:`~marabook.rl.Trainer`):
     ``micro_batch_size`` completions per forward/backward pass with gradient accumulation (None: the whole
     batch at once); ``gradient_checkpointing`` (recompute activations in the backward pass; Hugging Face
-    models); ``lora`` (a :class:`LoraSettings` or its dict: train low-rank adapters, the reference is the
+    models); ``lora`` (a ``LoraSettings`` or its dict: train low-rank adapters, the reference is the
     base model with the adapters switched off, no second copy); ``precision`` (``"auto"``: fp32 on CPU,
     bf16 on GPUs that support it natively, fp16 with a gradient scaler on older ones such as the T4; see
     :func:`marabook.plumbing.autocast_dtype`).
@@ -217,7 +217,7 @@ class RLConfig:
 
     @property
     def label(self) -> str:
-        """Short name for plots: e.g. ``"MARA reverse beta=0.01"``."""
+        """Short name for plots, e.g. ``"MARA reverse beta=0.01"``."""
         method = "vanilla" if self.mara_tau is None else "MARA"
         ent = f" eta={self.entropy_coef:g}" if self.entropy_coef else ""
         return f"{method} {self.kl} beta={self.beta:g}{ent}"

@@ -65,7 +65,7 @@ def token_logprobs(model, prompt_ids, prompt_mask, completion_ids, completion_ma
     and ``completion_mask_`` from :func:`completion_mask`. Position ids skip the left padding, so
     a padded batch gives the same numbers as each sequence alone. Masked positions are set to 0.
     Gradients flow when called outside ``torch.no_grad()``. Log-softmax is taken in float32, a chunk of
-    rows at a time (at most :data:`LOGSOFTMAX_CHUNK_ELEMENTS` logits; each row's values do not depend on
+    rows at a time (at most ``LOGSOFTMAX_CHUNK_ELEMENTS`` logits; each row's values do not depend on
     the chunking), and only the sampled token's entry is kept.
 
     ``dedupe``: run the model once per *distinct* row and copy the results back (same values, same
