@@ -67,7 +67,11 @@ class Table(str):
         out = ['<table class="marabook-table">']
         if self.caption:
             out.append(f"<caption>{esc(self.caption)}</caption>")
-        out.append("<thead><tr>" + "".join(f"<th>{esc(c)}</th>" for c in self.columns) + "</tr></thead><tbody>")
+        # headers such as "yield@0.80" or "OB100@0.85" may break after "@", "_" or "/" (never inside a word)
+        def head(c):
+            return esc(c).replace("@", "@<wbr>").replace("_", "_<wbr>").replace("/", "/<wbr>")
+
+        out.append("<thead><tr>" + "".join(f"<th>{head(c)}</th>" for c in self.columns) + "</tr></thead><tbody>")
         for r in self.rows:
             out.append("<tr>" + "".join(f'<td class="{"num" if n else "txt"}">{esc(c)}</td>'
                                         for c, n in zip(r, self._numeric)) + "</tr>")
