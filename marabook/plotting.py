@@ -18,7 +18,7 @@ from marabook.problems import Problem
 from marabook.targets import forward_kl_target, reverse_kl_target
 
 __all__ = ["COLORS", "COLUMN_PX", "DPI", "MIN_FONT_PT", "use_book_style", "new_figure", "collapse_demo", "forest", "tokens_forest", "onetwo_forest",
-           "open_ended_forest", "plot_problem",
+           "open_ended_forest", "score_curves", "discovery_curves", "yield_ratios", "plot_problem",
            "plot_targets", "plot_beta_sweep"]
 
 #: Width of the book's content column in CSS pixels (sphinx-book-theme 1.x, 1280 px window).
@@ -319,3 +319,90 @@ def open_ended_forest(rows, columns=("reward (out)", "EAD-1", "distinct")):
     return forest([r["method"] for r in rows],
                   [{"title": c, "mean": [r.get(c, nan)[0] for r in rows], "err": [r.get(c, nan)[1] for r in rows],
                     "colors": colors} for c in columns])
+
+
+def _method_order(runs, methods):
+    if methods is not None:
+        return list(methods)
+    return list(dict.fromkeys(r["method"] for r in runs))
+
+
+def _history(h, key):
+    """A run's history as stored live (a list of step dicts) or in a study file (a dict of lists)."""
+    return [e[key] for e in h] if isinstance(h, list) else h[key]
+
+
+def score_curves(runs, title: str = "", tasks=None, methods=None):
+    """Chapter 8: the mean batch score against oracle calls, one panel per task and one line per method
+    (mean over the seeds in ``runs``, REINVENT/MARA run dicts with a ``history``). Returns the figure."""
+    if not runs:
+        raise ValueError("runs must not be empty")
+    tasks = list(tasks) if tasks is not None else list(dict.fromkeys(r["task"] for r in runs))
+    methods = _method_order(runs, methods)
+    fig, axes = new_figure(1, len(tasks), height=3.0, sharey=True, squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        for method in methods:
+            hs = [r["history"] for r in runs if r["task"] == task and r["method"] == method]
+            if not hs:
+                continue
+            ax.plot(_history(hs[0], "calls"), np.mean([_history(h, "score") for h in hs], axis=0), label=method)
+        ax.set_title(f"task {task}")
+        ax.set_xlabel("oracle calls")
+    axes[0][0].set_ylabel("mean batch score")
+    axes[0][-1].legend()
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def discovery_curves(runs, title: str = "", methods=None):
+    """Chapter 8: what the oracle saw along the live runs, as a 2 x 2 grid: distinct hits at or above 0.80 on
+    tasks (a), (b) and (c), and distinct molecules sampled on (b) (dotted: one new molecule per call)."""
+    if not runs:
+        raise ValueError("runs must not be empty")
+    methods = _method_order(runs, methods)
+    panels = [("product", "hits@0.80", "(a) distinct hits ≥ 0.80"), ("multi_mode", "hits@0.80", "(b) distinct hits ≥ 0.80"),
+              ("unequal_modes", "hits@0.80", "(c) distinct hits ≥ 0.80"), ("multi_mode", "distinct", "(b) distinct molecules")]
+    fig, axes = new_figure(2, 2, height=5.0)
+    for ax, (task, key, name) in zip(axes.flat, panels):
+        cs = []
+        for method in methods:
+            cs = [r["curve"] for r in runs if r["task"] == task and r["method"] == method]
+            if cs:
+                ax.plot(cs[0]["calls"], np.mean([c[key] for c in cs], axis=0), label=method)
+        if key == "distinct" and cs:
+            ax.plot(cs[0]["calls"], cs[0]["calls"], color="0.6", ls=":", lw=1)
+        ax.set_title(name)
+        ax.set_ylabel("count")
+    for ax in axes[1]:
+        ax.set_xlabel("oracle calls")
+    axes[0, 0].legend()
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def yield_ratios(rows, tasks=None, methods=None, sigmas=None):
+    """Chapter 8's sigma study (``experiments.molecules.study_rows`` rows): each method's yield as a ratio to
+    REINVENT's against sigma, one panel per task, error bars one sd over seeds on that scale."""
+    if not rows:
+        raise ValueError("rows must not be empty")
+    tasks = list(tasks) if tasks is not None else list(dict.fromkeys(r["task"] for r in rows))
+    methods = list(methods) if methods is not None else [m for m in dict.fromkeys(r["method"] for r in rows)
+                                                          if m != "REINVENT"]
+    sigmas = sorted(sigmas) if sigmas is not None else sorted({r["sigma"] for r in rows})
+    fig, axes = new_figure(1, len(tasks), height=3.0, sharey=True, squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        for method in methods:
+            sub = [r for r in rows if r["task"] == task and r["method"] == method]
+            ax.errorbar([r["sigma"] for r in sub], [r["ratio"] for r in sub], yerr=[r["ratio_sd"] for r in sub],
+                        marker="o", capsize=3, label=method)
+        ax.axhline(1.0, color="grey", ls=":", lw=1)
+        ax.set_xscale("log", base=2)
+        ax.set_xlim(min(sigmas) / 1.3, max(sigmas) * 1.3)
+        ax.set_xticks(sigmas, [f"{s:g}" for s in sigmas])
+        ax.set_xlabel(r"$\sigma$")
+        ax.set_title(f"task {task}")
+    axes[0][0].set_ylabel("yield at 0.80 / REINVENT's\n(error bar: one sd over seeds)")
+    axes[0][-1].legend()
+    return fig

@@ -119,3 +119,24 @@ def test_forest_draws_one_row_per_label_and_refuses_ragged_panels():
         plotting.forest(["a", "b"], [{"mean": [1, 2], "err": [1]}])
     with pytest.raises(ValueError, match="labels"):
         plotting.forest([], [{"mean": [], "err": []}])
+
+
+def test_chapter_8_figures_average_over_seeds_and_refuse_empty_runs():
+    hist = lambda s: [{"calls": c, "score": s * c} for c in (64, 128)]  # noqa: E731
+    runs = [{"task": "product", "method": m, "seed": k, "history": hist(1.0 + k),
+             "curve": {"calls": [64, 128], "hits@0.80": [k, 2 * k], "distinct": [60, 120]}}
+            for m in ("REINVENT", "MARA 0.80") for k in range(2)]
+    fig = plotting.score_curves(runs, "t", ["product"])
+    line = fig.axes[0].get_lines()[0]
+    assert list(line.get_ydata()) == pytest.approx([1.5 * 64, 1.5 * 128])  # mean of scales 1 and 2
+    plt.close(fig)
+    fig = plotting.discovery_curves(runs)
+    assert list(fig.axes[0].get_lines()[0].get_ydata()) == pytest.approx([0.5, 1.0])
+    plt.close(fig)
+    rows = [{"task": "product", "sigma": s, "method": "MARA 0.80", "ratio": 1.2, "ratio_sd": 0.1} for s in (64, 128)]
+    fig = plotting.yield_ratios(rows)
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()][:2] == ["64", "128"]
+    plt.close(fig)
+    for f in (plotting.score_curves, plotting.discovery_curves, plotting.yield_ratios):
+        with pytest.raises(ValueError, match="must not be empty"):
+            f([])
