@@ -18,7 +18,8 @@ from marabook.problems import Problem
 from marabook.targets import forward_kl_target, reverse_kl_target
 
 __all__ = ["COLORS", "COLUMN_PX", "DPI", "MIN_FONT_PT", "use_book_style", "new_figure", "collapse_demo", "forest", "tokens_forest", "onetwo_forest",
-           "open_ended_forest", "score_curves", "discovery_curves", "yield_ratios", "plot_problem",
+           "open_ended_forest", "score_curves", "discovery_curves", "yield_ratios", "onetwo_scatter",
+           "collapse_bars", "share_trajectories", "plot_problem",
            "plot_targets", "plot_beta_sweep"]
 
 #: Width of the book's content column in CSS pixels (sphinx-book-theme 1.x, 1280 px window).
@@ -405,4 +406,87 @@ def yield_ratios(rows, tasks=None, methods=None, sigmas=None):
         ax.set_title(f"task {task}")
     axes[0][0].set_ylabel("yield at 0.80 / REINVENT's\n(error bar: one sd over seeds)")
     axes[0][-1].legend()
+    return fig
+
+
+_ONETWO_COLORS = {"vanilla": COLORS["reverse"], "MARA": COLORS["mara"]}
+
+
+def onetwo_scatter(results, reference=None):
+    """Chapter 5: reward (exact P(valid)) against valid-answer entropy after RL, one dot per run
+    (``experiments.onetwo.sweep`` results), a panel per KL direction, marker size growing with beta, the
+    reference model as a star at ``reference = (entropy_bits, p_valid)`` and the collapse threshold dotted."""
+    from marabook.experiments.onetwo import method_label
+
+    if not results:
+        raise ValueError("results must not be empty")
+    fig, axes = new_figure(1, 2, height=3.6, sharey=True)
+    for ax, kl in zip(axes, ("reverse", "forward")):
+        for r in results:
+            c = r["config"]
+            if c["kl"] == kl:
+                ax.scatter(r["final"]["entropy_bits"], r["final"]["p_valid"], s=20 + 1500 * c["beta"],
+                           color=_ONETWO_COLORS[method_label(c)], alpha=0.6, edgecolor="k", linewidth=0.3)
+        if reference is not None:
+            ax.scatter([reference[0]], [reference[1]], marker="*", s=200, color="k", label="reference model")
+        ax.axvline(0.2, color="grey", ls=":", lw=1)
+        ax.set_title(f"{kl} KL")
+        ax.set_xlabel("valid-answer entropy (bits)")
+        ax.set_xlim(-0.05, 1.05)
+    for m, col in _ONETWO_COLORS.items():
+        axes[0].scatter([], [], color=col, label=m)
+    axes[0].set_ylabel("reward (exact P(valid))")
+    axes[0].legend(loc="lower center")
+    fig.suptitle(r"Reward vs diversity after RL (marker size grows with $\beta$; dotted: collapse threshold)")
+    return fig
+
+
+def collapse_bars(rows, betas):
+    """Chapter 5: the fraction of runs that collapsed (``experiments.onetwo.summarize`` rows) at each beta,
+    vanilla beside MARA, a panel per KL direction."""
+    if not rows:
+        raise ValueError("rows must not be empty")
+    betas = list(betas)
+    fig, axes = new_figure(1, 2, height=3.0, sharey=True)
+    for ax, kl in zip(axes, ("reverse", "forward")):
+        sub = [r for r in rows if r["kl"] == kl]
+        for j, method in enumerate(("vanilla", "MARA")):
+            frac = [next((r["collapsed"] / r["runs"] for r in sub if r["method"] == method and r["beta"] == b),
+                         np.nan) for b in betas]
+            ax.bar(np.arange(len(betas)) + (j - 0.5) * 0.38, frac, 0.38, color=_ONETWO_COLORS[method], label=method)
+        ax.set_xticks(range(len(betas)), [f"{b:g}" for b in betas])
+        ax.set_xlabel(r"$\beta$")
+        ax.set_title(f"{kl} KL")
+    axes[0].set_ylabel("fraction of runs collapsed\n(entropy < 0.2 bits)")
+    axes[0].legend()
+    return fig
+
+
+def share_trajectories(results, beta: float, predicted: dict, window: int = 9):
+    """Chapter 5: the share of "1" among valid samples along every run at ``beta`` (moving average over
+    ``window`` steps), a panel per KL direction, with each method's exact target dashed (``predicted``:
+    ``experiments.onetwo.predicted_shares``, keys like ``"vanilla-reverse"``): dynamics drawn against targets."""
+    from marabook.experiments.onetwo import method_label
+
+    if not results:
+        raise ValueError("results must not be empty")
+
+    def smooth(x):
+        x = np.asarray(x, dtype=float)
+        return x if len(x) < window else np.convolve(x, np.ones(window) / window, mode="valid")
+
+    fig, axes = new_figure(1, 2, height=3.2, sharey=True)
+    for ax, kl in zip(axes, ("reverse", "forward")):
+        for r in results:
+            c = r["config"]
+            if c["kl"] == kl and c["beta"] == beta:
+                ax.plot(smooth([h["share_1"] for h in r["history"]]), color=_ONETWO_COLORS[method_label(c)], alpha=0.7)
+        for method in ("vanilla", "MARA"):
+            ax.axhline(predicted[f"{method.lower()}-{kl}"], color=_ONETWO_COLORS[method], ls="--", lw=1.2)
+        ax.set_title(rf"{kl} KL, $\beta$ = {beta:g} (dashed: target)")
+        ax.set_xlabel("step")
+    for m, col in _ONETWO_COLORS.items():
+        axes[0].plot([], [], color=col, label=m)
+    axes[0].set_ylabel('share of "1" among valid samples\n(moving average)')
+    axes[0].legend()
     return fig

@@ -140,3 +140,25 @@ def test_chapter_8_figures_average_over_seeds_and_refuse_empty_runs():
     for f in (plotting.score_curves, plotting.discovery_curves, plotting.yield_ratios):
         with pytest.raises(ValueError, match="must not be empty"):
             f([])
+
+
+def test_chapter_5_figures_draw_every_run_and_the_targets():
+    runs = [{"config": {"kl": kl, "beta": 0.01, "mara_tau": tau},
+             "final": {"entropy_bits": 0.5, "p_valid": 0.9}, "history": [{"share_1": 0.5}] * 12}
+            for kl in ("reverse", "forward") for tau in (None, 1.0)]
+    fig = plotting.onetwo_scatter(runs, reference=(0.8, 0.99))
+    assert len(fig.axes[0].collections) == 2 + 1 + 2  # two runs, the star, two legend handles
+    plt.close(fig)
+    rows = [{"kl": kl, "method": m, "beta": 0.01, "collapsed": 1, "runs": 4} for kl in ("reverse", "forward")
+            for m in ("vanilla", "MARA")]
+    fig = plotting.collapse_bars(rows, [0.01])
+    assert [p.get_height() for p in fig.axes[0].patches] == pytest.approx([0.25, 0.25])
+    plt.close(fig)
+    pred = {f"{m}-{kl}": 0.5 for m in ("vanilla", "mara") for kl in ("reverse", "forward")}
+    fig = plotting.share_trajectories(runs, 0.01, pred, window=9)
+    assert len(fig.axes[0].get_lines()[0].get_ydata()) == 12 - 9 + 1  # a moving average over 9 steps
+    plt.close(fig)
+    for f, args in ((plotting.onetwo_scatter, ()), (plotting.collapse_bars, ([0.01],)),
+                    (plotting.share_trajectories, (0.01, pred))):
+        with pytest.raises(ValueError, match="must not be empty"):
+            f([], *args)
