@@ -78,6 +78,9 @@ class Table(str):
         out.append("</tbody></table>")
         return "".join(out)
 
+    def __reduce__(self):  # copy and pickle rebuild from the cells, not from the text
+        return (Table, (self.columns, self.rows, self.caption))
+
     def with_caption(self, caption: str) -> "Table":
         """The same table under another caption."""
         return Table(self.columns, self.rows, caption)

@@ -25,6 +25,15 @@ def test_a_table_is_its_plain_text_and_renders_the_same_cells_as_html():
     assert t.to_markdown().splitlines()[1] == "|:---|---:|---:|"
 
 
+def test_a_table_survives_copy_and_pickle():
+    import copy
+    import pickle
+
+    t = Table(["a", "b"], [["x", "1.0"]], caption="c")
+    for u in (copy.deepcopy(t), pickle.loads(pickle.dumps(t))):
+        assert u == t and u.rows == t.rows and u.caption == "c" and u._repr_html_() == t._repr_html_()
+
+
 def test_cells_are_escaped_in_html():
     html = Table(["a<b"], [["x & y"]])._repr_html_()
     assert "a&lt;b" in html and "x &amp; y" in html
