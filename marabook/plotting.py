@@ -268,6 +268,7 @@ def forest(labels, panels, *, height: float | None = None, group_gap: int | None
 
 
 def _method_color(name: str) -> str:
+    """One colour per method across the book's comparisons: MARA purple, the vanilla baseline blue."""
     return COLORS["mara"] if "MARA" in name else COLORS["reverse"] if name in ("vanilla", "REINVENT") else "#555555"
 
 
@@ -409,9 +410,6 @@ def yield_ratios(rows, tasks=None, methods=None, sigmas=None):
     return fig
 
 
-_ONETWO_COLORS = {"vanilla": COLORS["reverse"], "MARA": COLORS["mara"]}
-
-
 def onetwo_scatter(results, reference=None):
     """Chapter 5: reward (exact P(valid)) against valid-answer entropy after RL, one dot per run
     (``experiments.onetwo.sweep`` results), a panel per KL direction, marker size growing with beta, the
@@ -426,15 +424,15 @@ def onetwo_scatter(results, reference=None):
             c = r["config"]
             if c["kl"] == kl:
                 ax.scatter(r["final"]["entropy_bits"], r["final"]["p_valid"], s=20 + 1500 * c["beta"],
-                           color=_ONETWO_COLORS[method_label(c)], alpha=0.6, edgecolor="k", linewidth=0.3)
+                           color=_method_color(method_label(c)), alpha=0.6, edgecolor="k", linewidth=0.3)
         if reference is not None:
             ax.scatter([reference[0]], [reference[1]], marker="*", s=200, color="k", label="reference model")
         ax.axvline(0.2, color="grey", ls=":", lw=1)
         ax.set_title(f"{kl} KL")
         ax.set_xlabel("valid-answer entropy (bits)")
         ax.set_xlim(-0.05, 1.05)
-    for m, col in _ONETWO_COLORS.items():
-        axes[0].scatter([], [], color=col, label=m)
+    for m in ("vanilla", "MARA"):
+        axes[0].scatter([], [], color=_method_color(m), label=m)
     axes[0].set_ylabel("reward (exact P(valid))")
     axes[0].legend(loc="lower center")
     fig.suptitle(r"Reward vs diversity after RL (marker size grows with $\beta$; dotted: collapse threshold)")
@@ -453,7 +451,7 @@ def collapse_bars(rows, betas):
         for j, method in enumerate(("vanilla", "MARA")):
             frac = [next((r["collapsed"] / r["runs"] for r in sub if r["method"] == method and r["beta"] == b),
                          np.nan) for b in betas]
-            ax.bar(np.arange(len(betas)) + (j - 0.5) * 0.38, frac, 0.38, color=_ONETWO_COLORS[method], label=method)
+            ax.bar(np.arange(len(betas)) + (j - 0.5) * 0.38, frac, 0.38, color=_method_color(method), label=method)
         ax.set_xticks(range(len(betas)), [f"{b:g}" for b in betas])
         ax.set_xlabel(r"$\beta$")
         ax.set_title(f"{kl} KL")
@@ -480,13 +478,13 @@ def share_trajectories(results, beta: float, predicted: dict, window: int = 9):
         for r in results:
             c = r["config"]
             if c["kl"] == kl and c["beta"] == beta:
-                ax.plot(smooth([h["share_1"] for h in r["history"]]), color=_ONETWO_COLORS[method_label(c)], alpha=0.7)
+                ax.plot(smooth([h["share_1"] for h in r["history"]]), color=_method_color(method_label(c)), alpha=0.7)
         for method in ("vanilla", "MARA"):
-            ax.axhline(predicted[f"{method.lower()}-{kl}"], color=_ONETWO_COLORS[method], ls="--", lw=1.2)
+            ax.axhline(predicted[f"{method.lower()}-{kl}"], color=_method_color(method), ls="--", lw=1.2)
         ax.set_title(rf"{kl} KL, $\beta$ = {beta:g} (dashed: target)")
         ax.set_xlabel("step")
-    for m, col in _ONETWO_COLORS.items():
-        axes[0].plot([], [], color=col, label=m)
+    for m in ("vanilla", "MARA"):
+        axes[0].plot([], [], color=_method_color(m), label=m)
     axes[0].set_ylabel('share of "1" among valid samples\n(moving average)')
     axes[0].legend()
     return fig

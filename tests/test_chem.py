@@ -420,6 +420,12 @@ def test_draw_grid_skips_invalid_and_checks_arguments():
         chem.draw_grid(["CCO"], legends=[])
     with pytest.raises(ValueError, match="smiles"):
         chem.draw_grid(["bad("])
+    # by default one row of molecules fills the book's column (690 px), however many fit per row
+    assert chem.draw_grid(["CCO", "c1ccccc1", "CCN"], per_row=3).size == (690, 230)
+    with pytest.raises(ValueError, match="width"):
+        chem.draw_grid(["CCO"], width=10)
+    with pytest.raises(ValueError, match="size"):
+        chem.draw_grid(["CCO"], size=0)
 
 
 def test_mara_in_the_loop_makes_good_targets_equal(prior):

@@ -51,3 +51,15 @@ def test_save_json_keeps_a_provenance_taken_at_the_start(tmp_path):
     assert P.load_json(path)["provenance"]["git_revision"] == "abc123"
     with pytest.raises(ValueError, match="prov"):
         P.save_json(tmp_path / "s.json", {"x": 1}, prov={"command": "no revision"})
+
+
+def test_note_is_the_described_line_shown_collapsed():
+    prov = {"command": "python /work/x/scripts/run_tokens.py --seeds 10", "git_revision": "a" * 40,
+            "device": "cpu", "date": "2026-11-24T01:02:03"}
+    n = provenance.note(prov, " | 3.0 min")
+    assert n == provenance.describe(prov) + " | 3.0 min" and "/work/" not in n
+    assert n._repr_html_().startswith('<details class="marabook-provenance">') and "run_tokens.py" in n._repr_html_()
+    with pytest.raises(ValueError, match="extra"):
+        provenance.note(prov, 3)
+    with pytest.raises(ValueError, match="date"):
+        provenance.note({k: v for k, v in prov.items() if k != "date"})

@@ -162,3 +162,14 @@ def test_chapter_5_figures_draw_every_run_and_the_targets():
                     (plotting.share_trajectories, (0.01, pred))):
         with pytest.raises(ValueError, match="must not be empty"):
             f([], *args)
+
+
+def test_the_chapter_forests_refuse_empty_rows_and_unknown_columns():
+    for f in (plotting.tokens_forest, plotting.onetwo_forest, plotting.open_ended_forest):
+        with pytest.raises(ValueError, match="rows"):
+            f([])
+    with pytest.raises(ValueError, match="columns"):
+        plotting.open_ended_forest([{"method": "RLOO", "distinct": (4.0, 0.2)}], columns=("EAD-1",))
+    fig = plotting.open_ended_forest([{"method": "RLOO", "distinct": (4.0, 0.2)}], columns=("distinct",))
+    assert fig.axes[0].lines[0].get_xdata()[0] == pytest.approx(4.0)  # the dot sits at the mean
+    plt.close(fig)

@@ -10,8 +10,8 @@
 * The API reference (``book/api*.md``, autodoc): docstrings write ``:func:`load_reference_lm``` for a
   function of a sibling module and name submodules the pages document through their package
   (``marabook.rl.sequences`` is documented as part of ``marabook.rl``). A reference Sphinx cannot resolve is
-  looked up by its last dotted parts among the documented objects (one match, or the shortest if the
-  matches are re-exports of one object) and, for a module, by its longest documented parent. What is still
+  looked up by its last dotted parts among the documented objects (exactly one must match) and, for a
+  module, by its longest documented parent. What is still
   unresolved stays a warning, so the build (``-W -n``) fails on it.
 * Docstrings say "chapter 4" and "eq. (4.2)"; on the API pages these become links to the chapter.
 * Embedded widgets (chapter 3's explorer) need RequireJS and the Jupyter widgets HTML manager. MyST-NB
@@ -83,29 +83,25 @@ def _clean_page(app, pagename, templatename, context, doctree):
 
 
 def _resolve_short_python_refs(app, env, node, contnode):
-    """Resolve ``:func:`name``` and friends that name a documented object by a shorter path (see module doc)."""
+    """Resolve ``:func:`name``` and friends that name a documented object by a shorter path (see module doc):
+    exactly one documented object must end with the name; a module falls back to its nearest documented
+    parent. Anything else stays unresolved, and the nitpicky build warns."""
     if node.get("refdomain") != "py":
         return None
     from sphinx.util.nodes import make_refnode
 
     target = node["reftarget"].lstrip("~.")
-    domain = env.get_domain("py")
-    objects = domain.objects  # full name -> ObjectEntry(docname, node_id, objtype, aliased)
-    hits = [name for name in objects if name == target or name.endswith("." + target)]
+    objects = env.get_domain("py").objects  # full name -> ObjectEntry(docname, node_id, objtype, aliased)
+    hits = [name for name in objects if name.endswith("." + target)]
     if not hits and node.get("reftype") == "mod":
         parts = target.split(".")
         while len(parts) > 1 and not hits:
             parts.pop()
             hits = [n for n in objects if n == ".".join(parts) and objects[n].objtype == "module"]
-    if not hits:
+    if len(hits) != 1:
         return None
-    best = min(hits, key=len)
-    if len({objects[h].docname for h in hits}) > 1 and len(hits) > 1 and not all(
-            h.split(".")[-1] == best.split(".")[-1] for h in hits):
-        return None
-    entry = objects[best]
-    return make_refnode(app.builder, node.get("refdoc", ""), entry.docname, entry.node_id, contnode, best)
-
+    entry = objects[hits[0]]
+    return make_refnode(app.builder, node.get("refdoc", ""), entry.docname, entry.node_id, contnode, hits[0])
 
 
 def _chapter_links(app, what, name, obj, options, lines):

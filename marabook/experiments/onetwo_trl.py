@@ -18,7 +18,7 @@ def run_trl(beta: float, seed: int, *, mara_tau=None, steps: int = 100, scale_re
             output_dir=None) -> dict:
     """One 1-2 run with TRL's ``GRPOTrainer`` on the reference LM (the chapter's batch: 4 prompts x 8
     completions, 4 new tokens), vanilla or with MARA through :func:`marabook.integrations.trl.mara_reward`,
-    evaluated exactly like :func:`run`. ``scale_rewards="group"`` (TRL's default) is the pitfall chapter 5
+    evaluated exactly like :func:`~marabook.experiments.onetwo.run`. ``scale_rewards="group"`` (TRL's default) is the pitfall chapter 5
     demonstrates; with it the wrapper is not given the config (which :func:`~marabook.integrations.trl.check_trl_config`
     would refuse). Needs ``pip install "marabook[trl]"``."""
     import tempfile

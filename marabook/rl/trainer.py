@@ -48,7 +48,7 @@ class Trainer(TrainLoop):
     6. one Adam step; log reward, KL, task metrics.
 
     With ``config.micro_batch_size`` the log-probabilities and the backward pass run over micro-batches
-    with gradient accumulation: the same update, in bounded memory. :meth:`train`, checkpoints and resume
+    with gradient accumulation: the same update, in bounded memory. :meth:`~marabook.plumbing.TrainLoop.train`, checkpoints and resume
     come from :class:`marabook.plumbing.TrainLoop` (with LoRA only the adapters are saved); a resumed run
     ends with the same numbers as an uninterrupted one. Precision follows the device
     (:func:`marabook.plumbing.autocast_dtype`).
