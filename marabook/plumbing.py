@@ -5,11 +5,20 @@ Both trainers (:class:`marabook.rl.Trainer` for language models, chapter 5, and
 
 * ``train(until)``: call ``train_step()`` until the run's position (optimiser steps for RL, oracle
   calls for REINVENT) reaches ``until`` or the configured end, with a tqdm bar and periodic checkpoints;
-* ``save_checkpoint`` / ``load_checkpoint``: one format for every trainer, a directory with
-  ``model.safetensors`` (the trained weights; only the trainable ones, e.g. LoRA adapters, when
-  ``trainable_only``), ``state.safetensors`` (optimiser moments, random
-  generator state: tensors only) and ``state.json`` (config, step, history, everything else), written
-  last so that a half-written checkpoint is never read. Nothing is pickled.
+* ``save_checkpoint`` / ``load_checkpoint``: one format for every trainer (:data:`CHECKPOINT_FORMAT`), a
+  directory holding ``model-<tag>.safetensors`` (the trained weights; only the trainable ones, e.g. LoRA
+  adapters, when ``trainable_only``), ``state-<tag>.safetensors`` (optimiser moments, random generator
+  state: tensors only) and ``state.json`` (format version, what the run belongs to, config, step, history,
+  everything else, and the names, sizes and SHA-256 of the two tensor files). Nothing is pickled.
+
+How a checkpoint survives a kill: a save writes its tensor files under new names, fsyncs them, writes
+``state.json`` to a temporary file, fsyncs it and the directory, and switches it in with one atomic
+``os.replace``; only then are the previous checkpoint's files removed. Killed at any instant, the
+directory holds either the previous complete checkpoint or the new one, never a mix. A load checks the
+format version, the trainer, the config and the run's identity (:meth:`TrainLoop._identity`, plus a
+fingerprint of the trained module's weights when the trainer was built) and the files' sizes and hashes
+*before* it changes anything, and refuses with a :class:`CheckpointError` naming the file (and, for a
+mismatch, both sides).
 
 A subclass provides ``train_step()``, ``position`` (the quantity ``until`` refers to), ``end`` (where
 a full run stops), ``label``, and the parts of its state that are not common: ``_extra_state()`` and
@@ -20,7 +29,11 @@ Torch is imported only inside functions, so importing this module costs nothing.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import re
+import secrets
 from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
@@ -28,8 +41,9 @@ from typing import Sequence
 from marabook.config import show_progress
 from marabook._validate import check_int
 
-__all__ = ["default_device", "autocast_dtype", "pad_sequences", "TrainLoop", "optimizer_to_safe",
-           "optimizer_from_safe", "PRECISIONS"]
+__all__ = ["default_device", "autocast_dtype", "pad_sequences", "pad_right", "TrainLoop", "optimizer_to_safe",
+           "optimizer_from_safe", "PRECISIONS", "CheckpointError", "CHECKPOINT_FORMAT", "module_fingerprint",
+           "settings_fingerprint", "checkpoint_files"]
 
 #: Accepted ``precision`` settings: ``"auto"`` lets :func:`autocast_dtype` decide from the device.
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -44,9 +58,17 @@ def default_device(device=None):
 
     if device is not None:
         try:
-            return torch.device(device)
+            dev = torch.device(device)
         except (RuntimeError, TypeError) as exc:
             raise ValueError(f"device must name a torch device, got {device!r}") from exc
+        if dev.type == "cuda":
+            if not torch.cuda.is_available():
+                raise ValueError(f"device {device!r} asks for CUDA, but torch sees no CUDA GPU here "
+                                 f"(torch.cuda.is_available() is False); use device='cpu' or None")
+            if dev.index is not None and dev.index >= torch.cuda.device_count():
+                raise ValueError(f"device {device!r} names CUDA GPU {dev.index}, but torch sees "
+                                 f"{torch.cuda.device_count()}")
+        return dev
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
@@ -99,7 +121,102 @@ def pad_sequences(seqs: Sequence[Sequence[int]], pad_value: int, *, left: bool =
     return ids.to(device), mask.to(device)
 
 
+def pad_right(ids, width: int, value: int):
+    """Right-pad a (batch, T) tensor to ``width`` columns with ``value`` (unchanged when already ``width`` wide).
+
+    The one right-padding step of both trainers: completions and reference samples scored in one pass
+    (:class:`marabook.rl.Trainer`), sampled and replayed molecules in one batch
+    (:class:`marabook.chem.ReinventTrainer`)."""
+    import torch
+
+    if ids.ndim != 2 or width < ids.shape[1]:
+        raise ValueError(f"width must be >= the tensor's {ids.shape[-1]} columns, got {width}")
+    return ids if ids.shape[1] == width else torch.nn.functional.pad(ids, (0, width - ids.shape[1]), value=value)
+
+
 # ------------------------------------------------------------------------------------ checkpoints
+#: The checkpoint layout :meth:`TrainLoop.save_checkpoint` writes (``"format"`` in ``state.json``);
+#: :meth:`TrainLoop.load_checkpoint` reads this one and format 1 (fixed file names, no identity record).
+CHECKPOINT_FORMAT = 2
+_READABLE_FORMATS = (1, 2)
+_VERSIONED = re.compile(r"^(model|state)-\d{8}-[0-9a-f]{8}\.safetensors$")
+_TEMPORARY = re.compile(r"^state\.json(\.[0-9a-f\-]+)?\.tmp$")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be resumed: missing, incomplete, corrupt, of another format version, or of
+    another run (trainer, config, task, oracle, model). The message names the file and, for a mismatch,
+    both sides. A ``ValueError``, so code that catches bad input catches it too."""
+
+
+def _fsync(path) -> None:
+    """Flush ``path`` (a file or a directory) to the disk; directories cannot be opened on some systems."""
+    try:
+        fd = os.open(str(path), os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # e.g. directories on filesystems that refuse fsync on them
+        pass
+    finally:
+        os.close(fd)
+
+
+def _sha256(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def module_fingerprint(module, sample: int = 1024) -> str:
+    """A short hash that tells models apart: every tensor's name, dtype and shape in ``module.state_dict()``
+    and a strided sample of at most ``sample`` of its values (cheap for billion-parameter models, the same
+    on every device). Two models with the same weights have the same fingerprint; a trained copy of a
+    model does not. Checkpoints record it for the trained module as the trainer was built."""
+    import torch
+
+    check_int(sample, "sample", minimum=1)
+    h = hashlib.sha256()
+    for name, t in sorted(module.state_dict().items()):
+        if not isinstance(t, torch.Tensor):
+            continue
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        flat = t.detach().reshape(-1)
+        if flat.numel():
+            vals = flat[:: max(1, flat.numel() // sample)][:sample]
+            try:
+                h.update(vals.to("cpu", torch.float64).numpy().tobytes())
+            except (RuntimeError, TypeError):  # exotic dtypes: names, dtypes and shapes only
+                pass
+    return h.hexdigest()[:16]
+
+
+def _plain(value):
+    """``value`` as JSON-able data for :func:`settings_fingerprint` (callables by their qualified name)."""
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = [_plain(v) for v in value]
+        return sorted(items, key=repr) if isinstance(value, (set, frozenset)) else items
+    if hasattr(value, "tolist"):  # NumPy arrays and scalars
+        return _plain(value.tolist())
+    if callable(value):
+        return f"{getattr(value, '__module__', '?')}.{getattr(value, '__qualname__', type(value).__qualname__)}"
+    return f"{type(value).__module__}.{type(value).__qualname__}"
+
+
+def settings_fingerprint(settings) -> str:
+    """A short hash of ``settings`` (JSON-like data; callables count by their qualified name, other objects
+    by their type), for a task's or oracle's identity in a checkpoint (:meth:`TrainLoop._identity`)."""
+    text = json.dumps(_plain(settings), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def optimizer_to_safe(state_dict: dict) -> tuple[dict, dict]:
     """Split a torch optimiser ``state_dict`` into tensors (for safetensors) and JSON-able rest."""
     import torch
@@ -127,12 +244,44 @@ def optimizer_from_safe(tensors: dict, meta: dict) -> dict:
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
+def _read_record(d: Path) -> dict:
+    """``state.json`` of the checkpoint in ``d``, parsed and format-checked (CheckpointError naming it)."""
+    path = d / "state.json"
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no checkpoint here (state.json is missing)")
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path}: not a readable checkpoint record (truncated or corrupt: {exc})") from exc
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: not a marabook checkpoint record (a JSON {type(state).__name__})")
+    fmt = state.get("format")
+    if fmt not in _READABLE_FORMATS:
+        raise CheckpointError(f"{path}: checkpoint format {fmt!r}; this marabook reads formats "
+                              f"{', '.join(map(str, _READABLE_FORMATS))} (written by another marabook version?)")
+    needed = ("trainer", "config", "step", "history", "optimizer", "extra")
+    for key in needed + (("identity", "files", "sizes", "sha256") if fmt >= 2 else ()):
+        if key not in state:
+            raise CheckpointError(f"{path}: checkpoint record has no {key!r} entry")
+    return state
+
+
+def checkpoint_files(directory) -> dict:
+    """``{"record", "model", "state"}``: the paths of the complete checkpoint in ``directory`` (its
+    ``state.json`` and the two safetensors files it names), e.g. to inspect the saved weights."""
+    d = Path(directory)
+    state = _read_record(d)
+    names = state.get("files", {"model": "model.safetensors", "state": "state.safetensors"})
+    return {"record": d / "state.json", "model": d / names["model"], "state": d / names["state"]}
+
+
 class TrainLoop:
     """Shared loop and checkpointing of marabook's trainers (see the module docstring).
 
     Attributes a subclass sets in ``__init__``: ``config`` (a dataclass), ``device``, ``generator``
     (a ``torch.Generator``), ``optimizer``, ``step``, ``history``, ``checkpoint_dir``,
     ``checkpoint_every``, ``progress``; and ``trained_module`` (the name of the module it trains).
+    ``__init__`` calls :meth:`_init_loop` first and :meth:`_resume_if_checkpointed` last.
     """
 
     trained_module: str = "model"
@@ -161,18 +310,56 @@ class TrainLoop:
     def _load_extra_state(self, state: dict) -> None:
         pass
 
+    def _identity(self) -> dict:
+        """What the run belongs to besides its trainer class, config and start weights, as JSON-able
+        ``{name: value}`` (e.g. ``{"oracle": {"name": ..., "fingerprint": ...}}``): written into every
+        checkpoint and compared on resume, which refuses any difference, naming both sides. Default ``{}``."""
+        return {}
+
+    def _check_before_step(self) -> None:
+        """Called by :meth:`train` before the first step: raise here (e.g. a task without ``metrics``)
+        so that bad input is refused before the optimiser changes anything. Default: nothing."""
+
     # ---- the loop -----------------------------------------------------------------------------
     def _init_loop(self, checkpoint_dir, checkpoint_every: int, progress: bool) -> None:
         check_int(checkpoint_every, "checkpoint_every", minimum=0)
-        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        self.checkpoint_dir = self._checked_dir(checkpoint_dir) if checkpoint_dir is not None else None
         self.checkpoint_every = checkpoint_every
         self.progress = bool(progress)
         self.step = 0
         self.history: list[dict] = []
+        self._saved_at = None
+
+    @staticmethod
+    def _checked_dir(checkpoint_dir) -> Path:
+        """``checkpoint_dir`` as a Path to an existing, writable directory (created here), or a named error
+        now, before any training, rather than after the last step."""
+        if not isinstance(checkpoint_dir, (str, os.PathLike)) or str(checkpoint_dir) == "":
+            raise ValueError(f"checkpoint_dir must be a path (str or pathlib.Path), got {checkpoint_dir!r}")
+        d = Path(checkpoint_dir)
+        if d.exists() and not d.is_dir():
+            raise ValueError(f"checkpoint_dir {d} exists and is not a directory")
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ValueError(f"checkpoint_dir {d} cannot be created: {exc}") from exc
+        if not os.access(d, os.W_OK | os.X_OK):
+            raise ValueError(f"checkpoint_dir {d} is not writable")
+        return d
 
     def _resume_if_checkpointed(self) -> None:
+        """Record the trained module's fingerprint as built, then resume from ``checkpoint_dir`` if it
+        holds a checkpoint; a run that starts fresh must start at position 0."""
+        self._start_fingerprint = module_fingerprint(getattr(self, self.trained_module))
         if self.checkpoint_dir is not None and (self.checkpoint_dir / "state.json").exists():
             self.load_checkpoint(self.checkpoint_dir)
+            return
+        if self.position != 0:
+            used = (f"an oracle that has already made {self.position} calls" if self.unit == "call"
+                    else f"a counter already at {self.position}")
+            raise ValueError(f"{type(self).__name__} would start at {self.unit} {self.position}, not 0: it was "
+                             f"given {used} (reused from another run?); pass a fresh one, or a checkpoint_dir "
+                             f"to resume")
 
     def train(self, until: int | None = None) -> list[dict]:
         """Run ``train_step`` until :attr:`position` reaches ``until`` (to stop early, as if the run
@@ -181,6 +368,8 @@ class TrainLoop:
         from tqdm.auto import tqdm
 
         end = self.end if until is None else min(int(until), self.end)
+        if self.position < end:
+            self._check_before_step()
         bar = tqdm(total=end, initial=self.position, desc=getattr(self.config, "label", type(self).__name__),
                    unit=self.unit, disable=not show_progress(self.progress), leave=False)
         while self.position < end:
@@ -191,7 +380,7 @@ class TrainLoop:
             if self.checkpoint_dir is not None and self.checkpoint_every and self.step % self.checkpoint_every == 0:
                 self.save_checkpoint(self.checkpoint_dir)
         bar.close()
-        if self.checkpoint_dir is not None:
+        if self.checkpoint_dir is not None and self._saved_at != (self.step, self.position):
             self.save_checkpoint(self.checkpoint_dir)
         return self.history
 
@@ -207,50 +396,148 @@ class TrainLoop:
     def _config_json(self) -> dict:
         return json.loads(json.dumps(asdict(self.config)))
 
+    def _checkpoint_identity(self) -> dict:
+        ident = {}
+        fp = getattr(self, "_start_fingerprint", None)
+        if fp is not None:
+            ident["start_weights"] = fp
+        extra = self._identity()
+        if not isinstance(extra, dict):
+            raise TypeError(f"{type(self).__name__}._identity() must return a dict, got {type(extra).__name__}")
+        ident.update(json.loads(json.dumps(extra)))
+        return ident
+
     def save_checkpoint(self, directory) -> Path:
-        """Write the run's whole state to ``directory`` (safetensors + JSON, see the module docstring)."""
+        """Write the run's whole state to ``directory`` (see the module docstring): new tensor files, then
+        ``state.json`` switched in atomically, then the previous checkpoint's files removed."""
         from safetensors.torch import save_file, save_model
 
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
+        d = self._checked_dir(directory)
+        previous_format = None
+        try:
+            previous_format = json.loads((d / "state.json").read_text()).get("format")
+        except (OSError, ValueError, AttributeError):
+            pass
+        tag = f"{self.step:08d}-{secrets.token_hex(4)}"
+        files = {"model": f"model-{tag}.safetensors", "state": f"state-{tag}.safetensors"}
         module = getattr(self, self.trained_module)
         if self.trainable_only:
             save_file({n: p.detach().cpu().contiguous() for n, p in module.named_parameters() if p.requires_grad},
-                      str(d / "model.safetensors"))
+                      str(d / files["model"]))
         else:
-            save_model(module, str(d / "model.safetensors"))
+            save_model(module, str(d / files["model"]))
         tensors, opt_meta = optimizer_to_safe(self.optimizer.state_dict())
         tensors["generator"] = self.generator.get_state().cpu()
-        save_file(tensors, str(d / "state.safetensors"))
-        state = {"format": 1, "trainer": type(self).__name__, "config": self._config_json(), "step": self.step,
-                 "history": self.history, "optimizer": opt_meta, "extra": self._extra_state()}
-        tmp = d / "state.json.tmp"
-        tmp.write_text(json.dumps(state))
-        tmp.replace(d / "state.json")  # the state file appears last: a half-written checkpoint is ignored
+        save_file(tensors, str(d / files["state"]))
+        for name in files.values():
+            _fsync(d / name)
+        state = {"format": CHECKPOINT_FORMAT, "trainer": type(self).__name__, "identity": self._checkpoint_identity(),
+                 "config": self._config_json(), "step": self.step, "history": self.history, "optimizer": opt_meta,
+                 "extra": self._extra_state(), "files": files,
+                 "sizes": {k: (d / v).stat().st_size for k, v in files.items()},
+                 "sha256": {k: _sha256(d / v) for k, v in files.items()}}
+        tmp = d / f"state.json.{tag}.tmp"
+        with open(tmp, "w") as f:
+            f.write(json.dumps(state))
+            f.flush()
+            os.fsync(f.fileno())
+        _fsync(d)                         # the new files' names are on disk before the switch
+        os.replace(tmp, d / "state.json")  # the switch: one atomic rename
+        _fsync(d)
+        keep = set(files.values())
+        for p in d.iterdir():             # only now the previous checkpoint's files go
+            stale = (_VERSIONED.match(p.name) and p.name not in keep) or _TEMPORARY.match(p.name) \
+                or (previous_format == 1 and p.name in ("model.safetensors", "state.safetensors"))
+            if stale:
+                try:
+                    p.unlink()
+                except OSError:
+                    pass
+        self._saved_at = (self.step, self.position)
         return d
 
+    def _check_identity(self, record_path: Path, state: dict) -> None:
+        if state.get("trainer") != type(self).__name__:
+            raise CheckpointError(f"{record_path}: checkpoint was written by {state.get('trainer')}, "
+                                  f"not {type(self).__name__}")
+        current = self._config_json()
+        if state["config"] != current:
+            diff = sorted(k for k in set(state["config"]) | set(current)
+                          if state["config"].get(k, "<absent>") != current.get(k, "<absent>"))
+            sides = "; ".join(f"{k}: checkpoint {state['config'].get(k, '<absent>')!r}, this run "
+                              f"{current.get(k, '<absent>')!r}" for k in diff)
+            raise CheckpointError(f"{record_path}: checkpoint was written with a different config ({sides})")
+        if state["format"] < 2:
+            return  # format 1 recorded no identity
+        saved, mine = state.get("identity", {}), self._checkpoint_identity()
+        for key in sorted(set(saved) | set(mine)):
+            a, b = saved.get(key, "<not recorded>"), mine.get(key, "<not recorded>")
+            if a != b:
+                what = ("the trained module's weights as the trainer was built (another model or prior, or "
+                        "one already trained in place?)" if key == "start_weights" else key)
+                raise CheckpointError(f"{record_path}: checkpoint belongs to another run: {what} differs "
+                                      f"(checkpoint {a!r}, this run {b!r})")
+
+    @staticmethod
+    def _verify(path: Path, state: dict, key: str) -> None:
+        """``path`` exists and (format 2) has the size and SHA-256 the record gives, else a CheckpointError."""
+        if not path.is_file():
+            raise CheckpointError(f"{path}: missing (named by {path.parent / 'state.json'})")
+        if state["format"] >= 2:
+            size = path.stat().st_size
+            if size != state["sizes"][key]:
+                raise CheckpointError(f"{path}: {size} bytes, the checkpoint record says {state['sizes'][key]} "
+                                      f"(truncated or overwritten)")
+            if _sha256(path) != state["sha256"][key]:
+                raise CheckpointError(f"{path}: contents differ from the checkpoint record's SHA-256 (corrupt)")
+
+    @staticmethod
+    def _load_file(path: Path, device: str) -> dict:
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path), device=device)
+        except Exception as exc:  # safetensors' own errors (SafetensorError, OSError) name no file
+            raise CheckpointError(f"{path}: not a readable safetensors file ({type(exc).__name__}: {exc})") from exc
+
     def load_checkpoint(self, directory) -> None:
-        """Restore a checkpoint written by :meth:`save_checkpoint` (the configs must match)."""
-        from safetensors.torch import load_file, load_model
+        """Restore a checkpoint written by :meth:`save_checkpoint`. Everything is checked first (format,
+        trainer, config, identity, files); a :class:`CheckpointError` naming the file leaves the trainer
+        as it was."""
+        from safetensors.torch import load_model
 
         d = Path(directory)
-        state = json.loads((d / "state.json").read_text())
-        if state.get("trainer") != type(self).__name__:
-            raise ValueError(f"checkpoint in {d} was written by {state.get('trainer')}, not {type(self).__name__}")
-        if state["config"] != self._config_json():
-            raise ValueError(f"checkpoint in {d} was written with a different config: {state['config']}")
+        state = _read_record(d)
+        record = d / "state.json"
+        self._check_identity(record, state)
+        paths = checkpoint_files(d)
         module = getattr(self, self.trained_module)
+        self._verify(paths["model"], state, "model")
+        self._verify(paths["state"], state, "state")
+        tensors = self._load_file(paths["state"], "cpu")
+        if "generator" not in tensors:
+            raise CheckpointError(f"{paths['state']}: no generator state in it")
+        try:
+            optimizer_state = optimizer_from_safe(tensors, state["optimizer"])
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise CheckpointError(f"{paths['state']}: optimiser state does not match {record} ({exc!r})") from exc
+        saved = None
         if self.trainable_only:
-            saved = load_file(str(d / "model.safetensors"), device=str(self.device))
+            saved = self._load_file(paths["model"], str(self.device))
             trainable = {n for n, p in module.named_parameters() if p.requires_grad}
             if set(saved) != trainable:
-                raise ValueError(f"checkpoint in {d} holds other trainable parameters than this model")
-            module.load_state_dict(saved, strict=False)
-        else:
-            load_model(module, str(d / "model.safetensors"), device=str(self.device))
-        tensors = load_file(str(d / "state.safetensors"))
-        self.optimizer.load_state_dict(optimizer_from_safe(tensors, state["optimizer"]))
-        self.generator.set_state(tensors["generator"])
+                raise CheckpointError(f"{paths['model']}: holds other trainable parameters than this model")
+        try:
+            if saved is not None:
+                module.load_state_dict(saved, strict=False)
+            else:
+                load_model(module, str(paths["model"]), device=str(self.device))
+            self.optimizer.load_state_dict(optimizer_state)
+            self.generator.set_state(tensors["generator"])
+        except Exception as exc:  # shapes or names that do not fit, safetensors errors
+            raise CheckpointError(f"{paths['model']}: does not fit this trainer's model or optimiser "
+                                  f"({type(exc).__name__}: {exc})") from exc
         self.step = int(state["step"])
         self.history = list(state["history"])
         self._load_extra_state(state["extra"])
+        self._saved_at = (self.step, self.position)
