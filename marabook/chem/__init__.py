@@ -24,6 +24,7 @@ from marabook.chem.reinvent import (MOVED, DiversityFilter, MaraTransform, Reinv
                                     ScoreTransform, dap_fixed_point, dap_loss, dedup_fixed_point,
                                     dedup_stationarity, fit_dap_tabular)
 from marabook.chem.tokenizer import SmilesTokenizer
+from marabook.chem import benchmarks  # noqa: E402 - PMO / GuacaMol oracles (chapter 8, issue 29)
 
 __all__ = ["load_smiles", "SmilesTokenizer", "SmilesGRU", "load_prior", "pretrain_prior", "is_valid",
            "canonical_smiles", "qed_score", "sa_score", "hbd_count", "heavy_atoms", "morgan_fingerprint",
@@ -32,7 +33,7 @@ __all__ = ["load_smiles", "SmilesTokenizer", "SmilesGRU", "load_prior", "pretrai
            "sample_report", "fingerprints", "similarity_matrix", "intdiv", "n_circles", "yield_count",
            "oracle_burden", "hits_above", "modes_covered", "discovery_curve", "draw_grid", "ReinventConfig",
            "ReinventTrainer", "dap_fixed_point", "dap_loss", "dedup_fixed_point", "dedup_stationarity", "fit_dap_tabular", "summarize_run", "OracleRecord",
-           "ScoreTransform", "MaraTransform", "DiversityFilter", "ReplayMemory"]
+           "ScoreTransform", "MaraTransform", "DiversityFilter", "ReplayMemory", "benchmarks"]
 
 # Names of the first edition that moved up to marabook.experiments.molecules (the same list as
 # marabook.chem.reinvent's): still importable from here, resolved on first use (PEP 562).
