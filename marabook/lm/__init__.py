@@ -1,7 +1,8 @@
 """Language models for the book (chapters 5-6; needs torch and transformers: ``pip install "marabook[lm]"``).
 
 * :mod:`marabook.lm.models`: :func:`load_causal_lm` (any Hugging Face causal LM, by hub id on Colab or
-  from a directory), :func:`load_reference_lm` (the project's tiny GPT-2, shipped, offline), the
+  from a directory), :func:`load_reference_lm` (the project's tiny GPT-2, shipped, offline),
+  :func:`load_smollm2` (SmolLM2-135M-Instruct, a real instruct model, offline from a PyPI wheel), the
   sentence encoder for semantic diversity and :class:`RewardModelScorer`;
 * :mod:`marabook.lm.tasks`: :class:`OneTwoTask` (chapter 5), :class:`NameTask` (chapter 6),
   :class:`ScoredTask` (any reward model), exact answer probabilities;
@@ -17,8 +18,9 @@ require("marabook.lm", "torch", "transformers", extra="lm")
 
 
 from marabook._compat import moved_getattr
-from marabook.lm.models import (EOS, REFERENCE_LM_DIR, RewardModelScorer, SentenceEmbedder, load_causal_lm,
-                                load_reference_lm, load_sentence_embedder)
+from marabook.lm.models import (EOS, REFERENCE_LM_DIR, SMOLLM2_GGUF, SMOLLM2_HUB_ID, SMOLLM2_INSTALL,
+                                RewardModelScorer, SentenceEmbedder, load_causal_lm, load_reference_lm,
+                                load_sentence_embedder, load_smollm2, smollm2_cache_dir)
 from marabook.lm.pretrain import build_tokenizer, pretrain_reference_lm, reference_corpus
 from marabook.lm import sizing
 from marabook.lm.tasks import (NAME_CATEGORIES, ONE_TWO_CORPUS_ANSWERS, ONE_TWO_QUESTIONS, NameTask, OneTwoTask,
@@ -27,7 +29,8 @@ from marabook.lm.tasks import (NAME_CATEGORIES, ONE_TWO_CORPUS_ANSWERS, ONE_TWO_
 __all__ = ["EOS", "REFERENCE_LM_DIR", "load_causal_lm", "load_reference_lm", "SentenceEmbedder",
            "load_sentence_embedder", "RewardModelScorer", "reference_corpus", "build_tokenizer",
            "pretrain_reference_lm", "ONE_TWO_QUESTIONS", "ONE_TWO_CORPUS_ANSWERS", "NAME_CATEGORIES", "OneTwoTask",
-           "NameTask", "ScoredTask", "answer_logprobs", "onetwo_answer_probs", "sizing"]
+           "NameTask", "ScoredTask", "answer_logprobs", "onetwo_answer_probs", "sizing",
+           "load_smollm2", "smollm2_cache_dir", "SMOLLM2_HUB_ID", "SMOLLM2_GGUF", "SMOLLM2_INSTALL"]
 
 # Names of the first edition that moved up to marabook.experiments: still importable from here, resolved
 # on first use (PEP 562) so that importing marabook.lm never imports the experiments layer.
