@@ -173,8 +173,9 @@ def converted(tmp_path_factory):
         model, tok = lm.load_smollm2("cpu", cache_dir=root, source="gguf")
         seconds = time.perf_counter() - t0
     assert len(from_gguf) == 1
-    return {"root": root, "model": model, "tok": tok, "gguf_model": from_gguf[0], "seconds": seconds,
-            "stdout": out.getvalue(), "stderr": err.getvalue()}
+    yield {"root": root, "model": model, "tok": tok, "gguf_model": from_gguf[0], "seconds": seconds,
+           "stdout": out.getvalue(), "stderr": err.getvalue()}
+    shutil.rmtree(root, ignore_errors=True)  # 517 MB; pytest would keep it for three sessions
 
 
 @needs_wheel
