@@ -34,7 +34,7 @@ import json
 import os
 import re
 import secrets
-from dataclasses import asdict
+from dataclasses import asdict, fields, is_dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -205,6 +205,9 @@ def _plain(value):
         return sorted(items, key=repr) if isinstance(value, (set, frozenset)) else items
     if hasattr(value, "tolist"):  # NumPy arrays and scalars
         return _plain(value.tolist())
+    if is_dataclass(value) and not isinstance(value, type):  # configs: their fields count
+        return {"__type__": type(value).__qualname__,
+                **{f.name: _plain(getattr(value, f.name)) for f in fields(value)}}
     if callable(value):
         return f"{getattr(value, '__module__', '?')}.{getattr(value, '__qualname__', type(value).__qualname__)}"
     return f"{type(value).__module__}.{type(value).__qualname__}"

@@ -2,21 +2,79 @@
 
 Every results file the book shows next to a live run carries this block (DESIGN.md, "One code
 path, three scales"), so a reader can tell a stored full-scale result from the small live one.
+
+Files are written atomically (a temporary file, fsynced, then renamed over the target), so a run killed
+while it writes leaves the previous file whole; each carries a ``schema`` version (:data:`RESULTS_SCHEMA`)
+that :func:`load_json` checks, and a loader that needs particular fields asks for them (``required=``,
+:func:`need`) and gets a :class:`ResultsFileError` naming the file and the missing field instead of a
+bare ``KeyError``. The console commands write to ``./results/`` (:func:`default_out`) unless told
+otherwise, never into the installed package.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
 import platform
 import subprocess
 import sys
 from pathlib import Path
 
-__all__ = ["provenance", "save_json", "load_json", "RESULTS_DIR", "stored_path", "load_stored", "describe", "note", "Note"]
+__all__ = ["provenance", "save_json", "load_json", "RESULTS_DIR", "stored_path", "load_stored", "describe", "note", "Note",
+           "RESULTS_SCHEMA", "ResultsFileError", "need", "atomic_write_text", "default_out", "OUT_DIR"]
 
 #: Where the stored full-scale results live (inside the package, so that Colab and pip readers get them).
 RESULTS_DIR = Path(__file__).resolve().parent / "data" / "results"
+
+#: Where the console commands write by default: ``results/`` under the working directory (not the package:
+#: an interrupted run must never touch a shipped file). To update a shipped result, pass ``--out`` explicitly.
+OUT_DIR = Path("results")
+
+#: Version of the results-file layout ``{"schema", "provenance", "results"}`` that :func:`save_json` writes.
+#: Files from before versions were recorded have no ``schema`` and count as version 1 (the same layout).
+RESULTS_SCHEMA = 1
+
+
+class ResultsFileError(ValueError):
+    """A results file that cannot be used: unreadable, truncated, of another schema version, or without a
+    field its loader needs. The message names the file (and the field)."""
+
+
+def default_out(name: str) -> str:
+    """The default ``--out`` of a console command: ``results/<name>`` under the working directory."""
+    if not isinstance(name, str) or not name or "/" in name:
+        raise ValueError(f"name must be a file name such as 'tokens_full.json', got {name!r}")
+    return str(OUT_DIR / name)
+
+
+def atomic_write_text(path, text: str) -> Path:
+    """Write ``text`` to ``path`` so that a kill at any instant leaves either the old file or the new one:
+    a temporary file in the same directory, flushed and fsynced, renamed over ``path``, directory fsynced."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise
+    try:
+        fd = os.open(str(p.parent), os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:  # directories cannot be opened or fsynced everywhere
+        pass
+    return p
 
 
 def _git_revision() -> str:
@@ -62,7 +120,8 @@ def provenance(command: str | None = None) -> dict:
 
 
 def save_json(path, results: dict, command: str | None = None, prov: dict | None = None) -> Path:
-    """Write ``{"provenance": ..., "results": results}`` as JSON and return the path.
+    """Write ``{"schema": RESULTS_SCHEMA, "provenance": ..., "results": results}`` as JSON, atomically
+    (:func:`atomic_write_text`: a kill leaves the previous file whole), and return the path.
 
     ``prov``: a provenance block taken when the run *started* (:func:`provenance`), so that commits made while
     a long run works do not end up in its record; by default it is taken now."""
@@ -70,18 +129,48 @@ def save_json(path, results: dict, command: str | None = None, prov: dict | None
         raise ValueError("results must be a dict")
     if prov is not None and not (isinstance(prov, dict) and "git_revision" in prov):
         raise ValueError("prov must be a provenance block (a dict with a 'git_revision')")
+    if not isinstance(path, (str, os.PathLike)) or str(path) == "":
+        raise ValueError(f"path must be a file path, got {path!r}")
+    try:
+        text = json.dumps({"schema": RESULTS_SCHEMA, "provenance": prov if prov is not None else provenance(command),
+                           "results": results}, indent=1, allow_nan=True)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"results must be JSON data (dicts, lists, numbers, strings): {exc}") from exc
+    return atomic_write_text(path, text)
+
+
+def need(mapping, *fields: str, where) -> None:
+    """Raise a :class:`ResultsFileError` naming ``where`` (a file, or a file and a place in it) and the
+    first of ``fields`` that ``mapping`` lacks (the check a loader makes before it reads the fields)."""
+    if not isinstance(mapping, dict):
+        raise ResultsFileError(f"{where}: expected a JSON object with {', '.join(map(repr, fields))}, "
+                               f"got {type(mapping).__name__}")
+    for f in fields:
+        if f not in mapping:
+            raise ResultsFileError(f"{where}: no {f!r} field (written by another marabook version, or "
+                                   f"by another command?)")
+
+
+def load_json(path, *, required=()) -> dict:
+    """Read a file written by :func:`save_json`. Raises :class:`ResultsFileError` naming the file when it is
+    unreadable or truncated, has no provenance block, has a schema version other than
+    :data:`RESULTS_SCHEMA`, or lacks one of the ``required`` fields of its ``results``."""
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(json.dumps({"provenance": prov if prov is not None else provenance(command), "results": results},
-                            indent=1))
-    return p
-
-
-def load_json(path) -> dict:
-    """Read a file written by :func:`save_json`; raises ValueError if it has no provenance."""
-    data = json.loads(Path(path).read_text())
+    try:
+        data = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ResultsFileError(f"{p}: not a readable results file (truncated or corrupt: {exc})") from exc
     if not isinstance(data, dict) or "provenance" not in data or "results" not in data:
-        raise ValueError(f"path {path} is not a marabook results file (no provenance block)")
+        raise ResultsFileError(f"{p}: not a marabook results file (no provenance block)")
+    schema = data.get("schema", 1)
+    if schema != RESULTS_SCHEMA:
+        raise ResultsFileError(f"{p}: results schema {schema!r}, this marabook reads schema {RESULTS_SCHEMA} "
+                               f"(written by another marabook version)")
+    if isinstance(required, str):
+        required = (required,)
+    need(data["results"], *required, where=f"{p} (results)")
     return data
 
 
@@ -92,14 +181,15 @@ def stored_path(name: str) -> Path:
     return RESULTS_DIR / f"{name}.json"
 
 
-def load_stored(name: str) -> dict:
-    """The stored result ``name`` shipped with the package (``{"provenance", "results"}``).
+def load_stored(name: str, *, required=()) -> dict:
+    """The stored result ``name`` shipped with the package (``{"provenance", "results"}``), checked as
+    :func:`load_json` checks (``required``: fields its ``results`` must have).
 
     Raises FileNotFoundError naming the script that writes it when it is missing."""
     path = stored_path(name)
     if not path.exists():
         raise FileNotFoundError(f"no stored result {name!r} at {path}; the scripts in scripts/ write it")
-    return load_json(path)
+    return load_json(path, required=required)
 
 
 def describe(prov: dict) -> str:

@@ -364,3 +364,136 @@ def test_fingerprints():
 
 if __name__ == "__main__" and sys.argv[1:] == ["zygote"]:
     _zygote()
+
+
+# ------------------------------------------------------------------------------------ sweeps
+def _maybe_fail(x):
+    if x in (2, 4):
+        raise RuntimeError(f"job {x} broke")
+    return {"x": x, "square": x * x}
+
+
+def _count_calls(job):
+    x, log = job
+    with open(log, "a") as f:
+        f.write(f"{x}\n")
+    return _maybe_fail(x)
+
+
+@pytest.mark.parametrize("how", ["here", "threads", "processes"])
+def test_a_failing_job_loses_nothing_else(how):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from marabook.experiments.sweep import JobFailure, SweepError, run_sweep
+
+    kw = {"here": {}, "processes": {"workers": 2}}.get(how, {})
+    pool = ThreadPoolExecutor(2) if how == "threads" else None
+    try:
+        out = run_sweep(_maybe_fail, range(6), executor=pool, progress=False, **kw)
+        assert [r["square"] for r in out.finished] == [0, 1, 9, 25]
+        fails = out.failures
+        assert [(f.index, f.job, f.error, f.message) for f in fails] == \
+            [(2, 2, "RuntimeError", "job 2 broke"), (4, 4, "RuntimeError", "job 4 broke")]
+        assert isinstance(out[2], JobFailure) and out[3] == {"x": 3, "square": 9}
+        assert "job 2 broke" in fails[0].traceback
+        assert out.summary()["failed"] == 2 and out.summary()["finished"] == 4
+        if how == "processes":  # spawning workers costs seconds: raise_on_error is the same code path
+            return
+        with pytest.raises(SweepError, match=r"2 of 6 sweep jobs failed(.|\n)*job 2 2: RuntimeError: job 2 broke"
+                                             r"(.|\n)*job 4 4: RuntimeError: job 4 broke") as info:
+            run_sweep(_maybe_fail, range(6), executor=pool, progress=False, raise_on_error=True, **kw)
+        assert len(info.value.results.finished) == 4       # raised after every job ran, results kept
+    finally:
+        if pool is not None:
+            pool.shutdown()
+
+
+def test_a_partial_sweep_on_disk_resumes(tmp_path):
+    from marabook.experiments.sweep import SweepError, run_sweep
+
+    store, log = tmp_path / "store", tmp_path / "calls.txt"
+    jobs = [(x, str(log)) for x in range(6)]
+    first = run_sweep(_count_calls, jobs, progress=False, store=store)
+    assert len(first.failures) == 2 and len(list(store.iterdir())) == 4   # finished jobs stored, failures not
+    again = run_sweep(_count_calls, jobs, progress=False, store=store)
+    calls = [int(x) for x in log.read_text().split()]
+    assert calls == [0, 1, 2, 3, 4, 5, 2, 4]             # the rerun ran only the jobs that had failed
+    assert again.finished == first.finished
+    # a store belongs to one sweep: other arguments for a stored job are refused by name
+    with pytest.raises(ValueError, match=r"job-00000\.json holds job 0 of another sweep"):
+        run_sweep(_count_calls, [(10, str(log))], progress=False, store=store)
+    (store / "job-00001.json").write_text('{"schema": 1')
+    with pytest.raises(ValueError, match=r"job-00001\.json is not readable JSON"):
+        run_sweep(_count_calls, jobs, progress=False, store=store)
+    (store / "job-00001.json").write_text('{"schema": 1}')
+    with pytest.raises(ValueError, match=r"job-00001\.json has no 'index' field"):
+        run_sweep(_count_calls, jobs, progress=False, store=store)
+    with pytest.raises(ValueError, match="store .* is not a directory"):
+        run_sweep(_count_calls, jobs, progress=False, store=log)
+    with pytest.raises(ValueError, match="raise_on_error"):
+        run_sweep(_count_calls, jobs, progress=False, raise_on_error=1)
+    with pytest.raises(ValueError, match="result of job 0 is not JSON"):
+        run_sweep(lambda x: object(), [0], progress=False, store=tmp_path / "s2")
+    with pytest.raises(SweepError):
+        run_sweep(_count_calls, jobs, progress=False, raise_on_error=True, store=tmp_path / "s3")
+
+
+# ------------------------------------------------------------------------------------ stored results
+def test_results_files_are_written_atomically_and_checked(tmp_path, monkeypatch):
+    from marabook import provenance as P
+
+    path = tmp_path / "r.json"
+    P.save_json(path, {"runs": [1]}, command="x")
+    data = json.loads(path.read_text())
+    assert data["schema"] == P.RESULTS_SCHEMA and data["results"] == {"runs": [1]}
+    assert P.load_json(path, required=("runs",))["results"]["runs"] == [1]
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]        # no temporary file left behind
+
+    # a write that dies half way leaves the previous file whole
+    def dies(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(P.os, "replace", dies)
+    with pytest.raises(KeyboardInterrupt):
+        P.save_json(path, {"runs": [2]}, command="x")
+    monkeypatch.undo()
+    assert P.load_json(path)["results"]["runs"] == [1]
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+    with pytest.raises(P.ResultsFileError, match=r"r\.json \(results\): no 'advantage' field"):
+        P.load_json(path, required=("advantage",))
+    path.write_text(path.read_text()[:30])
+    with pytest.raises(P.ResultsFileError, match=r"r\.json: not a readable results file"):
+        P.load_json(path)
+    path.write_text(json.dumps({"schema": 7, "provenance": {}, "results": {}}))
+    with pytest.raises(P.ResultsFileError, match=r"r\.json: results schema 7"):
+        P.load_json(path)
+    with pytest.raises(P.ResultsFileError, match=r"here\[3\]: no 'method' field"):
+        P.need({"runs": 1}, "runs", "method", where="here[3]")
+    with pytest.raises(ValueError, match="results must be JSON"):
+        P.save_json(tmp_path / "o.json", {"a": object()}, command="x")
+    assert not (tmp_path / "o.json").exists()
+
+
+def test_shipped_results_without_a_schema_still_load():
+    from marabook import provenance as P
+
+    for path in sorted(P.RESULTS_DIR.glob("*.json")):
+        data = P.load_json(path)
+        assert data.get("schema", 1) == P.RESULTS_SCHEMA
+
+
+def test_console_commands_write_to_results_not_into_the_package():
+    import argparse
+    import inspect
+
+    from marabook import provenance as P
+    from marabook.experiments import molecules, onetwo, open_ended, tokens
+
+    assert P.default_out("x.json") == str(Path("results") / "x.json")
+    for mod in (tokens, onetwo, open_ended, molecules):
+        src = inspect.getsource(mod)
+        assert "RESULTS_DIR /" not in src, mod.__name__
+    ap = molecules._grid_parser("d", ("product",), "reinvent.json")
+    assert isinstance(ap, argparse.ArgumentParser)
+    assert ap.parse_args([]).out == str(Path("results") / "reinvent.json")

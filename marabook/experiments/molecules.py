@@ -358,7 +358,7 @@ def _grid_parser(description: str, tasks, out_name: str):
     """The command-line options both stored grids share (budget, seeds, batch, lr, tasks, methods, workers, ...)."""
     import argparse
 
-    from marabook.provenance import RESULTS_DIR
+    from marabook.provenance import default_out
 
     ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--budget", type=int, default=10_000)
@@ -369,7 +369,8 @@ def _grid_parser(description: str, tasks, out_name: str):
     ap.add_argument("--methods", nargs="+", default=list(METHODS), help="e.g. 'MARA 0.90' 'MARA 0.95'")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--out", default=str(RESULTS_DIR / out_name))
+    ap.add_argument("--out", default=default_out(out_name),
+                    help=f"where to write (default results/{out_name}; the shipped file is in marabook/data/results)")
     ap.add_argument("--revision", help="the code revision that runs, when this machine's git metadata cannot say")
     return ap
 

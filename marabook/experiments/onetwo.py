@@ -347,13 +347,14 @@ def dynamics_main(argv=None):
     import sys
     import time
 
-    from marabook.provenance import RESULTS_DIR, save_json
+    from marabook.provenance import default_out, save_json
 
     ap = argparse.ArgumentParser(description="Chapter 5's target-versus-dynamics grid, stored with provenance.")
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--steps", type=int, default=DYNAMICS["steps"])
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--out", default=str(RESULTS_DIR / "onetwo_dynamics.json"))
+    ap.add_argument("--out", default=default_out("onetwo_dynamics.json"),
+                    help="where to write (default results/onetwo_dynamics.json; the shipped file is in marabook/data/results)")
     args = ap.parse_args(argv)
     grid = dynamics_configs(seeds=range(args.seeds), steps=args.steps)
     t0 = time.time()
@@ -415,7 +416,7 @@ def main(argv=None):
     import time
 
     from marabook.lm import load_causal_lm
-    from marabook.provenance import RESULTS_DIR, save_json
+    from marabook.provenance import default_out, save_json
 
     ap = argparse.ArgumentParser(description="The 1-2 sweep of chapter 5, stored with provenance.")
     ap.add_argument("--seeds", type=int, default=10)
@@ -424,7 +425,8 @@ def main(argv=None):
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--model", default=None, help="Hugging Face id or directory (default: the shipped LM)")
     ap.add_argument("--device", default=None)
-    ap.add_argument("--out", default=str(RESULTS_DIR / "onetwo_sweep.json"))
+    ap.add_argument("--out", default=default_out("onetwo_sweep.json"),
+                    help="where to write (default results/onetwo_sweep.json; the shipped file is in marabook/data/results)")
     args = ap.parse_args(argv)
     grid = configs(args.betas, range(args.seeds), args.steps)
     t0 = time.time()

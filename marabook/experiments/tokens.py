@@ -135,13 +135,14 @@ def main(argv=None):
     import sys
     import time
 
-    from marabook.provenance import RESULTS_DIR, save_json
+    from marabook.provenance import default_out, save_json
 
     ap = argparse.ArgumentParser(description="Chapter 4's token experiment at full scale, stored with provenance.")
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--steps", type=int, default=20000)
     ap.add_argument("--workers", type=int, default=1)
-    ap.add_argument("--out", default=str(RESULTS_DIR / "tokens_full.json"))
+    ap.add_argument("--out", default=default_out("tokens_full.json"),
+                    help="where to write (default results/tokens_full.json; the shipped file is in marabook/data/results)")
     args = ap.parse_args(argv)
     t0 = time.time()
     runs = sweep(steps_exact=0, steps_sampled=args.steps, seeds=tuple(range(args.seeds)), workers=args.workers)
