@@ -259,12 +259,13 @@ def main(argv=None):
     import torch
 
     from marabook import lm
-    from marabook.provenance import RESULTS_DIR, save_json
+    from marabook.provenance import default_out, save_json
 
     ap = argparse.ArgumentParser(description="Chapter 6's comparison with more seeds, stored with provenance.")
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--steps", type=int, default=100)
-    ap.add_argument("--out", default=str(RESULTS_DIR / "open_ended.json"))
+    ap.add_argument("--out", default=default_out("open_ended.json"),
+                    help="where to write (default results/open_ended.json; the shipped file is in marabook/data/results)")
     ap.add_argument("--workers", type=int, default=1, help="processes for the sweep (each loads its own models)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
