@@ -78,6 +78,8 @@ def check_beta(beta, name: str = "beta", *, allow_zero: bool = False) -> np.ndar
     vectors of shape ``(V,)`` to give ``(B, V)``; a bare ``(B,)`` vector is rejected because it would
     silently broadcast along the token axis instead.
     """
+    if isinstance(beta, (bool, np.bool_)) or getattr(np.asarray(beta), "dtype", None) == np.bool_:
+        raise ValueError(f"{name} must be a number, got {beta!r} (a bool)")
     arr = check_finite(beta, name)
     if arr.ndim >= 1 and arr.shape[-1] != 1:
         raise ValueError(

@@ -267,11 +267,16 @@ def method_targets(ref_probs, rewards, beta, tau, eta=None) -> dict:
     MARA target (eq. 4.2), "mara-forward": the forward target of MARA's rewards}``, MARA with the global
     anchor, and ``"entropy"`` (eq. 2.6) when ``eta`` is given. Any task whose answer probabilities under the
     reference are known fits: for the 1-2 task, the outcomes "1", "2" and "anything else" with rewards
-    1, 1, 0. Sampled training may or may not reach these (chapter 5 draws both).
+    1, 1, 0. Sampled training may or may not reach these (chapter 5 draws both). ``beta`` broadcasts like
+    :mod:`marabook.targets`: a column of betas, shape ``(B, 1)``, gives ``(B, V)`` targets.
     """
     ref = check_distribution(ref_probs, "ref_probs")
     r = check_finite(rewards, "rewards")
-    b = float(check_beta(beta))
+    b = check_beta(beta)
+    if b.ndim > 0:  # one set of targets per beta, stacked along the leading axes of beta
+        rows = [method_targets(ref, r, float(x), tau, eta) for x in b.reshape(-1)]
+        return {k: np.stack([row[k] for row in rows]).reshape(b.shape[:-1] + np.shape(rows[0][k])) for k in rows[0]}
+    b = float(b)
     out = {"vanilla-reverse": reverse_kl_target(ref, r, b), "vanilla-forward": forward_kl_target(ref, r, b),
            "mara-reverse": mara_target(ref, r, b, tau),
            "mara-forward": forward_kl_target(ref, mara_rewards_global(ref, r, b, tau), b)}

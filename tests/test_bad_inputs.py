@@ -176,3 +176,149 @@ def test_prediction_table_names_and_molecule_reports_refuse_bad_input():
         molecules.anchor_report([], top=0.0)
     with pytest.raises(ValueError, match="runs"):
         molecules.anchor_report([{"task": "product", "method": "REINVENT"}], "multi_mode")
+
+
+# --- issue 28: corrupt or foreign files and the other silent cases get named errors -----------------------
+
+def test_bools_are_not_numbers_for_beta_or_a_budget():
+    import numpy as np
+
+    from marabook import targets
+
+    with pytest.raises(ValueError, match="beta must be a number, got True"):
+        targets.reverse_kl_target(np.array([0.5, 0.5]), np.array([1.0, 0.0]), True)
+    with pytest.raises(ValueError, match="beta"):
+        targets.reverse_kl_target(np.array([0.5, 0.5]), np.array([1.0, 0.0]), np.array([[True]]))
+    chem = _chem()
+    with pytest.raises(ValueError, match="budget"):
+        chem.Oracle(lambda mols: np.ones(len(mols)), budget=True)
+    assert chem.Oracle(lambda mols: np.ones(len(mols)), budget=np.int64(3)).budget == 3
+
+
+def test_method_targets_broadcast_a_column_of_betas():
+    import numpy as np
+
+    from marabook.mara import method_targets
+
+    ref, r = np.array([0.6, 0.3, 0.1]), np.array([1.0, 1.0, 0.0])
+    betas = np.array([[0.05], [0.5], [5.0]])
+    many = method_targets(ref, r, betas, 0.5, eta=0.1)
+    for key, value in many.items():
+        assert value.shape == (3, 3), key
+        for i, b in enumerate(betas[:, 0]):
+            np.testing.assert_allclose(value[i], method_targets(ref, r, float(b), 0.5, eta=0.1)[key], rtol=1e-12,
+                                       err_msg=key)
+    with pytest.raises(ValueError, match="beta"):
+        method_targets(ref, r, np.array([0.1, 0.2, 0.3]), 0.5)   # a bare vector would broadcast along tokens
+
+
+def test_cuda_without_cuda_is_named():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ValueError, match="device 'cuda' asks for CUDA, but torch sees no CUDA GPU"):
+        plumbing.default_device("cuda")
+
+
+def test_oracle_refuses_non_numeric_scores_and_survives_huge_smiles():
+    import numpy as np
+
+    chem = _chem()
+    oracle = chem.Oracle(lambda mols: ["high"] * len(mols))
+    with pytest.raises(ValueError, match="score_fn must return numbers"):
+        oracle(["CCO"])
+    # a 20,000-atom SMILES crashed RDKit's MolToSmiles (the process, not an exception): now it is invalid
+    huge = "C" * 20_000
+    assert not chem.is_valid(huge) and chem.canonical_smiles(huge) is None
+    counted = chem.Oracle(lambda mols: np.ones(len(mols)))
+    assert counted([huge, "CCO"]).tolist() == [0.0, 1.0] and counted.n_invalid == 1
+    assert chem.is_valid("C" * 1000)
+
+
+def test_sa_score_uses_rdkits_sascorer_not_one_in_the_working_directory(tmp_path, monkeypatch):
+    import sys
+
+    chem = _chem()
+    from marabook.chem import oracles
+
+    (tmp_path / "sascorer.py").write_text("raise RuntimeError('the wrong sascorer was imported')\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(oracles, "_SASCORER", None)
+    before = list(sys.path)
+    score = chem.sa_score("CCO")
+    assert 1.0 <= score < 5.0 and sys.path == before
+    assert "sascorer" not in sys.modules or not str(getattr(sys.modules["sascorer"], "__file__", "")).startswith(
+        str(tmp_path))
+
+
+def test_oracle_identity_and_a_spent_oracle():
+    import numpy as np
+
+    chem = _chem()
+    a, b = chem.product_task(), chem.product_task(budget=10)
+    assert a.identity() == b.identity()                       # the budget is a limit, not the task
+    assert chem.multi_mode_task().identity() != a.identity()
+    assert chem.unequal_modes_task().identity()["fingerprint"] != chem.multi_mode_task().identity()["fingerprint"]
+    assert chem.multi_mode_task(saturate=0.5).identity() != chem.multi_mode_task().identity()
+    spent = chem.Oracle(lambda mols: np.ones(len(mols)), name="spent", budget=4)
+    spent(["CCO"] * 4)
+    with pytest.raises(ValueError, match="oracle 'spent' has already made 4 calls"):
+        spent.check_fresh()
+    # the REINVENT trainer (through TrainLoop) refuses it instead of running zero steps
+    prior = chem.load_prior(device="cpu")
+    with pytest.raises(ValueError, match="already made 4 calls"):
+        chem.ReinventTrainer(prior, spent, chem.ReinventConfig(budget=8, batch_size=4), device="cpu", progress=False)
+
+
+def test_a_prior_with_another_vocabulary_is_refused_naming_the_files(tmp_path):
+    import json
+    import shutil
+
+    chem = _chem()
+    from marabook.chem.prior import PRIOR_DIR
+
+    d = tmp_path / "prior"
+    shutil.copytree(PRIOR_DIR, d)
+    vocab = json.loads((d / "vocab.json").read_text())
+    tokens = vocab["tokens"]
+    permuted = tokens[:3] + tokens[3:][::-1]                   # same size, another order
+    (d / "vocab.json").write_text(json.dumps(dict(vocab, tokens=permuted)))
+    with pytest.raises(ValueError, match=r"vocab\.json is not the vocabulary .*model\.safetensors was trained with"):
+        chem.load_prior(d, device="cpu")
+    (d / "vocab.json").write_text(json.dumps(dict(vocab, tokens=tokens + ["Xe"])))
+    with pytest.raises(ValueError, match=r"vocab"):
+        chem.load_prior(d, device="cpu")
+    (d / "vocab.json").write_text(json.dumps(vocab))
+    (d / "model.safetensors").write_bytes((d / "model.safetensors").read_bytes()[:1000])
+    with pytest.raises(ValueError, match=r"model\.safetensors: not a readable safetensors file"):
+        chem.load_prior(d, device="cpu")
+    # a prior saved now records its vocabulary in the weights' metadata: a permuted copy is refused too
+    saved = chem.load_prior(device="cpu").save_pretrained(tmp_path / "mine")
+    assert chem.load_prior(saved, device="cpu").tokenizer.tokens == tokens
+    (saved / "vocab.json").write_text(json.dumps(dict(vocab, tokens=permuted)))
+    with pytest.raises(ValueError, match="is not the vocabulary"):
+        chem.load_prior(saved, device="cpu")
+
+
+def test_trl_mara_reward_checks_groups_and_num_generations():
+    from types import SimpleNamespace
+
+    itrl = pytest.importorskip("marabook.integrations.trl")
+    try:
+        itrl.check_trl_version()
+    except ImportError:
+        pytest.skip("no supported TRL")
+    cfg = SimpleNamespace(beta=0.1, num_generations=4, scale_rewards="none")
+
+    def ones(prompts, completions, **kw):
+        return [1.0] * len(prompts)
+
+    with pytest.raises(ValueError, match="num_generations = 2 contradicts the config's num_generations = 4"):
+        itrl.mara_reward(ones, None, None, tau=0.5, config=cfg, num_generations=2)
+    fn = itrl.mara_reward(ones, None, None, tau=0.5, config=cfg)
+    with pytest.raises(ValueError, match=r"prompts 0\.\.3 are not one prompt repeated"):
+        fn(["a", "a", "b", "b"], ["x"] * 4, completion_ids=[[1]] * 4)
+    bad = itrl.mara_reward(lambda prompts, completions, **kw: ["good"] * len(prompts), None, None, tau=0.5,
+                           config=cfg)
+    with pytest.raises(ValueError, match="reward_fn must return numbers"):
+        bad(["a"] * 4, ["x"] * 4, completion_ids=[[1]] * 4)

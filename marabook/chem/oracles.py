@@ -18,7 +18,6 @@ from __future__ import annotations
 import importlib
 import math
 import os
-import sys
 from dataclasses import dataclass, field
 from typing import Callable, NamedTuple, Sequence
 
@@ -73,9 +72,15 @@ def _rdkit():
     return Chem
 
 
+#: Longer strings are invalid without reaching RDKit: a SMILES of some 20,000 atoms crashes RDKit's
+#: ``MolToSmiles`` (the whole process, not an exception), and no generator of the book comes near this.
+MAX_SMILES_LENGTH = 10_000
+
+
 def mol_from_smiles(smiles):
-    """RDKit molecule of ``smiles``, or ``None`` for anything RDKit cannot parse (non-strings too)."""
-    if not isinstance(smiles, str) or not smiles.strip():
+    """RDKit molecule of ``smiles``, or ``None`` for anything RDKit cannot parse (non-strings too, and strings
+    longer than :data:`MAX_SMILES_LENGTH`)."""
+    if not isinstance(smiles, str) or not smiles.strip() or len(smiles) > MAX_SMILES_LENGTH:
         return None
     Chem = _rdkit()
     try:
@@ -115,14 +120,21 @@ _SASCORER = None
 
 
 def _sascorer():
+    """RDKit's Contrib ``sascorer`` loaded from RDKit's own file by its path: never a ``sascorer.py`` that
+    happens to lie in the working directory or elsewhere on ``sys.path``, and ``sys.path`` is left alone."""
     global _SASCORER
     if _SASCORER is None:
+        import importlib.util
+
         from rdkit.Chem import RDConfig
 
-        path = os.path.join(RDConfig.RDContribDir, "SA_Score")
-        if path not in sys.path:
-            sys.path.append(path)
-        _SASCORER = importlib.import_module("sascorer")
+        path = os.path.join(RDConfig.RDContribDir, "SA_Score", "sascorer.py")
+        spec = importlib.util.spec_from_file_location("marabook_rdkit_sascorer", path)
+        if spec is None or spec.loader is None or not os.path.exists(path):
+            raise ImportError(f"RDKit's SA_Score contribution is missing ({path})")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        _SASCORER = module
     return _SASCORER
 
 
@@ -329,13 +341,18 @@ class Oracle:
     n_invalid: int = 0
     n_failed: int = 0
     records: list = field(default_factory=list)
+    #: the task's parameters (references, ramps), recorded in checkpoints by :meth:`identity`
+    settings: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if not callable(self.score_fn):
             raise ValueError("score_fn must be callable")
         if self.takes not in ("mols", "smiles"):
             raise ValueError(f"takes must be 'mols' or 'smiles', got {self.takes!r}")
-        if self.budget is not None and (not isinstance(self.budget, int) or self.budget < 1):
+        if not isinstance(self.settings, dict):
+            raise ValueError(f"settings must be a dict of the task's parameters, got {type(self.settings).__name__}")
+        if self.budget is not None and (isinstance(self.budget, bool) or not isinstance(self.budget, (int, np.integer))
+                                        or self.budget < 1):
             raise ValueError(f"budget must be a positive integer or None, got {self.budget!r}")
 
     @property
@@ -355,7 +372,12 @@ class Oracle:
         scores = np.zeros(len(smiles))
         if valid_idx:
             args = [mols[i] for i in valid_idx] if self.takes == "mols" else [canon[i] for i in valid_idx]
-            vals = np.asarray(self.score_fn(args), dtype=float)
+            raw = self.score_fn(args)
+            try:
+                vals = np.asarray(raw, dtype=float)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"score_fn must return numbers, one per molecule; got {type(raw).__name__} "
+                                 f"that does not convert to floats ({exc})") from exc
             if vals.shape != (len(valid_idx),):
                 raise ValueError(f"score_fn returned shape {vals.shape}, expected ({len(valid_idx)},)")
             failed = np.isnan(vals)
@@ -370,6 +392,24 @@ class Oracle:
             self.calls += 1
         self.n_invalid += len(smiles) - len(valid_idx)
         return scores
+
+    def identity(self) -> dict:
+        """``{"name", "fingerprint"}``: what a checkpoint records of the oracle a run used, so that a resume
+        with another oracle is refused (:meth:`marabook.plumbing.TrainLoop._identity`). The fingerprint
+        covers the name, what ``score_fn`` takes, ``clip``, ``settings`` and the scoring function's
+        qualified name (not its closure: give a task's parameters in ``settings``)."""
+        from marabook.plumbing import settings_fingerprint
+
+        return {"name": self.name,
+                "fingerprint": settings_fingerprint({"name": self.name, "takes": self.takes, "clip": self.clip,
+                                                     "settings": self.settings, "score_fn": self.score_fn})}
+
+    def check_fresh(self) -> None:
+        """Raise a ValueError naming the oracle when it has already been called (a spent or reused oracle
+        would make a new run start part-way, or not at all)."""
+        if self.calls:
+            raise ValueError(f"oracle {self.name!r} has already made {self.calls} calls (of budget "
+                             f"{self.budget}); a new run needs a fresh oracle (e.g. product_task(budget=...))")
 
     def state_dict(self) -> dict:
         return {"name": self.name, "budget": self.budget, "calls": self.calls, "n_invalid": self.n_invalid,
@@ -388,7 +428,8 @@ def product_task(budget: int | None = None) -> Oracle:
     Offline we keep QED and the donor constraint, replace retrosynthesis by the SA-score term
     (``sa_term``) and the docking score by its best-known bias, a preference for larger molecules
     (``size_term``, 20 -> 26 heavy atoms; most MOSES molecules have 18-25)."""
-    return Oracle(make_reward(qed_term, hbd_term, sa_term, size_term), name="product", budget=budget)
+    return Oracle(make_reward(qed_term, hbd_term, sa_term, size_term), name="product", budget=budget,
+                  settings={"terms": ["qed_term", "hbd_term", "sa_term", "size_term"], "aggregate": "product"})
 
 
 def multi_mode_task(references: dict | None = None, budget: int | None = None, saturate: float = 0.4,
@@ -400,7 +441,8 @@ def multi_mode_task(references: dict | None = None, budget: int | None = None, s
     def score(mols):
         return hbd_term(mols) * similarity_term(mols, refs, saturate=saturate, floor=floor)
 
-    return Oracle(score, name="multi_mode", budget=budget)
+    return Oracle(score, name="multi_mode", budget=budget,
+                  settings={"references": refs, "saturate": saturate, "floor": floor})
 
 
 def unequal_modes_task(budget: int | None = None) -> Oracle:

@@ -11,6 +11,7 @@ The same class is the REINVENT *agent*: the agent is a copy of the prior that RL
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -28,6 +29,23 @@ from marabook.plumbing import default_device, pad_sequences
 __all__ = ["SmilesGRU", "load_prior", "PRIOR_DIR", "pretrain_prior", "collate_ids"]
 
 PRIOR_DIR = Path(__file__).resolve().parent.parent / "data" / "smiles_prior"
+
+#: SHA-256 of a weights file -> SHA-256 of the vocabulary it was trained with, for priors saved before
+#: :meth:`SmilesGRU.save_pretrained` recorded the vocabulary in the weights' metadata (the shipped prior).
+_KNOWN_VOCABS = {"9cca70ab3b01aadd19908767fd0fa1c73538fa526947a39259b596a337e98095":
+                 "98d39c775d045df50b94c77c64f32f638a35437c06c455a3e3f8464f52bfc397"}
+
+
+def _vocab_sha(tokens) -> str:
+    return hashlib.sha256(json.dumps(list(tokens)).encode()).hexdigest()
+
+
+def _file_sha(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def collate_ids(seqs, pad_id: int = 0) -> torch.Tensor:
@@ -173,7 +191,7 @@ class SmilesGRU(nn.Module):
         p = Path(path)
         p.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        save_file(state, str(p / "model.safetensors"))
+        save_file(state, str(p / "model.safetensors"), metadata={"vocab_sha256": _vocab_sha(self.tokenizer.tokens)})
         self.tokenizer.save(p / "vocab.json")
         (p / "config.json").write_text(json.dumps(self.config, indent=1))
         if report is not None:
@@ -182,17 +200,51 @@ class SmilesGRU(nn.Module):
 
     @classmethod
     def from_pretrained(cls, path, device=None) -> "SmilesGRU":
-        """Load a model written by :meth:`save_pretrained`."""
-        from safetensors.torch import load_file
+        """Load a model written by :meth:`save_pretrained`. Refuses, naming the files, a vocabulary that is
+        not the one the weights were trained with (other tokens, or the same tokens in another order: it
+        would load and sample garbage), a vocabulary or config of another size, and unreadable files."""
+        from safetensors import safe_open
 
         p = Path(path)
-        if not (p / "model.safetensors").exists():
-            raise ValueError(f"path {p} has no model.safetensors")
-        tok = SmilesTokenizer.load(p / "vocab.json")
-        cfg = json.loads((p / "config.json").read_text())
-        cfg.pop("vocab_size", None)
-        model = cls(tok, **cfg)
-        model.load_state_dict(load_file(str(p / "model.safetensors")))
+        weights, vocab, config = p / "model.safetensors", p / "vocab.json", p / "config.json"
+        for f in (weights, vocab, config):
+            if not f.exists():
+                raise ValueError(f"path {p} has no {f.name}")
+        try:
+            tok = SmilesTokenizer.load(vocab)
+        except (KeyError, TypeError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{vocab}: not a readable SMILES vocabulary ({type(exc).__name__}: {exc})") from exc
+        try:
+            cfg = json.loads(config.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{config}: not readable JSON ({exc})") from exc
+        if not isinstance(cfg, dict):
+            raise ValueError(f"{config}: not a model config (a JSON {type(cfg).__name__})")
+        try:
+            with safe_open(str(weights), "pt") as f:
+                meta = f.metadata() or {}
+                state = {k: f.get_tensor(k) for k in f.keys()}
+        except Exception as exc:  # safetensors' own errors name no file
+            raise ValueError(f"{weights}: not a readable safetensors file ({type(exc).__name__}: {exc})") from exc
+        expected = meta.get("vocab_sha256") or _KNOWN_VOCABS.get(_file_sha(weights))
+        if expected is not None and expected != _vocab_sha(tok.tokens):
+            raise ValueError(f"{vocab} is not the vocabulary {weights} was trained with (other tokens, or the "
+                             f"same tokens in another order); the prior would sample garbage")
+        vocab_size = cfg.pop("vocab_size", None)
+        if vocab_size is not None and vocab_size != len(tok):
+            raise ValueError(f"{config} says vocab_size {vocab_size}, but {vocab} has {len(tok)} tokens")
+        emb = state.get("embedding.weight")
+        if emb is not None and emb.shape[0] != len(tok):
+            raise ValueError(f"{weights} was trained with a vocabulary of {emb.shape[0]} tokens, but {vocab} has "
+                             f"{len(tok)}: a prior of another vocabulary")
+        try:
+            model = cls(tok, **cfg)
+        except TypeError as exc:
+            raise ValueError(f"{config}: not a SmilesGRU config ({exc})") from exc
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as exc:
+            raise ValueError(f"{weights} does not fit the model {config} describes ({exc})") from exc
         return model.to(default_device(device)).eval()
 
 

@@ -136,7 +136,11 @@ def mara_reward(reward_fn, ref_model, tokenizer, *, tau, beta: float | None = No
     if config is not None:
         args = check_trl_config(config)
         beta = args.beta if beta is None else beta
-        num_generations = getattr(args, "num_generations", None) if num_generations is None else num_generations
+        configured = getattr(args, "num_generations", None)
+        if num_generations is not None and configured is not None and num_generations != configured:
+            raise ValueError(f"num_generations = {num_generations!r} contradicts the config's num_generations = "
+                             f"{configured!r}: groups would mix prompts; pass one of them")
+        num_generations = configured if num_generations is None else num_generations
     if beta is None:
         raise ValueError("beta is required (or pass config=, the trainer's GRPOConfig/RLOOConfig)")
     beta = check_number(beta, "beta", positive=True)
@@ -149,14 +153,25 @@ def mara_reward(reward_fn, ref_model, tokenizer, *, tau, beta: float | None = No
     def reward(prompts, completions, completion_ids=None, **kwargs):
         if completion_ids is None:
             raise ValueError("completion_ids is required: the wrapper scores the completions TRL sampled, as sampled")
-        r = np.asarray(reward_fn(prompts=prompts, completions=completions, completion_ids=completion_ids, **kwargs),
-                       dtype=float)
+        raw = reward_fn(prompts=prompts, completions=completions, completion_ids=completion_ids, **kwargs)
+        try:
+            r = np.asarray(raw, dtype=float)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"reward_fn must return numbers, one per completion; got {type(raw).__name__} that "
+                             f"does not convert to floats ({exc})") from exc
         if r.shape != (len(prompts),) or not np.all(np.isfinite(r)):
             raise ValueError("reward_fn must return one finite reward per completion")
-        ref_lp = reference_logprobs(ref_model, tokenizer, prompts, completion_ids, batch_size)
         groups = np.arange(len(r)) // num_generations if anchor == "group" else None
         if groups is not None and len(r) % num_generations:
             raise ValueError(f"{len(r)} completions do not form groups of num_generations = {num_generations}")
+        if groups is not None:  # one anchor per prompt: a group must be num_generations samples of one prompt
+            for start in range(0, len(r), num_generations):
+                group = list(prompts[start:start + num_generations])
+                if any(q != group[0] for q in group[1:]):
+                    raise ValueError(f"prompts {start}..{start + num_generations - 1} are not one prompt repeated: "
+                                     f"the completions do not come in groups of num_generations = "
+                                     f"{num_generations} per prompt (does it match the trainer's?)")
+        ref_lp = reference_logprobs(ref_model, tokenizer, prompts, completion_ids, batch_size)
         return mara_rewards(r, ref_lp, beta, threshold, groups=groups).tolist()
 
     reward.__name__ = f"mara_{getattr(reward_fn, '__name__', 'reward')}"
