@@ -22,7 +22,8 @@ import sys
 from pathlib import Path
 
 __all__ = ["provenance", "save_json", "load_json", "RESULTS_DIR", "stored_path", "load_stored", "describe", "note", "Note",
-           "RESULTS_SCHEMA", "ResultsFileError", "need", "atomic_write_text", "default_out", "OUT_DIR"]
+           "RESULTS_SCHEMA", "ResultsFileError", "need", "atomic_write_text", "default_out", "OUT_DIR",
+           "portable_path", "portable_command"]
 
 #: Where the stored full-scale results live (inside the package, so that Colab and pip readers get them).
 RESULTS_DIR = Path(__file__).resolve().parent / "data" / "results"
@@ -77,6 +78,32 @@ def atomic_write_text(path, text: str) -> Path:
     return p
 
 
+_REPO = Path(__file__).resolve().parents[1]
+
+
+def portable_path(path) -> str:
+    """``path`` as a stored result may record it: relative paths as given, absolute ones relative to the
+    repository when inside it, else the file's name only (the machine's folders describe the machine, not
+    the result, and stored files must not carry them)."""
+    text = str(path)
+    if not text.startswith("/"):
+        return text
+    p = Path(text)
+    try:
+        return str(p.resolve().relative_to(_REPO))
+    except (ValueError, OSError):
+        return p.name
+
+
+def portable_command(command: str) -> str:
+    """``command`` with every absolute path (a word, or the value of ``--opt=/path``) made :func:`portable_path`."""
+    words = []
+    for w in command.split():
+        key, eq, value = w.partition("=")
+        words.append(key + eq + portable_path(value) if eq and value.startswith("/") else portable_path(w))
+    return " ".join(words)
+
+
 def _git_revision() -> str:
     root = Path(__file__).resolve().parents[1]
     try:
@@ -101,7 +128,8 @@ def _device() -> str:
 
 
 def provenance(command: str | None = None) -> dict:
-    """``{"command", "git_revision", "device", "date", "python", "packages"}`` for this process."""
+    """``{"command", "git_revision", "device", "date", "python", "packages"}`` for this process (absolute paths
+    in the command recorded by :func:`portable_command`)."""
     if command is not None and not isinstance(command, str):
         raise ValueError(f"command must be a string or None, got {command!r}")
     pkgs = {}
@@ -110,7 +138,7 @@ def provenance(command: str | None = None) -> dict:
         if mod is not None:
             pkgs[name] = getattr(mod, "__version__", "?")
     return {
-        "command": command if command is not None else " ".join(sys.argv),
+        "command": portable_command(command if command is not None else " ".join(sys.argv)),
         "git_revision": _git_revision(),
         "device": _device(),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

@@ -497,3 +497,20 @@ def test_console_commands_write_to_results_not_into_the_package():
     ap = molecules._grid_parser("d", ("product",), "reinvent.json")
     assert isinstance(ap, argparse.ArgumentParser)
     assert ap.parse_args([]).out == str(Path("results") / "reinvent.json")
+
+
+def test_no_shipped_file_records_a_machine_path():
+    import re
+
+    from marabook import provenance as P
+
+    root = Path(P.__file__).resolve().parent / "data"
+    pattern = re.compile(r'(^|[\s"=])/(tmp|home|root|work|Users|mnt|opt|var|private)/')
+    offenders = [str(p.relative_to(root)) for p in root.rglob("*.json")
+                 if p.stat().st_size < 5_000_000 and pattern.search(p.read_text(errors="replace"))]
+    assert offenders == []
+    # and what records commands from now on keeps them out
+    repo = Path(P.__file__).resolve().parents[1]
+    cmd = f"python {repo}/scripts/run_tokens.py --out /tmp/x/tokens.json --work=/home/me/w --seeds 2"
+    assert P.portable_command(cmd) == "python scripts/run_tokens.py --out tokens.json --work=w --seeds 2"
+    assert P.provenance(cmd)["command"] == P.portable_command(cmd)

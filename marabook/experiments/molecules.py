@@ -388,7 +388,10 @@ def _store_grid(args, command: str, sigmas) -> None:
     t0 = time.time()
     runs = sigma_study(args.tasks, args.methods, sigmas, range(args.seeds), budget=args.budget,
                        workers=args.workers, device=args.device, batch_size=args.batch_size, lr=args.lr)
-    save_json(args.out, {"settings": vars(args), "methods": list(args.methods), "wall_seconds": round(time.time() - t0, 1),
+    from marabook.provenance import portable_path
+
+    settings = dict(vars(args), out=portable_path(args.out))  # no machine folders in a stored file
+    save_json(args.out, {"settings": settings, "methods": list(args.methods), "wall_seconds": round(time.time() - t0, 1),
                          "runs": runs}, prov=prov)
     print(f"{len(runs)} runs in {time.time() - t0:.0f} s -> {args.out}")
 
