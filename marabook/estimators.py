@@ -7,7 +7,9 @@ passed, so the NumPy chapters and :mod:`marabook.bandit` use these without torch
   y ~ pi (eq. 5.3);
 * :func:`rloo_advantages`, :func:`grpo_advantages`, :func:`compute_advantages`: group baselines (eq. 5.2);
 * :func:`expected_kl_gradients`: the exact expected gradient of each way a trainer can put a KL
-  estimator into its objective (eq. 5.4).
+  estimator into its objective (eq. 5.4);
+* :func:`policy_loss`: the language-model trainer's loss, as named terms (policy gradient, KL or SFT
+  term, entropy estimate), eqs. 5.1-5.5 -- torch.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import numpy as np
 from marabook._validate import check_int, is_torch
 
 __all__ = ["kl_k1", "kl_k2", "kl_k3", "rloo_advantages", "grpo_advantages", "compute_advantages",
-           "expected_kl_gradients", "advantage_algorithm", "ADVANTAGES", "ADVANTAGE_ALGORITHMS"]
+           "expected_kl_gradients", "advantage_algorithm", "policy_loss", "ADVANTAGES", "ADVANTAGE_ALGORITHMS",
+           "KL_PLACEMENTS"]
 
 #: Advantage estimators by the algorithm that uses them (chapter 5, eq. 5.2).
 ADVANTAGE_ALGORITHMS = {
@@ -28,17 +31,15 @@ ADVANTAGE_ALGORITHMS = {
     "dr_grpo": "group mean subtracted, no std division (Dr. GRPO; Liu et al. 2025)",
     "reinforce": "the rewards themselves, no baseline (REINFORCE)",
 }
-# the spellings of the first edition, still accepted: they name the mechanics, not the algorithm
-_ADVANTAGE_ALIASES = {"mean": "dr_grpo", "std": "grpo", "none": "reinforce"}
-#: Every accepted ``advantage`` name (algorithm names and the first edition's spellings).
-ADVANTAGES = ("rloo", "mean", "std", "none", "grpo", "dr_grpo", "reinforce")
+#: Every accepted ``advantage`` name: one spelling per estimator, the name of its algorithm.
+ADVANTAGES = tuple(ADVANTAGE_ALGORITHMS)
 
 
 def advantage_algorithm(name: str, argument: str = "advantage") -> str:
-    """The algorithm name (a key of :data:`ADVANTAGE_ALGORITHMS`) for any accepted spelling."""
+    """``name`` itself when it is an algorithm of :data:`ADVANTAGE_ALGORITHMS`, else a ValueError naming ``argument``."""
     if name not in ADVANTAGES:
         raise ValueError(f"{argument} must be one of {ADVANTAGES}, got {name!r}")
-    return _ADVANTAGE_ALIASES.get(name, name)
+    return name
 
 
 # --------------------------------------------------------------------------------------------
@@ -93,7 +94,7 @@ def kl_k3(logp, ref_logp):
     """k3 estimator ``exp(x) - 1 - x`` with ``x = log pi_ref(y) - log pi(y)``, y ~ pi (eq. 5.3).
 
     Unbiased for KL(pi || pi_ref) (``E_pi[exp(x)] = 1``) and non-negative per sample. Used per token
-    in the loss by :attr:`RLConfig.kl` ``= "reverse_k3"``.
+    in the loss by ``RLConfig(kl="reverse", kl_estimator="k3_loss")`` (:func:`policy_loss`).
     """
     return _k3(_log_ratio(logp, ref_logp))
 
@@ -174,11 +175,23 @@ def _centred(g, scale_by_std: bool, eps: float = 1e-4):
     return centred.reshape(-1)
 
 
-def compute_advantages(rewards, group_size, method: str = "rloo"):
-    """Advantages by algorithm (:data:`ADVANTAGE_ALGORITHMS`): ``"rloo"``; ``"grpo"`` (mean subtracted,
-    divided by the group std); ``"dr_grpo"`` (mean subtracted only); ``"reinforce"`` (the rewards
-    themselves). The first edition's ``"std"``, ``"mean"`` and ``"none"`` are accepted for the last three."""
-    return _advantages(_grouped(rewards, group_size), advantage_algorithm(method, "method"))
+def compute_advantages(rewards, group_size, method: str = "rloo", *, validate: bool = True):
+    """Advantages by algorithm (:data:`ADVANTAGE_ALGORITHMS`, eq. 5.2): ``"rloo"``; ``"grpo"`` (mean
+    subtracted, divided by the group std); ``"dr_grpo"`` (mean subtracted only); ``"reinforce"`` (the
+    rewards themselves). Layout as in :func:`rloo_advantages`.
+
+    ``validate=False`` skips the value checks (finite rewards; for tensors, each costs a host
+    synchronisation) for a caller whose rewards are already checked, such as the trainer's inner loop;
+    the shapes are still checked."""
+    method = advantage_algorithm(method, "method")
+    if validate:
+        g = _grouped(rewards, group_size)
+    else:
+        check_int(group_size, "group_size", minimum=2)
+        if rewards.ndim != 1 or rewards.shape[0] % group_size:
+            raise ValueError(f"rewards must be 1-D with a length that is a multiple of group_size = {group_size}")
+        g = rewards.reshape(-1, group_size)
+    return _advantages(g, method)
 
 
 def _advantages(g, algorithm: str):
@@ -233,3 +246,77 @@ def expected_kl_gradients(logits, ref_probs) -> dict:
         "k2 in loss": score(-x),  # grad (x^2/2) = x * grad x = -x * grad log pi
         "k3 in loss": score(1.0 - np.exp(x)),  # grad (e^x - 1 - x) = (1 - e^x) grad log pi
     }
+
+
+# --------------------------------------------------------------------------------------------
+# The language-model trainer's loss (eqs. 5.1-5.5)
+# --------------------------------------------------------------------------------------------
+
+#: Where a KL term enters the trainer's objective (``RLConfig.kl_placement``): ``"k1_reward"`` (k1 is
+#: subtracted from the reward before the advantages, eq. 5.3, so it is not a loss term), ``"k3_loss"``
+#: (k3 per token added to the loss, eq. 5.4), ``"sft"`` (the forward KL's SFT term on reference
+#: samples, eq. 5.5), or None (no KL).
+KL_PLACEMENTS = ("k1_reward", "k3_loss", "sft", None)
+
+
+def policy_loss(token_logprobs, completion_mask, advantages, *, beta: float = 0.0, kl_placement=None,
+                ref_token_logprobs=None, sft_token_logprobs=None, normalizer=None) -> dict:
+    """The trainer's loss for one (micro-)batch of completions, as named terms (chapter 5, torch tensors).
+
+    ``token_logprobs`` (N, T): ``log pi`` of each sampled completion token under the policy (with
+    gradient), 0 at masked positions; ``completion_mask`` (N, T); ``advantages`` (N,) (eq. 5.2; treated
+    as constants). The returned dict holds
+
+    * ``"pg_loss"``: ``-sum_i A_i log pi(y_i) / normalizer`` with the sequence log-probability
+      ``log pi(y_i) = sum_t log pi(y_i,t | ...)`` (eq. 5.1): the score-function (REINFORCE) estimate of
+      ``-grad E[A]``;
+    * ``"kl_loss"``: with ``kl_placement="k3_loss"``, ``sum_i sum_t k3_i,t / normalizer``, k3 of each token's
+      log-ratio against ``ref_token_logprobs`` (eq. 5.3); differentiated through ``log pi`` its expected
+      gradient is the *forward* KL's (eq. 5.4). Zero otherwise;
+    * ``"sft_loss"``: with ``kl_placement="sft"``, ``-sum_j log pi(y'_j) / normalizer`` over the
+      reference samples ``y' ~ pi_ref`` whose token log-probs under the policy are ``sft_token_logprobs``
+      (eq. 5.5: ``KL(pi_ref || pi)`` up to a constant). Zero otherwise;
+    * ``"entropy"``: ``sum_i -log pi(y_i) / normalizer`` (no gradient), the Monte-Carlo estimate of the
+      sequence entropy ``H(pi)``; a diagnostic (the entropy *bonus* acts through the reward, see
+      :func:`marabook.rl.shape_rewards`);
+    * ``"loss"`` = ``pg_loss + beta * (kl_loss + sft_loss)``, the tensor to differentiate.
+
+    ``kl_placement="k1_reward"`` adds no term here: k1 is already inside the rewards the advantages came
+    from (eq. 5.3). ``normalizer`` (default N) is the number of completions in the *whole* batch: summed over
+    micro-batches the terms then equal those of the batch in one piece (gradient accumulation).
+    Shapes are checked; values are not (no host synchronisation in the trainer's inner loop).
+    """
+    import torch
+
+    if not isinstance(token_logprobs, torch.Tensor) or token_logprobs.ndim != 2:
+        raise ValueError("token_logprobs must be a 2-D tensor (completions, tokens)")
+    if not isinstance(completion_mask, torch.Tensor) or completion_mask.shape != token_logprobs.shape:
+        raise ValueError(f"completion_mask must be a tensor of shape {tuple(token_logprobs.shape)}")
+    n = token_logprobs.shape[0]
+    if not isinstance(advantages, torch.Tensor) or advantages.shape != (n,):
+        raise ValueError(f"advantages must be a tensor of shape ({n},)")
+    if kl_placement not in KL_PLACEMENTS:
+        raise ValueError(f"kl_placement must be one of {KL_PLACEMENTS}, got {kl_placement!r}")
+    if not (isinstance(beta, (int, float)) and not isinstance(beta, bool) and math.isfinite(beta) and beta >= 0):
+        raise ValueError(f"beta must be a finite number >= 0, got {beta!r}")
+    if normalizer is None:
+        normalizer = n
+    if not (isinstance(normalizer, (int, float)) and not isinstance(normalizer, bool) and normalizer > 0):
+        raise ValueError(f"normalizer must be a positive number, got {normalizer!r}")
+    zero = token_logprobs.new_zeros(())
+    logp = token_logprobs.sum(-1)                                                   # eq. 5.1
+    pg_loss = -(advantages.detach() * logp).sum() / normalizer                      # eq. 5.2
+    kl_loss = sft_loss = zero
+    if kl_placement == "k3_loss":
+        if not isinstance(ref_token_logprobs, torch.Tensor) or ref_token_logprobs.shape != token_logprobs.shape:
+            raise ValueError(f"ref_token_logprobs must be a tensor of shape {tuple(token_logprobs.shape)} "
+                             "with kl_placement='k3_loss'")
+        k3 = _k3(ref_token_logprobs.detach() - token_logprobs) * completion_mask   # eq. 5.3, per token
+        kl_loss = k3.sum() / normalizer
+    elif kl_placement == "sft":
+        if not isinstance(sft_token_logprobs, torch.Tensor) or sft_token_logprobs.ndim != 2:
+            raise ValueError("sft_token_logprobs must be a 2-D tensor with kl_placement='sft'")
+        sft_loss = -sft_token_logprobs.sum() / normalizer                           # eq. 5.5
+    loss = pg_loss + beta * (kl_loss + sft_loss)
+    return {"loss": loss, "pg_loss": pg_loss, "kl_loss": kl_loss, "sft_loss": sft_loss,
+            "entropy": -logp.detach().sum() / normalizer}

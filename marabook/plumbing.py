@@ -5,7 +5,7 @@ Both trainers (:class:`marabook.rl.Trainer` for language models, chapter 5, and
 
 * ``train(until)``: call ``train_step()`` until the run's position (optimiser steps for RL, oracle
   calls for REINVENT) reaches ``until`` or the configured end, with a tqdm bar and periodic checkpoints;
-* ``save_checkpoint`` / ``load_checkpoint``: one format for every trainer (:data:`CHECKPOINT_FORMAT`), a
+* ``save_checkpoint`` / ``load_checkpoint``: one format for every trainer (:data:`marabook.checkpoints.CHECKPOINT_FORMAT`), a
   directory holding ``model-<tag>.safetensors`` (the trained weights; only the trainable ones, e.g. LoRA
   adapters, when ``trainable_only``), ``state-<tag>.safetensors`` (optimiser moments, random generator
   state: tensors only) and ``state.json`` (format version, what the run belongs to, config, step, history,
@@ -17,7 +17,7 @@ How a checkpoint survives a kill: a save writes its tensor files under new names
 directory holds either the previous complete checkpoint or the new one, never a mix. A load checks the
 format version, the trainer, the config and the run's identity (:meth:`TrainLoop._identity`, plus a
 fingerprint of the trained module's weights when the trainer was built) and the files' sizes and hashes
-*before* it changes anything, and refuses with a :class:`CheckpointError` naming the file (and, for a
+*before* it changes anything, and refuses with a :class:`~marabook.checkpoints.CheckpointError` naming the file (and, for a
 mismatch, both sides).
 
 A subclass provides ``train_step()``, ``position`` (the quantity ``until`` refers to), ``end`` (where
@@ -29,21 +29,18 @@ Torch is imported only inside functions, so importing this module costs nothing.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import re
 import secrets
-from dataclasses import asdict, fields, is_dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
 
+from marabook.checkpoints import (CHECKPOINT_FORMAT, VERSIONED_FILE, TEMPORARY_FILE, CheckpointError, fsync, file_sha256, module_fingerprint, optimizer_to_safe, optimizer_from_safe, read_record, checkpoint_files)
 from marabook.config import show_progress
 from marabook._validate import check_int
 
-__all__ = ["default_device", "autocast_dtype", "pad_sequences", "pad_right", "TrainLoop", "optimizer_to_safe",
-           "optimizer_from_safe", "PRECISIONS", "CheckpointError", "CHECKPOINT_FORMAT", "module_fingerprint",
-           "settings_fingerprint", "checkpoint_files"]
+__all__ = ["default_device", "autocast_dtype", "pad_sequences", "pad_right", "TrainLoop", "PRECISIONS"]
 
 #: Accepted ``precision`` settings: ``"auto"`` lets :func:`autocast_dtype` decide from the device.
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -137,147 +134,6 @@ def pad_right(ids, width: int, value: int):
 # ------------------------------------------------------------------------------------ checkpoints
 #: The checkpoint layout :meth:`TrainLoop.save_checkpoint` writes (``"format"`` in ``state.json``);
 #: :meth:`TrainLoop.load_checkpoint` reads this one and format 1 (fixed file names, no identity record).
-CHECKPOINT_FORMAT = 2
-_READABLE_FORMATS = (1, 2)
-_VERSIONED = re.compile(r"^(model|state)-\d{8}-[0-9a-f]{8}\.safetensors$")
-_TEMPORARY = re.compile(r"^state\.json(\.[0-9a-f\-]+)?\.tmp$")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be resumed: missing, incomplete, corrupt, of another format version, or of
-    another run (trainer, config, task, oracle, model). The message names the file and, for a mismatch,
-    both sides. A ``ValueError``, so code that catches bad input catches it too."""
-
-
-def _fsync(path) -> None:
-    """Flush ``path`` (a file or a directory) to the disk; directories cannot be opened on some systems."""
-    try:
-        fd = os.open(str(path), os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # e.g. directories on filesystems that refuse fsync on them
-        pass
-    finally:
-        os.close(fd)
-
-
-def _sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def module_fingerprint(module, sample: int = 1024) -> str:
-    """A short hash that tells models apart: every tensor's name, dtype and shape in ``module.state_dict()``
-    and a strided sample of at most ``sample`` of its values (cheap for billion-parameter models, the same
-    on every device). Two models with the same weights have the same fingerprint; a trained copy of a
-    model does not. Checkpoints record it for the trained module as the trainer was built."""
-    import torch
-
-    check_int(sample, "sample", minimum=1)
-    h = hashlib.sha256()
-    for name, t in sorted(module.state_dict().items()):
-        if not isinstance(t, torch.Tensor):
-            continue
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        flat = t.detach().reshape(-1)
-        if flat.numel():
-            vals = flat[:: max(1, flat.numel() // sample)][:sample]
-            try:
-                h.update(vals.to("cpu", torch.float64).numpy().tobytes())
-            except (RuntimeError, TypeError):  # exotic dtypes: names, dtypes and shapes only
-                pass
-    return h.hexdigest()[:16]
-
-
-def _plain(value):
-    """``value`` as JSON-able data for :func:`settings_fingerprint` (callables by their qualified name)."""
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        items = [_plain(v) for v in value]
-        return sorted(items, key=repr) if isinstance(value, (set, frozenset)) else items
-    if hasattr(value, "tolist"):  # NumPy arrays and scalars
-        return _plain(value.tolist())
-    if is_dataclass(value) and not isinstance(value, type):  # configs: their fields count
-        return {"__type__": type(value).__qualname__,
-                **{f.name: _plain(getattr(value, f.name)) for f in fields(value)}}
-    if callable(value):
-        return f"{getattr(value, '__module__', '?')}.{getattr(value, '__qualname__', type(value).__qualname__)}"
-    return f"{type(value).__module__}.{type(value).__qualname__}"
-
-
-def settings_fingerprint(settings) -> str:
-    """A short hash of ``settings`` (JSON-like data; callables count by their qualified name, other objects
-    by their type), for a task's or oracle's identity in a checkpoint (:meth:`TrainLoop._identity`)."""
-    text = json.dumps(_plain(settings), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def optimizer_to_safe(state_dict: dict) -> tuple[dict, dict]:
-    """Split a torch optimiser ``state_dict`` into tensors (for safetensors) and JSON-able rest."""
-    import torch
-
-    tensors, per_param = {}, {}
-    for pid, st in state_dict["state"].items():
-        entry = {}
-        for key, value in st.items():
-            if isinstance(value, torch.Tensor):
-                tensors[f"optimizer.{pid}.{key}"] = value.detach().cpu().contiguous()
-                entry[key] = {"tensor": f"optimizer.{pid}.{key}"}
-            else:
-                entry[key] = value
-        per_param[str(pid)] = entry
-    return tensors, {"state": per_param, "param_groups": state_dict["param_groups"]}
-
-
-def optimizer_from_safe(tensors: dict, meta: dict) -> dict:
-    """Inverse of :func:`optimizer_to_safe`: a ``state_dict`` an optimiser can load (the optimiser's
-    ``load_state_dict`` moves each tensor to its parameter's device, as torch decides per key)."""
-    state = {}
-    for pid, entry in meta["state"].items():
-        state[int(pid)] = {k: (tensors[v["tensor"]] if isinstance(v, dict) and "tensor" in v else v)
-                           for k, v in entry.items()}
-    return {"state": state, "param_groups": meta["param_groups"]}
-
-
-def _read_record(d: Path) -> dict:
-    """``state.json`` of the checkpoint in ``d``, parsed and format-checked (CheckpointError naming it)."""
-    path = d / "state.json"
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no checkpoint here (state.json is missing)")
-    try:
-        state = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path}: not a readable checkpoint record (truncated or corrupt: {exc})") from exc
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{path}: not a marabook checkpoint record (a JSON {type(state).__name__})")
-    fmt = state.get("format")
-    if fmt not in _READABLE_FORMATS:
-        raise CheckpointError(f"{path}: checkpoint format {fmt!r}; this marabook reads formats "
-                              f"{', '.join(map(str, _READABLE_FORMATS))} (written by another marabook version?)")
-    needed = ("trainer", "config", "step", "history", "optimizer", "extra")
-    for key in needed + (("identity", "files", "sizes", "sha256") if fmt >= 2 else ()):
-        if key not in state:
-            raise CheckpointError(f"{path}: checkpoint record has no {key!r} entry")
-    return state
-
-
-def checkpoint_files(directory) -> dict:
-    """``{"record", "model", "state"}``: the paths of the complete checkpoint in ``directory`` (its
-    ``state.json`` and the two safetensors files it names), e.g. to inspect the saved weights."""
-    d = Path(directory)
-    state = _read_record(d)
-    names = state.get("files", {"model": "model.safetensors", "state": "state.safetensors"})
-    return {"record": d / "state.json", "model": d / names["model"], "state": d / names["state"]}
-
-
 class TrainLoop:
     """Shared loop and checkpointing of marabook's trainers (see the module docstring).
 
@@ -433,23 +289,23 @@ class TrainLoop:
         tensors["generator"] = self.generator.get_state().cpu()
         save_file(tensors, str(d / files["state"]))
         for name in files.values():
-            _fsync(d / name)
+            fsync(d / name)
         state = {"format": CHECKPOINT_FORMAT, "trainer": type(self).__name__, "identity": self._checkpoint_identity(),
                  "config": self._config_json(), "step": self.step, "history": self.history, "optimizer": opt_meta,
                  "extra": self._extra_state(), "files": files,
                  "sizes": {k: (d / v).stat().st_size for k, v in files.items()},
-                 "sha256": {k: _sha256(d / v) for k, v in files.items()}}
+                 "sha256": {k: file_sha256(d / v) for k, v in files.items()}}
         tmp = d / f"state.json.{tag}.tmp"
         with open(tmp, "w") as f:
             f.write(json.dumps(state))
             f.flush()
             os.fsync(f.fileno())
-        _fsync(d)                         # the new files' names are on disk before the switch
+        fsync(d)                         # the new files' names are on disk before the switch
         os.replace(tmp, d / "state.json")  # the switch: one atomic rename
-        _fsync(d)
+        fsync(d)
         keep = set(files.values())
         for p in d.iterdir():             # only now the previous checkpoint's files go
-            stale = (_VERSIONED.match(p.name) and p.name not in keep) or _TEMPORARY.match(p.name) \
+            stale = (VERSIONED_FILE.match(p.name) and p.name not in keep) or TEMPORARY_FILE.match(p.name) \
                 or (previous_format == 1 and p.name in ("model.safetensors", "state.safetensors"))
             if stale:
                 try:
@@ -491,7 +347,7 @@ class TrainLoop:
             if size != state["sizes"][key]:
                 raise CheckpointError(f"{path}: {size} bytes, the checkpoint record says {state['sizes'][key]} "
                                       f"(truncated or overwritten)")
-            if _sha256(path) != state["sha256"][key]:
+            if file_sha256(path) != state["sha256"][key]:
                 raise CheckpointError(f"{path}: contents differ from the checkpoint record's SHA-256 (corrupt)")
 
     @staticmethod
@@ -510,7 +366,7 @@ class TrainLoop:
         from safetensors.torch import load_model
 
         d = Path(directory)
-        state = _read_record(d)
+        state = read_record(d)
         record = d / "state.json"
         self._check_identity(record, state)
         paths = checkpoint_files(d)

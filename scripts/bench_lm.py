@@ -1,15 +1,21 @@
 """Seconds per step and peak memory: marabook's rl.Trainer vs TRL's GRPOTrainer, same model, same work.
 
     python scripts/bench_lm.py                          # CPU: a scaled-down Qwen2 (well under a minute)
+    python scripts/bench_lm.py --model smollm2 --new-tokens 4 --store    # CPU: the real SmolLM2-135M-Instruct
+    python scripts/bench_lm.py --model smollm2 --new-tokens 16 --store
+    python scripts/bench_lm.py --model HuggingFaceTB/SmolLM2-360M-Instruct --device cuda   # any local dir or hub id
     python scripts/bench_lm.py --size 0.5b --device cuda --steps 6 --store   # GPU: Qwen2.5-0.5B's shapes
     python scripts/bench_lm.py --size 1.5b --device cuda --steps 6 --store
 
-Both trainers get a random-weight Qwen2 (marabook.lm.random_models, the real 151,936-token vocabulary) and
-the same step: 4 prompts x 8 completions of up to --new-tokens tokens, GRPO advantages (divide by the group
+Both trainers get the same model -- by default a random-weight Qwen2 (marabook.lm.random_models, the real
+151,936-token vocabulary); with --model a real one: "smollm2" (the pretrained SmolLM2-135M-Instruct the
+package loads offline, marabook.lm.load_smollm2), a local directory or a hub id -- and the same step: 4 prompts x 8 completions of up to --new-tokens tokens, GRPO advantages (divide by the group
 std), k3 in the loss with beta = 0.01, Adam at lr 1e-6, bf16 on a GPU that supports it, fp32 on CPU. Each
 trainer runs in its own process, so its peak memory is its own (CUDA: torch.cuda.max_memory_allocated;
-CPU: the process's peak resident memory). The first step is a warm-up and is not timed. --store writes
-marabook/data/results/bench_lm_<size>_<device>.json with provenance. TRL comes from the extra:
+CPU: the process's peak resident memory). The first step is a warm-up and is not timed. For marabook the
+time of a step is also split into its parts (sampling, reward, reference forward, policy forward+backward,
+optimiser). --store writes marabook/data/results/bench_lm_<size or model>_<device>[_<new tokens>].json with
+provenance. TRL comes from the extra:
 pip install "marabook[trl]".
 """
 
@@ -50,7 +56,7 @@ def worker_marabook(model_dir, device, steps, new_tokens):
 
     model, tok = lm.load_causal_lm(model_dir, device=device)
     task = _task(tok)
-    cfg = rl.RLConfig(beta=BETA, kl="reverse_k3", advantage="grpo", group_size=GROUP, prompts_per_step=PROMPTS,
+    cfg = rl.RLConfig(beta=BETA, kl="reverse", kl_estimator="k3_loss", advantage="grpo", group_size=GROUP, prompts_per_step=PROMPTS,
                       steps=steps + 1, lr=LR, max_new_tokens=new_tokens, max_grad_norm=1.0, seed=0)
     trainer = rl.Trainer(model, tok, task, cfg, device=device, progress=False)
     trainer.train_step()  # warm-up
@@ -60,9 +66,11 @@ def worker_marabook(model_dir, device, steps, new_tokens):
     trainer.train(until=steps + 1)
     if device == "cuda":
         torch.cuda.synchronize()
-    tokens = sum(h["completion_tokens"] for h in trainer.history[1:]) / steps
+    timed = trainer.history[1:]
+    tokens = sum(h["completion_tokens"] for h in timed) / steps
+    parts = {k[len("seconds_"):]: sum(h[k] for h in timed) / steps for k in timed[0] if k.startswith("seconds_")}
     return {"seconds_per_step": (time.perf_counter() - t0) / steps, "peak_memory_gb": _peak_memory_gb(device),
-            "mean_completion_tokens": tokens}
+            "mean_completion_tokens": tokens, "seconds_by_part": parts}
 
 
 def worker_trl(model_dir, device, steps, new_tokens):
@@ -106,6 +114,8 @@ def worker_trl(model_dir, device, steps, new_tokens):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", choices=sorted(SIZES), default="cpu-small")
+    ap.add_argument("--model", default=None,
+                    help='a real model instead of a random Qwen2: "smollm2" (shipped, offline), a directory or a hub id')
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--steps", type=int, default=2)
     ap.add_argument("--new-tokens", type=int, default=None, help="default: 64 on cuda, 16 on cpu")
@@ -125,7 +135,17 @@ def main(argv=None):
     dims = SIZES[args.size] or QWEN25_DIMS[args.size]
     results = {}
     with tempfile.TemporaryDirectory() as d:
-        save_random_lm(d, "qwen2", *dims)
+        if args.model is None:
+            save_random_lm(d, "qwen2", *dims)
+            label, what = args.size, f"{args.size} Qwen2 shapes {dims}"
+        elif args.model == "smollm2":
+            from marabook import lm
+
+            lm.load_smollm2(device="cpu")  # converts the shipped GGUF once; the workers load the cached copy
+            d, label, what = str(lm.smollm2_cache_dir()), "smollm2-135m", "SmolLM2-135M-Instruct (pretrained)"
+        else:
+            d, what = args.model, args.model
+            label = Path(args.model).name.lower() if Path(args.model).is_dir() else args.model.split("/")[-1].lower()
         for name in args.trainers:
             cmd = [sys.executable, __file__, "--worker", name, "--model-dir", d, "--device", args.device,
                    "--steps", str(args.steps), "--new-tokens", str(new_tokens)]
@@ -135,13 +155,15 @@ def main(argv=None):
                 results[name] = {"error": (out.stderr or out.stdout)[-2000:]}
             else:
                 results[name] = json.loads(line[-1][7:])
-    print(f"{args.size} Qwen2 shapes {dims}, {PROMPTS} prompts x {GROUP} completions, <= {new_tokens} new tokens, "
+    print(f"{what}, {PROMPTS} prompts x {GROUP} completions, <= {new_tokens} new tokens, "
           f"{args.steps} timed steps on {args.device}")
     for name, r in results.items():
         if "error" in r:
             print(f"{name:>9}: failed: {r['error'].strip().splitlines()[-1] if r['error'].strip() else '?'}")
         else:
             print(f"{name:>9}: {r['seconds_per_step']:.3f} s/step, peak memory {r['peak_memory_gb']:.2f} GiB")
+            if "seconds_by_part" in r:
+                print(" " * 11 + ", ".join(f"{k} {v:.3f} s" for k, v in r["seconds_by_part"].items()))
     ok = [n for n in ("marabook", "trl") if n in results and "error" not in results[n]]
     if len(ok) == 2:
         m, t = results["marabook"], results["trl"]
@@ -151,9 +173,11 @@ def main(argv=None):
         from marabook.provenance import RESULTS_DIR, save_json
 
         cmd = "python scripts/bench_lm.py " + " ".join(sys.argv[1:] if argv is None else argv)
-        out = save_json(RESULTS_DIR / f"bench_lm_{args.size}_{args.device}.json",
-                        {"size": args.size, "dims": list(dims), "prompts": PROMPTS, "group": GROUP,
-                         "new_tokens": new_tokens, "steps": args.steps, "results": results}, command=cmd)
+        suffix = "" if args.model is None else f"_{new_tokens}"
+        model = {"size": args.size, "dims": list(dims)} if args.model is None else {"model": what}
+        out = save_json(RESULTS_DIR / f"bench_lm_{label}_{args.device}{suffix}.json",
+                        {**model, "prompts": PROMPTS, "group": GROUP, "new_tokens": new_tokens, "steps": args.steps,
+                         "results": results}, command=cmd)
         if args.revision:
             data = json.loads(Path(out).read_text())
             data["provenance"]["git_revision"] = args.revision

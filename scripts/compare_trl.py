@@ -28,7 +28,7 @@ from marabook.provenance import RESULTS_DIR, save_json
 
 def run_marabook(beta, mara_tau, advantage, seed, steps):
     model, tok = lm.load_reference_lm()
-    cfg = rl.RLConfig(beta=beta, kl="reverse_k3", advantage=advantage, mara_tau=mara_tau, steps=steps,
+    cfg = rl.RLConfig(beta=beta, kl="reverse", kl_estimator="k3_loss", advantage=advantage, mara_tau=mara_tau, steps=steps,
                       group_size=8, prompts_per_step=4, lr=3e-3, max_new_tokens=4, seed=seed)
     res = onetwo.run(cfg, model=model, tokenizer=tok, device="cpu")
     final = {k: v for k, v in res["final"].items() if k != "per_prompt"}
@@ -59,10 +59,10 @@ def main(argv=None):
                     runs.append({"trainer": f"TRL {trl.__version__} GRPOTrainer", "scale_rewards": scale,
                                  "method": method, "beta": beta, "seed": seed, "final": f})
                     print(runs[-1], flush=True)
-                for adv in () if args.no_marabook else ("std", "mean"):
+                for adv in () if args.no_marabook else ("grpo", "dr_grpo"):
                     f = run_marabook(beta, mara_tau, adv, seed, args.steps)
                     runs.append({"trainer": "marabook rl.Trainer (k3 in loss)",
-                                 "scale_rewards": "group" if adv == "std" else "none",
+                                 "scale_rewards": "group" if adv == "grpo" else "none",
                                  "method": method, "beta": beta, "seed": seed, "final": f})
                     print(runs[-1], flush=True)
     settings = {"steps": args.steps, "prompts_per_step": 4, "group_size": 8, "lr": 3e-3, "max_new_tokens": 4,

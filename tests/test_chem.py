@@ -13,8 +13,11 @@ from marabook.chem import metrics as M  # noqa: E402
 from marabook.chem.data import SUBSET_PATH, load_smiles, subset_info  # noqa: E402
 from marabook.chem.oracles import (Oracle, hbd_term, make_reward, qed_term, ramp, sa_term,  # noqa: E402
                                    size_term)
+from marabook.chem.metrics import summarize_run  # noqa: E402
 from marabook.chem.reinvent import (DiversityFilter, ReinventConfig, ReinventTrainer, ReplayMemory,  # noqa: E402
-                                    dap_fixed_point, dap_loss, method_config, summarize_run)
+                                    dap_fixed_point, dap_loss)
+from marabook.experiments import molecules  # noqa: E402
+from marabook.experiments.molecules import method_config  # noqa: E402
 from marabook.mara import mara_rewards, mara_target  # noqa: E402
 
 torch.set_num_threads(2)
@@ -386,27 +389,27 @@ def _fake_runs():
 def test_compare_methods_against_scipy_and_tables():
     from scipy import stats
 
-    rows = chem.compare_methods(_fake_runs(), "multi_mode", budget=1000)
+    rows = molecules.compare_methods(_fake_runs(), "multi_mode", budget=1000)
     base, mara = rows
     assert base["yield@0.80"] == pytest.approx((11.0, 1.0)) and mara["yield@0.80"] == pytest.approx((15.0, 1.0))
     p = stats.ttest_ind([15, 16, 14], [10, 12, 11], equal_var=False, alternative="greater").pvalue
     assert mara["yield@0.80 p"] == pytest.approx(p)
     # censored OB100: runs that never found 100 hits count the budget
     assert base["OB100@0.80"][0] == pytest.approx((1000 + 512 + 1000) / 3) and base["OB100@0.80 reached"] == 1
-    text = chem.format_comparison(rows, ["yield@0.80"])
+    text = molecules.format_comparison(rows, ["yield@0.80"])
     assert "15 ± 1" in text and f"(p {p:.3f})" in text
-    mt = chem.mode_table(_fake_runs(), modes=["a", "b", "c"])
+    mt = molecules.mode_table(_fake_runs(), modes=["a", "b", "c"])
     assert mt["REINVENT"]["hits"] == {"a": 11.0, "b": 1.0, "c": 0.0}
     assert mt["REINVENT"]["covered"] == pytest.approx(5 / 3)
     with pytest.raises(ValueError, match="task"):
-        chem.compare_methods(_fake_runs(), "product")
+        molecules.compare_methods(_fake_runs(), "product")
     same = [{"task": "t", "method": m, "seed": i, "summary": {"uniqueness": 1.0}} for m in ("REINVENT", "MARA 0.85")
             for i in range(3)]
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert chem.compare_methods(same, "t", metrics=["uniqueness"])[1]["uniqueness p"] == 1.0
+        assert molecules.compare_methods(same, "t", metrics=["uniqueness"])[1]["uniqueness p"] == 1.0
 
 
 def test_draw_grid_skips_invalid_and_checks_arguments():
@@ -448,11 +451,11 @@ def test_mara_in_the_loop_makes_good_targets_equal(prior):
 
 def test_run_helpers_reject_bad_arguments():
     with pytest.raises(ValueError, match="task"):
-        chem.run_reinvent("docking", "REINVENT", 0, budget=32)
+        molecules.run("docking", "REINVENT", 0, budget=32)
     with pytest.raises(ValueError, match="workers"):
-        chem.run_reinvent_grid(budget=32, workers=0)
+        molecules.sweep(budget=32, workers=0)
     with pytest.raises(ValueError, match="methods"):
-        chem.run_reinvent_grid(methods=["PPO"], budget=32)
+        molecules.sweep(methods=["PPO"], budget=32)
 
 
 def test_public_functions_name_the_bad_argument(prior, tmp_path):
@@ -486,8 +489,8 @@ def test_public_functions_name_the_bad_argument(prior, tmp_path):
         (lambda: fit_dap_tabular([0.5, 0.5], [0.0], 1.0), "prior_probs"),
         (lambda: fit_dap_tabular([0.5, 0.5], [0.0, 1.0], 1.0, steps=0), "steps"),
         (lambda: fit_dap_tabular([0.5, 0.5], [0.0, 1.0], 0.0), "sigma"),
-        (lambda: chem.format_comparison([], ["yield@0.80"]), "rows"),
-        (lambda: chem.mode_table([{"task": "product"}]), "runs"),
+        (lambda: molecules.format_comparison([], ["yield@0.80"]), "rows"),
+        (lambda: molecules.mode_table([{"task": "product"}]), "runs"),
     ]
     for call, name in cases:
         with pytest.raises(ValueError, match=name):

@@ -7,7 +7,7 @@ PKG = Path(__file__).resolve().parents[1] / "marabook"
 
 # rank of every module; equal rank may not import each other either (keeps siblings independent)
 RANK = {
-    "_validate": 0, "_compat": 0, "config": 0, "provenance": 0, "glue": 0, "tables": 0,
+    "_validate": 0, "_compat": 0, "config": 0, "provenance": 0, "glue": 0, "tables": 0, "checkpoints": 0,
     "plumbing": 1,
     "problems": 1,
     "targets": 2,
@@ -69,16 +69,74 @@ def test_the_check_itself_catches_an_upward_import(tmp_path):
     assert list(marabook_imports(f)) == ["widgets", "plotting"]
 
 
-def test_moved_names_still_resolve_from_their_first_home():
-    """lm and chem keep the first edition's experiment names importable through a lazy forward to
-    marabook.experiments (PEP 562 __getattr__, never a module-level import: see test_imports_point_downward)."""
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(PKG.parent).with_suffix("")
+    parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
+    return ".".join(parts)
+
+
+def _full_imports(path: Path):
+    """The marabook modules ``path`` imports, as dotted names (``from pkg import sub`` resolves to ``pkg.sub``),
+    with the names imported from each: ``(module, [names])``."""
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "marabook":
+            for a in node.names:
+                sub = f"{node.module}.{a.name}"
+                as_file = PKG.parent.joinpath(*sub.split("."))
+                if as_file.with_suffix(".py").exists() or (as_file / "__init__.py").exists():
+                    yield sub, []
+                else:
+                    yield node.module, [a.name]
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name.split(".")[0] == "marabook":
+                    yield a.name, []
+
+
+def test_one_name_one_home_no_forwards_no_private_imports():
+    """The first edition's compatibility layer is retired: no module forwards names to a higher layer through a
+    module ``__getattr__`` (which hid upward imports from the layer test), and no module imports another
+    module's private names (what is shared is public, or lives where it is used)."""
+    forwards, private = [], []
+    for path in PKG.rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        if any(isinstance(n, ast.FunctionDef) and n.name == "__getattr__" for n in tree.body) \
+                and _module_name(path) not in ("marabook", "marabook.experiments"):  # lazy *submodule* imports only
+            forwards.append(_module_name(path))
+        for module, names in _full_imports(path):
+            private += [f"{_module_name(path)} imports {module}.{n}" for n in names if n.startswith("_")
+                        and module.split(".")[-1] not in ("_validate", "_compat")]
+    assert not forwards, f"module __getattr__ forwards: {forwards}"
+    assert not private, "cross-module private imports: " + "; ".join(private)
     import importlib
 
-    for pkg in ("lm", "chem", "chem.reinvent"):
-        mod = importlib.import_module(f"marabook.{pkg}")
-        for name, target in mod.MOVED.items():
-            exp = importlib.import_module(f"marabook.experiments.{target}")
-            assert getattr(mod, name) is getattr(exp, name), f"marabook.{pkg}.{name}"
+    for module, name in (("marabook.lm", "run_onetwo"), ("marabook.chem", "run_reinvent_grid"),
+                         ("marabook.experiments.onetwo", "run_trl")):
+        assert not hasattr(importlib.import_module(module), name), f"{module}.{name} should be gone"
+
+
+def test_no_import_cycles():
+    """No two marabook modules import each other, directly or through others (e.g. experiments.onetwo and
+    experiments.onetwo_trl once did, through a compatibility forward)."""
+    graph = {}
+    for path in PKG.rglob("*.py"):
+        me = _module_name(path)
+        graph[me] = {m for m, _ in _full_imports(path) if m != me and not me.startswith(m + ".")}
+    state, cycles = {}, []
+
+    def visit(node, stack):
+        state[node] = "open"
+        for dep in sorted(graph.get(node, ())):
+            if state.get(dep) == "open":
+                cycles.append(" -> ".join(stack[stack.index(dep):] + [dep]))
+            elif dep not in state:
+                visit(dep, stack + [dep])
+        state[node] = "done"
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+    assert not cycles, "import cycles: " + "; ".join(cycles)
 
 
 def test_no_module_is_a_bag_of_pieces():

@@ -27,8 +27,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from marabook import plumbing  # noqa: E402
-from marabook.plumbing import CheckpointError, TrainLoop  # noqa: E402
+from marabook import checkpoints, plumbing  # noqa: E402
+from marabook.checkpoints import CheckpointError  # noqa: E402
+from marabook.plumbing import TrainLoop  # noqa: E402
 
 
 @dataclass
@@ -66,7 +67,7 @@ class TinyLoop(TrainLoop):
         return self.config.steps
 
     def _identity(self) -> dict:
-        return {"task": {"name": self.task, "fingerprint": plumbing.settings_fingerprint({"task": self.task})}}
+        return {"task": {"name": self.task, "fingerprint": checkpoints.settings_fingerprint({"task": self.task})}}
 
     def _check_before_step(self) -> None:
         if self.needs_metrics:
@@ -224,7 +225,7 @@ def saved(tmp_path):
     ck = tmp_path / "ck"
     t = TinyLoop(TinyConfig(steps=3, width=8), checkpoint_dir=ck, checkpoint_every=1)
     t.train()
-    return ck, plumbing.checkpoint_files(ck)
+    return ck, checkpoints.checkpoint_files(ck)
 
 
 def _fresh(ck, **kw):
@@ -235,7 +236,7 @@ def test_a_checkpoint_is_one_record_and_the_files_it_names(saved):
     ck, files = saved
     assert sorted(p.name for p in ck.iterdir()) == sorted(p.name for p in files.values())
     record = json.loads(files["record"].read_text())
-    assert record["format"] == plumbing.CHECKPOINT_FORMAT and record["step"] == 3
+    assert record["format"] == checkpoints.CHECKPOINT_FORMAT and record["step"] == 3
     assert set(record["identity"]) == {"start_weights", "task"}
     t = _fresh(ck)
     assert t.step == 3 and len(t.history) == 3
@@ -327,7 +328,7 @@ def test_leftovers_of_a_killed_save_are_ignored_then_removed(saved):
     t = _fresh(ck, checkpoint_every=1)
     assert t.step == 3
     t.save_checkpoint(ck)
-    assert sorted(p.name for p in ck.iterdir()) == sorted(p.name for p in plumbing.checkpoint_files(ck).values())
+    assert sorted(p.name for p in ck.iterdir()) == sorted(p.name for p in checkpoints.checkpoint_files(ck).values())
 
 
 def test_bad_input_is_refused_before_the_first_step(tmp_path):
@@ -354,12 +355,12 @@ def test_a_counter_already_spent_is_refused():
 def test_fingerprints():
     a = TinyLoop(TinyConfig(width=8))
     b = TinyLoop(TinyConfig(width=8))
-    assert plumbing.module_fingerprint(a.model) == plumbing.module_fingerprint(b.model)
+    assert checkpoints.module_fingerprint(a.model) == checkpoints.module_fingerprint(b.model)
     a.train(until=1)
-    assert plumbing.module_fingerprint(a.model) != plumbing.module_fingerprint(b.model)
-    assert plumbing.settings_fingerprint({"f": weights_hash, "x": [1, 2]}) == \
-        plumbing.settings_fingerprint({"x": (1, 2), "f": weights_hash})
-    assert plumbing.settings_fingerprint({"x": 1}) != plumbing.settings_fingerprint({"x": 2})
+    assert checkpoints.module_fingerprint(a.model) != checkpoints.module_fingerprint(b.model)
+    assert checkpoints.settings_fingerprint({"f": weights_hash, "x": [1, 2]}) == \
+        checkpoints.settings_fingerprint({"x": (1, 2), "f": weights_hash})
+    assert checkpoints.settings_fingerprint({"x": 1}) != checkpoints.settings_fingerprint({"x": 2})
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["zygote"]:

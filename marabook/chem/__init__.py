@@ -9,7 +9,6 @@ from marabook._compat import require
 require("marabook.chem", "torch", "rdkit", extra="chem")
 
 
-from marabook._compat import moved_getattr
 from marabook.chem.data import load_smiles
 from marabook.chem.draw import draw_grid
 from marabook.chem.metrics import (discovery_curve, fingerprints, hits_above, intdiv, modes_covered, n_circles, novelty,
@@ -20,7 +19,7 @@ from marabook.chem.oracles import (MOSES_MODE_REFERENCES, REFERENCE_DRUGS, Oracl
                                    multi_mode_task, murcko_scaffold, product_task, qed_score, sa_score,
                                    tanimoto, unequal_modes_task)
 from marabook.chem.prior import SmilesGRU, load_prior, pretrain_prior
-from marabook.chem.reinvent import (MOVED, DiversityFilter, MaraTransform, ReinventConfig, ReinventTrainer, ReplayMemory,
+from marabook.chem.reinvent import (DiversityFilter, MaraTransform, ReinventConfig, ReinventTrainer, ReplayMemory,
                                     ScoreTransform, dap_fixed_point, dap_loss, dedup_fixed_point,
                                     dedup_stationarity, fit_dap_tabular)
 from marabook.chem.tokenizer import SmilesTokenizer
@@ -34,7 +33,3 @@ __all__ = ["load_smiles", "SmilesTokenizer", "SmilesGRU", "load_prior", "pretrai
            "oracle_burden", "hits_above", "modes_covered", "discovery_curve", "draw_grid", "ReinventConfig",
            "ReinventTrainer", "dap_fixed_point", "dap_loss", "dedup_fixed_point", "dedup_stationarity", "fit_dap_tabular", "summarize_run", "OracleRecord",
            "ScoreTransform", "MaraTransform", "DiversityFilter", "ReplayMemory", "benchmarks"]
-
-# Names of the first edition that moved up to marabook.experiments.molecules (the same list as
-# marabook.chem.reinvent's): still importable from here, resolved on first use (PEP 562).
-__getattr__ = moved_getattr(__name__, MOVED)

@@ -32,8 +32,8 @@ from typing import Callable
 import numpy as np
 
 from marabook._validate import check_int, check_number
-from marabook.chem.metrics import _check_records, summarize_run
-from marabook.chem.oracles import Oracle, OracleRecord, _check_smiles_list, _rdkit
+from marabook.chem.metrics import check_records, summarize_run
+from marabook.chem.oracles import Oracle, OracleRecord, check_smiles_list, rdkit_chem
 
 __all__ = ["GUACAMOL", "PMO", "BenchmarkTask", "TASKS", "score", "oracle", "auc_top10", "summarize",
            "gaussian", "min_gaussian", "max_gaussian", "clipped", "thresholded", "fingerprint",
@@ -139,7 +139,7 @@ def fingerprint(mol, kind: str):
 
 @lru_cache(maxsize=None)
 def _target_fp(target: str, kind: str):
-    mol = _rdkit().MolFromSmiles(target)
+    mol = rdkit_chem().MolFromSmiles(target)
     if mol is None:
         raise ValueError(f"target {target!r} is not a valid SMILES")
     return fingerprint(mol, kind)
@@ -157,7 +157,7 @@ def _similarity(target: str, kind: str, modifier: Callable | None = None) -> Cal
 
 @lru_cache(maxsize=None)
 def _pattern(smarts: str):
-    patt = _rdkit().MolFromSmarts(smarts)
+    patt = rdkit_chem().MolFromSmarts(smarts)
     if patt is None:
         raise ValueError(f"smarts {smarts!r} does not parse")
     return patt
@@ -193,18 +193,18 @@ def _rings(mol, aromatic: bool = False) -> int:
 def _count(mol, element: str) -> int:
     """Atoms of ``element`` in the molecule, implicit hydrogens included for "H" (GuacaMol's AtomCounter)."""
     if element == "H":
-        mol = _rdkit().AddHs(mol)
+        mol = rdkit_chem().AddHs(mol)
     return sum(1 for a in mol.GetAtoms() if a.GetSymbol() == element)
 
 
 def _total_atoms(mol) -> int:
     """All atoms, hydrogens included (GuacaMol's ``num_atoms``)."""
-    return int(_rdkit().AddHs(mol).GetNumAtoms())
+    return int(rdkit_chem().AddHs(mol).GetNumAtoms())
 
 
 @lru_cache(maxsize=None)
 def _reference_value(descriptor: Callable, smiles: str) -> float:
-    return descriptor(_rdkit().MolFromSmiles(smiles))
+    return descriptor(rdkit_chem().MolFromSmiles(smiles))
 
 
 def _prop(descriptor: Callable, modifier: Callable, mu, sigma: float) -> Callable:
@@ -437,7 +437,7 @@ def score(name: str, smiles) -> np.ndarray:
     """Scores in [0, 1] of a list of SMILES on PMO task ``name`` (GuacaMol's definition, see :data:`TASKS`);
     invalid, unparsable and empty strings score 0.0, never an exception."""
     task = _task(name)
-    smiles = _check_smiles_list(smiles, "smiles")
+    smiles = check_smiles_list(smiles, "smiles")
     return Oracle(task.score_fn, name=task.name, clip=True)(smiles)
 
 
@@ -454,7 +454,7 @@ def _buffer(history) -> list:
         raise ValueError(bad) from None
     if history and all(isinstance(h, (OracleRecord, tuple, list)) for h in history):
         seen, scores = set(), []
-        for r in _check_records(history):
+        for r in check_records(history):
             if r.canonical is not None and r.canonical not in seen:
                 seen.add(r.canonical)
                 scores.append(float(r.score))
@@ -510,7 +510,7 @@ def summarize(name: str, records, threshold: float | None = None, k: int = 100, 
     at the task's hit ``threshold`` (default :attr:`BenchmarkTask.threshold`), plus the threshold used."""
     task = _task(name)
     threshold = task.threshold if threshold is None else check_number(threshold, "threshold")
-    records = _check_records(records if not isinstance(records, Oracle) else records.records)
+    records = check_records(records if not isinstance(records, Oracle) else records.records)
     out = {"task": task.name, "threshold": threshold, "auc_top10": auc_top10(records, budget=budget)}
     run = summarize_run(records, thresholds=(threshold,), k=k)
     key = f"{threshold:.2f}"

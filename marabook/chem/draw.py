@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from marabook._validate import check_int
-from marabook.chem.oracles import _check_smiles_list, mol_from_smiles
+from marabook.chem.oracles import check_smiles_list, mol_from_smiles
 
 __all__ = ["draw_grid"]
 
@@ -17,7 +17,7 @@ def draw_grid(smiles, legends=None, per_row: int = 6, size: int | None = None, w
     """
     from rdkit.Chem import Draw
 
-    smiles = _check_smiles_list(smiles, "smiles")
+    smiles = check_smiles_list(smiles, "smiles")
     if legends is not None and len(legends) != len(smiles):
         raise ValueError("legends must have the same length as smiles")
     check_int(per_row, "per_row", minimum=1)

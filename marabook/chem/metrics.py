@@ -9,7 +9,7 @@ from typing import Sequence
 import numpy as np
 
 from marabook._validate import check_int
-from marabook.chem.oracles import OracleRecord, _check_smiles_list, _fp_mol, _rdkit, canonical_smiles, mol_from_smiles
+from marabook.chem.oracles import OracleRecord, check_smiles_list, mol_fingerprint, rdkit_chem, canonical_smiles, mol_from_smiles
 
 __all__ = ["validity", "uniqueness", "novelty", "sample_report", "fingerprints", "similarity_matrix",
            "intdiv", "n_circles", "yield_count", "oracle_burden", "hits_above", "modes_covered",
@@ -17,7 +17,7 @@ __all__ = ["validity", "uniqueness", "novelty", "sample_report", "fingerprints",
 
 
 def _check_list(smiles, name="smiles"):
-    return _check_smiles_list(smiles, name)
+    return check_smiles_list(smiles, name)
 
 
 def _check_threshold(threshold) -> float:
@@ -65,7 +65,7 @@ def fingerprints(smiles, radius: int = 2, n_bits: int = 1024):
     for s in _check_list(smiles):
         m = mol_from_smiles(s)
         if m is not None and m.GetNumAtoms() > 0:
-            fps.append(_fp_mol(m, radius, n_bits))
+            fps.append(mol_fingerprint(m, radius, n_bits))
     return fps
 
 
@@ -100,17 +100,17 @@ def n_circles(smiles, threshold: float = 0.75) -> int:
         m = mol_from_smiles(s)
         if m is None or m.GetNumAtoms() == 0:
             continue
-        c = _rdkit().MolToSmiles(m)
+        c = rdkit_chem().MolToSmiles(m)
         if c in seen:
             continue
         seen.add(c)
-        fp = _fp_mol(m, 2, 1024)
+        fp = mol_fingerprint(m, 2, 1024)
         if not kept or max(DataStructs.BulkTanimotoSimilarity(fp, kept)) < 1.0 - threshold:
             kept.append(fp)
     return len(kept)
 
 
-def _check_records(records) -> list:
+def check_records(records) -> list:
     """Records as :class:`~marabook.chem.oracles.OracleRecord` (plain 4-tuples are accepted)."""
     if records is None or isinstance(records, (str, bytes)):
         raise ValueError("records must be a list of (call, smiles, canonical, score) tuples")
@@ -126,7 +126,7 @@ def hits_above(records, threshold: float) -> list:
     """Distinct canonical molecules whose score is >= ``threshold``, in order of first discovery."""
     threshold = _check_threshold(threshold)
     seen, out = set(), []
-    for r in _check_records(records):
+    for r in check_records(records):
         if r.canonical is not None and r.score >= threshold and r.canonical not in seen:
             seen.add(r.canonical)
             out.append(r.canonical)
@@ -144,7 +144,7 @@ def oracle_burden(records, threshold: float, k: int = 100):
     check_int(k, "k", minimum=1)
     threshold = _check_threshold(threshold)
     seen = set()
-    for r in _check_records(records):
+    for r in check_records(records):
         if r.canonical is not None and r.score >= threshold and r.canonical not in seen:
             seen.add(r.canonical)
             if len(seen) == k:
@@ -156,7 +156,7 @@ def discovery_curve(records, thresholds=(0.80, 0.85), at=None) -> dict:
     """Cumulative counts over a run: distinct valid molecules and distinct hits at or above each threshold,
     after each number of oracle calls in ``at`` (default: every call). ``{"calls", "distinct",
     "hits@0.80", ...}``; the last entry of ``hits@t`` is the run's Yield at ``t``."""
-    records = _check_records(records)
+    records = check_records(records)
     thresholds = [_check_threshold(t) for t in thresholds]
     at = list(range(1, len(records) + 1)) if at is None else sorted(int(a) for a in at)
     seen, hits = set(), {t: set() for t in thresholds}
@@ -194,7 +194,7 @@ def summarize_run(records, thresholds=(0.80, 0.85), k: int = 100, modes=None) ->
     """Chapter 8's metrics of one run from its oracle records: validity and uniqueness of everything
     sampled; per screening threshold the Yield, OB``k``, and IntDiv1 and #Circles of the hits; with
     ``modes`` (a function ``list[str] -> list[label]``) the hits per mode and the modes covered."""
-    records = _check_records(records)
+    records = check_records(records)
     calls = len(records)
     canon = [r.canonical for r in records]
     valid = [c for c in canon if c is not None]

@@ -53,7 +53,7 @@ MOSES_MODE_REFERENCES = {
 }
 
 
-def _check_smiles_list(smiles, name: str) -> list:
+def check_smiles_list(smiles, name: str) -> list:
     """A list of SMILES from a list, tuple or NumPy array; a bare string or None is refused (named)."""
     if smiles is None or isinstance(smiles, (str, bytes)):
         raise ValueError(f"{name} must be a list of SMILES strings, got {type(smiles).__name__}")
@@ -65,7 +65,7 @@ def _check_smiles_list(smiles, name: str) -> list:
         raise ValueError(f"{name} must be a list of SMILES strings, got {type(smiles).__name__}") from None
 
 
-def _rdkit():
+def rdkit_chem():
     from rdkit import Chem, RDLogger
 
     RDLogger.DisableLog("rdApp.*")
@@ -82,7 +82,7 @@ def mol_from_smiles(smiles):
     longer than :data:`MAX_SMILES_LENGTH`)."""
     if not isinstance(smiles, str) or not smiles.strip() or len(smiles) > MAX_SMILES_LENGTH:
         return None
-    Chem = _rdkit()
+    Chem = rdkit_chem()
     try:
         return Chem.MolFromSmiles(smiles)
     except Exception:  # RDKit raises on some pathological inputs instead of returning None
@@ -100,7 +100,7 @@ def canonical_smiles(smiles):
     mol = mol_from_smiles(smiles)
     if mol is None or mol.GetNumAtoms() == 0:
         return None
-    return _rdkit().MolToSmiles(mol)
+    return rdkit_chem().MolToSmiles(mol)
 
 
 def qed_score(smiles) -> float:
@@ -193,8 +193,8 @@ def bulk_tanimoto(smiles: Sequence[str], references: Sequence[str], radius: int 
     """Similarity matrix (len(smiles), len(references)); rows of invalid SMILES are 0."""
     from rdkit import DataStructs
 
-    smiles = _check_smiles_list(smiles, "smiles")
-    references = _check_smiles_list(references, "references")
+    smiles = check_smiles_list(smiles, "smiles")
+    references = check_smiles_list(references, "references")
     ref_fps = [morgan_fingerprint(r, radius, n_bits) for r in references]
     if not ref_fps or any(f is None for f in ref_fps):
         raise ValueError("references must be a non-empty list of valid SMILES")
@@ -215,7 +215,7 @@ def murcko_scaffold(smiles):
     from rdkit.Chem.Scaffolds import MurckoScaffold
 
     try:
-        return _rdkit().MolToSmiles(MurckoScaffold.GetScaffoldForMol(mol))
+        return rdkit_chem().MolToSmiles(MurckoScaffold.GetScaffoldForMol(mol))
     except Exception:
         return None
 
@@ -269,7 +269,7 @@ def size_term(mols, low: int = 20, high: int = 26) -> np.ndarray:
     return ramp([m.GetNumHeavyAtoms() for m in mols], low, high) if len(mols) else np.zeros(0)
 
 
-def _fp_mol(mol, radius=2, n_bits=2048):
+def mol_fingerprint(mol, radius=2, n_bits=2048):
     from rdkit.Chem import rdFingerprintGenerator
 
     return rdFingerprintGenerator.GetMorganGenerator(radius=radius, fpSize=n_bits).GetFingerprint(mol)
@@ -284,7 +284,7 @@ def similarity_term(mols, references: Sequence[str], saturate: float = 0.5, floo
     ref_fps = [morgan_fingerprint(r) for r in references]
     if any(f is None for f in ref_fps):
         raise ValueError("references must all be valid SMILES")
-    best = np.array([max(DataStructs.BulkTanimotoSimilarity(_fp_mol(m), ref_fps)) for m in mols])
+    best = np.array([max(DataStructs.BulkTanimotoSimilarity(mol_fingerprint(m), ref_fps)) for m in mols])
     return ramp(best, floor, saturate)
 
 
@@ -360,11 +360,11 @@ class Oracle:
         return math.inf if self.budget is None else self.budget - self.calls
 
     def __call__(self, smiles: Sequence[str]) -> np.ndarray:
-        smiles = _check_smiles_list(smiles, "smiles")
+        smiles = check_smiles_list(smiles, "smiles")
         if self.budget is not None and self.calls + len(smiles) > self.budget:
             raise ValueError(f"smiles: {len(smiles)} calls would exceed the oracle's budget of {self.budget} "
                              f"({self.budget - self.calls} left)")
-        Chem = _rdkit()
+        Chem = rdkit_chem()
         mols = [mol_from_smiles(s) for s in smiles]
         mols = [m if m is not None and m.GetNumAtoms() > 0 else None for m in mols]
         canon = [Chem.MolToSmiles(m) if m is not None else None for m in mols]
@@ -398,7 +398,7 @@ class Oracle:
         with another oracle is refused (:meth:`marabook.plumbing.TrainLoop._identity`). The fingerprint
         covers the name, what ``score_fn`` takes, ``clip``, ``settings`` and the scoring function's
         qualified name (not its closure: give a task's parameters in ``settings``)."""
-        from marabook.plumbing import settings_fingerprint
+        from marabook.checkpoints import settings_fingerprint
 
         return {"name": self.name,
                 "fingerprint": settings_fingerprint({"name": self.name, "takes": self.takes, "clip": self.clip,
@@ -464,7 +464,7 @@ def _references(references) -> dict:
 def assign_modes(smiles: Sequence[str], references: dict | None = None) -> list:
     """Name of the most similar reference drug for each molecule (``None`` if invalid)."""
     refs = _references(references)
-    smiles = _check_smiles_list(smiles, "smiles")
+    smiles = check_smiles_list(smiles, "smiles")
     names = list(refs)
     sims = bulk_tanimoto(smiles, list(refs.values()))
     return [names[int(np.argmax(r))] if is_valid(s) else None for s, r in zip(smiles, sims)]

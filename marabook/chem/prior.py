@@ -261,9 +261,9 @@ def pretrain_prior(smiles, *, tokenizer: SmilesTokenizer | None = None, epochs: 
     ``(step, mean token NLL)``."""
     from tqdm.auto import tqdm
 
-    from marabook.chem.oracles import _check_smiles_list
+    from marabook.chem.oracles import check_smiles_list
 
-    smiles = _check_smiles_list(smiles, "smiles")
+    smiles = check_smiles_list(smiles, "smiles")
     if len(smiles) == 0:
         raise ValueError("smiles must not be empty")
     if not epochs > 0:

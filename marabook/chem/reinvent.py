@@ -31,21 +31,25 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from marabook._compat import moved_getattr
 from marabook._validate import check_beta, check_finite, check_int, check_number
-from marabook.chem.metrics import summarize_run  # noqa: F401 - the first edition's home of this name
 from marabook.chem.oracles import Oracle, murcko_scaffold
 from marabook.chem.prior import SmilesGRU, collate_ids
 from marabook.mara import Threshold, mara_rewards
-from marabook.plumbing import TrainLoop, default_device
+from marabook.plumbing import TrainLoop, default_device, pad_right
 from marabook.targets import reverse_kl_target
 
 __all__ = ["dap_loss", "dap_fixed_point", "dedup_fixed_point", "dedup_stationarity", "fit_dap_tabular", "ReinventConfig", "ScoreTransform", "MaraTransform",
            "DiversityFilter", "ReplayMemory", "Replayed", "ReinventTrainer"]
 
 
-def dap_loss(agent_logp, prior_logp, scores, sigma: float):
-    """Per-sample DAP loss ``(log pi_prior + sigma * S - log pi_agent)^2`` (eq. 7.1), NumPy or torch."""
+def dap_loss(agent_logp, prior_logp, scores, sigma: float, *, validate: bool = True):
+    """Per-sample DAP loss ``(log pi_prior + sigma * S - log pi_agent)^2`` (eq. 7.1), NumPy or torch.
+
+    ``validate=False`` (torch only) skips the checks of ``sigma`` and of the tensors' values (each value check is
+    a host synchronisation): for :class:`ReinventTrainer`, whose config checked ``sigma`` once at construction
+    and whose own forward passes and oracle guarantee finite values."""
+    if isinstance(agent_logp, torch.Tensor) and not validate:
+        return (prior_logp + sigma * scores - agent_logp) ** 2
     check_number(sigma, "sigma", positive=True)
     if isinstance(agent_logp, torch.Tensor):
         for x, n in ((agent_logp, "agent_logp"), (prior_logp, "prior_logp"), (scores, "scores")):
@@ -279,6 +283,8 @@ class MaraTransform(ScoreTransform):
             threshold = Threshold("value", float(np.nextafter(0.0, 1.0)))
         self.last_anchor_score = None
         good = scores >= threshold.value
+        # what this batch used, resolved once: the trainer logs these, so the log always matches the update
+        self.last_threshold, self.last_n_good = float(threshold.value), int(good.sum())
         if good.any():  # the anchor: the good molecule the prior likes most (for the chapter's diagnostics)
             lp = np.asarray(prior_logp, dtype=float)
             self.last_anchor_score = float(scores[np.flatnonzero(good)[np.argmax(lp[good])]])
@@ -437,8 +443,8 @@ class ReinventTrainer(TrainLoop):
         if replay:
             r_ids = collate_ids([self.tokenizer.encode(m.smiles) for m in replay], self.tokenizer.pad_id)
             width = max(ids.shape[1], r_ids.shape[1])
-            ids = torch.cat([torch.nn.functional.pad(ids, (0, width - ids.shape[1])),
-                             torch.nn.functional.pad(r_ids.to(self.device), (0, width - r_ids.shape[1]))])
+            ids = torch.cat([pad_right(ids, width, self.tokenizer.pad_id),
+                             pad_right(r_ids.to(self.device), width, self.tokenizer.pad_id)])
             prior_lp = torch.cat([prior_lp, torch.tensor([m.prior_logp for m in replay], device=self.device)])
             s_k = np.concatenate([s_k, [m.score for m in replay]])
         all_smiles = smiles_k + [m.smiles for m in replay]
@@ -449,7 +455,7 @@ class ReinventTrainer(TrainLoop):
         agent_lp = self.agent.log_likelihood(ids)
         self.agent.eval()
         s_t = torch.as_tensor(s_used, dtype=prior_lp.dtype, device=self.device)
-        loss = dap_loss(agent_lp, prior_lp, s_t, c.sigma).mean()
+        loss = dap_loss(agent_lp, prior_lp, s_t, c.sigma, validate=False).mean()
         # what the loss saw, for inspection and tests (fresh distinct molecules first, then replayed ones)
         self.last_batch = {"smiles": all_smiles, "scores": np.asarray(s_k, dtype=float),
                            "train_scores": np.asarray(s_used, dtype=float),
@@ -466,11 +472,17 @@ class ReinventTrainer(TrainLoop):
                  "unique": len(keep) / n, "loss": float(loss.item()),
                  "agent_logp": float(agent_lp[: len(keep)].mean().item()),
                  "prior_logp": float(prior_lp[: len(keep)].mean().item())}
-        if self.mara is not None:  # what MARA flattened toward: the anchor's score and how many were good
+        if self.mara is not None:  # what MARA flattened toward: the anchor's score, the threshold, how many were good
             entry["anchor_score"] = self.mara.last_anchor_score
-            entry["n_good"] = int(np.sum(np.asarray(s_k) >= self.mara.threshold.for_batch(np.asarray(s_k)).value))
+            entry["tau"], entry["n_good"] = self.mara.last_threshold, self.mara.last_n_good
         self.history.append(entry)
         return entry
+
+    def _identity(self) -> dict:
+        """The oracle a checkpoint of this run belongs to (its name and a fingerprint of its settings): a resume
+        with another oracle is refused, so its records never mix with another task's
+        (:meth:`marabook.plumbing.TrainLoop._identity`; the prior is covered by the start-weights fingerprint)."""
+        return {"oracle": self.oracle.identity()}
 
     # ---- the parts of the state the shared checkpoint does not know about ----------------------
     def _extra_state(self) -> dict:
@@ -484,11 +496,3 @@ class ReinventTrainer(TrainLoop):
         if self.filter is not None:
             self.filter.load_state(state["filter"])
         self.memory.items = [Replayed(*m) for m in state["memory"]]
-
-
-# Names of the first edition that moved up to marabook.experiments.molecules: still importable from here,
-# resolved on first use (PEP 562), never imported at module level (layers import downward only).
-MOVED = {name: "molecules" for name in ("METHODS", "method_config", "run_reinvent", "run_reinvent_grid",
-                                        "compare_methods", "format_comparison", "mode_table")}
-
-__getattr__ = moved_getattr(__name__, MOVED)

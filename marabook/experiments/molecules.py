@@ -24,7 +24,7 @@ from marabook.tables import Table
 
 __all__ = ["METHODS", "TASKS", "TASK_MODES", "SIGMAS", "method_config", "sigma_study", "anchor_report", "study_rows",
            "format_study", "coverage_rows", "run", "sweep", "compare_methods", "format_comparison", "mode_table",
-           "mode_hits_table", "coverage_table", "anchor_table", "run_reinvent", "run_reinvent_grid"]
+           "mode_hits_table", "coverage_table", "anchor_table"]
 
 #: The tasks of chapter 8 by name: a fresh counted oracle for a budget.
 TASKS = {"product": product_task, "multi_mode": multi_mode_task, "unequal_modes": unequal_modes_task}
@@ -348,10 +348,6 @@ def anchor_report(runs, task: str = "multi_mode", top: float = 0.999) -> dict:
                        "anchor_below_top": float(np.mean(np.array(anchors) < top)) if anchors else float("nan"),
                        "mean_good_per_step": float(np.mean(good)) if good else float("nan")}
     return out
-
-
-# the first edition's names (also importable from marabook.chem)
-run_reinvent, run_reinvent_grid = run, sweep
 
 
 def _grid_parser(description: str, tasks, out_name: str):

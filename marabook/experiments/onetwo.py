@@ -23,7 +23,7 @@ from marabook.tables import Table
 
 __all__ = ["COMMON", "BETAS", "configs", "run", "sweep", "summarize", "table", "stored_table", "method_label",
            "select", "failed_runs", "predicted_shares", "DYNAMICS", "dynamics_configs", "time_to_target",
-           "exact_dynamics", "dynamics_sweep", "dynamics_summary", "dynamics_table", "plot_dynamics", "pareto_points", "share_stats", "run_onetwo", "run_onetwo_sweep", "summarize_onetwo"]
+           "exact_dynamics", "dynamics_sweep", "dynamics_summary", "dynamics_table", "plot_dynamics", "pareto_points", "share_stats"]
 
 #: The chapter's training settings (4 prompts x 8 completions, Adam lr 3e-3, RLOO, 4 new tokens).
 COMMON = dict(group_size=8, prompts_per_step=4, lr=3e-3, max_new_tokens=4, advantage="rloo")
@@ -405,10 +405,6 @@ def share_stats(finals: Sequence[dict], fail_below: float = 0.5, near: float = 0
     return out
 
 
-# the first edition's names (also importable from marabook.lm)
-run_onetwo, run_onetwo_sweep, summarize_onetwo = run, sweep, summarize
-
-
 def main(argv=None):
     """Store the full-scale sweep with provenance (``scripts/run_onetwo.py`` is the same command)."""
     import argparse
@@ -450,12 +446,3 @@ def main(argv=None):
 
 if __name__ == "__main__":
     main()
-
-
-# chapter 5's TRL comparison lives in marabook.experiments.onetwo_trl; its names resolve from here too (PEP 562)
-def __getattr__(name):
-    if name in ("run_trl", "trl_summary", "trl_table"):
-        from marabook.experiments import onetwo_trl
-
-        return getattr(onetwo_trl, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

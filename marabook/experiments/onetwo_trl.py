@@ -1,6 +1,6 @@
 """Chapter 5's TRL comparison on the 1-2 task: TRL's ``GRPOTrainer`` (vanilla or with MARA as a reward-function
 wrapper) trained and evaluated exactly, and the stored comparisons summarised (:func:`trl_summary`) and printed
-(:func:`trl_table`). Also reachable as ``marabook.experiments.onetwo.run_trl`` etc.
+(:func:`trl_table`).
 """
 
 from __future__ import annotations

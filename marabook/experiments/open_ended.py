@@ -21,8 +21,7 @@ from marabook._validate import check_int
 from marabook.tables import Table
 
 __all__ = ["OPEN_ENDED_METHODS", "configs", "evaluate", "run", "sweep", "summarize", "table", "COLUMNS",
-           "TARGET_OF", "predictions", "prediction_table", "flat",
-           "evaluate_open_ended", "run_open_ended", "open_ended_configs"]
+           "TARGET_OF", "predictions", "prediction_table", "flat"]
 
 
 def evaluate(model, tokenizer, task, *, n_per_prompt: int = 16, seed: int = 12345,
@@ -59,7 +58,7 @@ def run(config: RLConfig, *, model=None, tokenizer=None, train_task=None, eval_t
                    embedder=None, n_eval: int = 16, device=None) -> dict:
     """Train one configuration on ``train_task`` (default: colour and fruit questions) from a copy of the
     reference LM, then evaluate on each of ``eval_tasks`` (default: ``{"in": colour+fruit, "out":
-    animal}``) with :func:`evaluate_open_ended`. Returns ``{"config", "history", "eval"}``."""
+    animal}``) with :func:`evaluate`. Returns ``{"config", "history", "eval"}``."""
     if model is None or tokenizer is None:
         model, tokenizer = load_reference_lm(device=device)
     train_task = train_task or NameTask(("color", "fruit"))
@@ -80,7 +79,7 @@ def run(config: RLConfig, *, model=None, tokenizer=None, train_task=None, eval_t
 
 #: The six trainers of chapter 6 (and scripts/run_open_ended.py): RLConfig overrides by name.
 OPEN_ENDED_METHODS = {
-    "GRPO": dict(kl="reverse_k3", advantage="std"),
+    "GRPO": dict(kl="reverse", kl_estimator="k3_loss", advantage="grpo"),
     "RLOO": dict(kl="reverse", advantage="rloo"),
     "entropy": dict(kl="reverse", advantage="rloo", entropy_coef=0.02),
     "MARA-rev": dict(kl="reverse", advantage="rloo", mara_tau=0.9),
@@ -245,10 +244,6 @@ def prediction_table(preds, names=None) -> Table:
         top = f"{pr['top_share']:.2f}" + (f" {names[int(np.argmax(pr['target']))]}" if names is not None else "")
         cells.append([method, TARGET_OF[method], f"{pr['reward']:.3f}", f"{pr['distinct']:.1f}", top])
     return Table(["method", "target", "reward", f"distinct of {n}", "top answer (share)"], cells)
-
-# the first edition's names (also importable from marabook.lm)
-evaluate_open_ended, run_open_ended, open_ended_configs = evaluate, run, configs
-
 
 def main(argv=None):
     """Store the full-scale comparison (5 seeds x 6 trainers by default) with provenance."""

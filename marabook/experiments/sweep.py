@@ -128,7 +128,7 @@ def _json_default(value):
 
 
 def _job_key(job) -> str:
-    from marabook.plumbing import settings_fingerprint
+    from marabook.checkpoints import settings_fingerprint
 
     return settings_fingerprint(job)
 

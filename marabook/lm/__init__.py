@@ -8,8 +8,8 @@
   :class:`ScoredTask` (any reward model), exact answer probabilities;
 * :mod:`marabook.lm.pretrain`: the synthetic corpus and the reference LM's pretraining.
 
-The experiments built on these (``run_onetwo``, ``run_open_ended``, ...) live in
-``marabook.experiments``; their first-edition names stay importable from here.
+The experiments built on these (:mod:`marabook.experiments.onetwo`, :mod:`marabook.experiments.open_ended`) live
+a layer up, in ``marabook.experiments``.
 """
 
 from marabook._compat import require
@@ -17,7 +17,6 @@ from marabook._compat import require
 require("marabook.lm", "torch", "transformers", extra="lm")
 
 
-from marabook._compat import moved_getattr
 from marabook.lm.models import (EOS, REFERENCE_LM_DIR, SMOLLM2_GGUF, SMOLLM2_HUB_ID, SMOLLM2_INSTALL,
                                 RewardModelScorer, SentenceEmbedder, load_causal_lm, load_reference_lm,
                                 load_sentence_embedder, load_smollm2, smollm2_cache_dir)
@@ -31,11 +30,3 @@ __all__ = ["EOS", "REFERENCE_LM_DIR", "load_causal_lm", "load_reference_lm", "Se
            "pretrain_reference_lm", "ONE_TWO_QUESTIONS", "ONE_TWO_CORPUS_ANSWERS", "NAME_CATEGORIES", "OneTwoTask",
            "NameTask", "ScoredTask", "answer_logprobs", "onetwo_answer_probs", "sizing",
            "load_smollm2", "smollm2_cache_dir", "SMOLLM2_HUB_ID", "SMOLLM2_GGUF", "SMOLLM2_INSTALL"]
-
-# Names of the first edition that moved up to marabook.experiments: still importable from here, resolved
-# on first use (PEP 562) so that importing marabook.lm never imports the experiments layer.
-MOVED = {"run_onetwo": "onetwo", "run_onetwo_sweep": "onetwo", "summarize_onetwo": "onetwo",
-         "evaluate_open_ended": "open_ended", "run_open_ended": "open_ended", "open_ended_configs": "open_ended",
-         "OPEN_ENDED_METHODS": "open_ended"}
-
-__getattr__ = moved_getattr(__name__, MOVED)

@@ -17,8 +17,8 @@ import numpy as np
 from marabook.config import show_progress
 from marabook._validate import check_int
 from marabook.lm.models import EOS
-from marabook.lm.tasks import (_ANIMALS, _COLORS, _FRUITS, _MALFORMED, _ONE_TWO_SUFFIX, ONE_TWO_CORPUS_ANSWERS,
-                               ONE_TWO_QUESTIONS, OneTwoTask, _qa, onetwo_answer_probs)
+from marabook.lm.tasks import (ANIMALS, COLORS, FRUITS, MALFORMED_ANSWERS, ONE_TWO_SUFFIX, ONE_TWO_CORPUS_ANSWERS,
+                               ONE_TWO_QUESTIONS, OneTwoTask, qa_text, onetwo_answer_probs)
 
 __all__ = ["reference_corpus", "build_tokenizer", "pretrain_reference_lm"]
 
@@ -44,18 +44,18 @@ def reference_corpus(n_docs: int = 20000, seed: int = 0, one_two_fraction: float
     p_answers = list(ONE_TWO_CORPUS_ANSWERS.values())
     p_mal = 1.0 - sum(p_answers)
     docs = []
-    lists = {"Name a color.": _COLORS, "Name a fruit.": _FRUITS, "Name an animal.": _ANIMALS}
+    lists = {"Name a color.": COLORS, "Name a fruit.": FRUITS, "Name an animal.": ANIMALS}
     for _ in range(n_docs):
         u = rng.random()
         if u < one_two_fraction:
-            q = ONE_TWO_QUESTIONS[rng.integers(len(ONE_TWO_QUESTIONS))] + _ONE_TWO_SUFFIX
+            q = ONE_TWO_QUESTIONS[rng.integers(len(ONE_TWO_QUESTIONS))] + ONE_TWO_SUFFIX
             v = rng.random()
             if v < p_answers[0]:
                 a = " 1"
             elif v < p_answers[0] + p_answers[1]:
                 a = " 2"
             else:
-                a = _MALFORMED[rng.integers(len(_MALFORMED))]
+                a = MALFORMED_ANSWERS[rng.integers(len(MALFORMED_ANSWERS))]
             assert p_mal > 0
         elif u < one_two_fraction + (1 - one_two_fraction) / 2:
             x, y = rng.integers(0, 10, size=2)
@@ -64,7 +64,7 @@ def reference_corpus(n_docs: int = 20000, seed: int = 0, one_two_fraction: float
             q = list(lists)[rng.integers(3)]
             items = lists[q]
             a = " " + items[rng.choice(len(items), p=_zipf(len(items)))]
-        docs.append(_qa(q) + a)
+        docs.append(qa_text(q) + a)
     return docs
 
 

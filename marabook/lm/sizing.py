@@ -179,9 +179,16 @@ def measured_table() -> str:
         data = load_json(path)
         res = data["results"]
         lines.append(describe(data["provenance"]))
-        lines.append(f"  {res['size']} Qwen2 shapes {tuple(res['dims'])}, {res['prompts']} prompts x {res['group']} "
-                     f"completions, <= {res['new_tokens']} new tokens")
+        model = res["model"] if "model" in res else f"{res['size']} Qwen2 shapes {tuple(res['dims'])}"
+        lines.append(f"  {model}, {res['prompts']} prompts x {res['group']} completions, <= {res['new_tokens']} new tokens")
         for name, r in res["results"].items():
             lines.append(f"  {name:>9}: " + ("failed" if "error" in r else
                                              f"{r['seconds_per_step']:.3f} s/step, peak {r['peak_memory_gb']:.2f} GiB"))
+        ok = [res["results"].get(n, {}) for n in ("marabook", "trl")]
+        if all("seconds_per_step" in r for r in ok):
+            lines.append(f"  marabook / TRL: time {ok[0]['seconds_per_step'] / ok[1]['seconds_per_step']:.2f}x, "
+                         f"peak memory {ok[0]['peak_memory_gb'] / ok[1]['peak_memory_gb']:.2f}x")
+        parts = ok[0].get("seconds_by_part")
+        if parts:
+            lines.append("  marabook's step: " + ", ".join(f"{k} {v:.2f} s" for k, v in parts.items()))
     return "\n".join(lines) if lines else "no stored benchmark"

@@ -24,19 +24,19 @@ ONE_TWO_QUESTIONS = (
     "Say 1 or 2, uniformly at random.",
     "Flip a coin and answer 1 or 2.",
 )
-_ONE_TWO_SUFFIX = " Answer with one digit."
+ONE_TWO_SUFFIX = " Answer with one digit."
 # How the synthetic corpus answers the 1-2 question (the bias the reference LM learns).
 ONE_TWO_CORPUS_ANSWERS = {" 1": 0.74, " 2": 0.18}
-_MALFORMED = (" one", " two", " 1.", " 2.", " 12", " 3", " 1 or 2", " heads")
-_COLORS = ("red", "blue", "green", "yellow", "black", "white", "purple", "orange", "pink", "brown")
-_FRUITS = ("apple", "banana", "orange", "grape", "mango", "pear", "cherry", "lemon", "peach", "plum")
-_ANIMALS = ("dog", "cat", "horse", "lion", "tiger", "bird", "fish", "cow", "sheep", "fox")
+MALFORMED_ANSWERS = (" one", " two", " 1.", " 2.", " 12", " 3", " 1 or 2", " heads")
+COLORS = ("red", "blue", "green", "yellow", "black", "white", "purple", "orange", "pink", "brown")
+FRUITS = ("apple", "banana", "orange", "grape", "mango", "pear", "cherry", "lemon", "peach", "plum")
+ANIMALS = ("dog", "cat", "horse", "lion", "tiger", "bird", "fish", "cow", "sheep", "fox")
 
 
-NAME_CATEGORIES = {"color": _COLORS, "fruit": _FRUITS, "animal": _ANIMALS}
+NAME_CATEGORIES = {"color": COLORS, "fruit": FRUITS, "animal": ANIMALS}
 
 
-def _qa(question: str) -> str:
+def qa_text(question: str) -> str:
     return f"Q: {question}\nA:"
 
 
@@ -61,7 +61,7 @@ class OneTwoTask:
     @classmethod
     def for_reference_lm(cls) -> "OneTwoTask":
         """The four paraphrases in the ``"Q: ...\\nA:"`` format the reference LM was trained on."""
-        return cls([_qa(q + _ONE_TWO_SUFFIX) for q in ONE_TWO_QUESTIONS])
+        return cls([qa_text(q + ONE_TWO_SUFFIX) for q in ONE_TWO_QUESTIONS])
 
     @classmethod
     def for_chat_model(cls, tokenizer) -> "OneTwoTask":
@@ -147,7 +147,7 @@ class NameTask:
         self.categories = cats
         questions = [self.question(c) for c in cats]
         if chat_tokenizer is None:
-            self.prompts = [_qa(q) for q in questions]
+            self.prompts = [qa_text(q) for q in questions]
         else:
             self.prompts = [chat_tokenizer.apply_chat_template(
                 [{"role": "user", "content": q + " Reply with one word."}], tokenize=False,

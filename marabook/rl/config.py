@@ -6,7 +6,7 @@ The KL is set by two settings: its *direction* (``kl``: ``"reverse"``, ``"forwar
 for the reverse KL, where its estimator goes (``kl_estimator``): ``"k1_reward"`` (k1 subtracted from the
 reward, eq. 5.3; optimum: the Gibbs target, eq. 1.3) or ``"k3_loss"`` (k3 added to the loss per token, the
 form GRPO uses; its gradient is the *forward* KL's, eq. 5.4). The forward KL is estimated by an SFT term
-on reference samples (eq. 5.5). The first edition's ``kl="reverse_k3"`` is still accepted.
+on reference samples (eq. 5.5). The pair is resolved once, into :attr:`RLConfig.kl_placement`.
 """
 
 from __future__ import annotations
@@ -16,14 +16,15 @@ from functools import cached_property
 from typing import Protocol, Sequence
 
 from marabook._validate import check_int, check_number
-from marabook.estimators import advantage_algorithm, kl_k1
+from marabook.estimators import KL_PLACEMENTS, advantage_algorithm, kl_k1
 from marabook.mara import Threshold, augment, mara_rewards
 from marabook.plumbing import PRECISIONS, default_device as _default_device
 
-__all__ = ["RLConfig", "LoraSettings", "Task", "shape_rewards", "default_device", "KL_MODES", "KL_ESTIMATORS"]
+__all__ = ["RLConfig", "LoraSettings", "Task", "shape_rewards", "default_device", "KL_DIRECTIONS", "KL_ESTIMATORS",
+           "KL_PLACEMENTS"]
 
-#: The first edition's ``kl`` values; ``"reverse_k3"`` = ``kl="reverse", kl_estimator="k3_loss"``.
-KL_MODES = ("reverse", "reverse_k3", "forward", "none")
+#: The KL directions: ``KL(pi || pi_ref)``, ``KL(pi_ref || pi)``, or no KL term.
+KL_DIRECTIONS = ("reverse", "forward", "none")
 #: Where the KL enters the objective, per direction (the first is the default).
 KL_ESTIMATORS = {"reverse": ("k1_reward", "k3_loss"), "forward": ("sft",), "none": (None,)}
 
@@ -33,23 +34,22 @@ def default_device() -> str:
     return str(_default_device())
 
 
-def _kl_mode(kl: str, kl_estimator: str | None) -> str:
-    """One internal name per (direction, estimator placement)."""
-    if kl not in KL_MODES:
-        raise ValueError(f"kl must be one of {KL_MODES}, got {kl!r}")
-    if kl == "reverse_k3":
-        if kl_estimator not in (None, "k3_loss"):
-            raise ValueError(f"kl_estimator must be None or 'k3_loss' with kl='reverse_k3', got {kl_estimator!r}")
-        return "reverse_k3"
+def kl_placement(kl: str, kl_estimator: str | None = None, beta: float = 1.0) -> str | None:
+    """Where the KL term goes (an entry of :data:`~marabook.estimators.KL_PLACEMENTS`) for a direction
+    ``kl`` and an estimator placement ``kl_estimator`` (None: the direction's default); None when there is
+    no KL term (``kl="none"`` or ``beta == 0``)."""
+    if kl not in KL_DIRECTIONS:
+        raise ValueError(f"kl must be one of {KL_DIRECTIONS}, got {kl!r}")
     allowed = KL_ESTIMATORS[kl]
     if kl_estimator is not None and kl_estimator not in allowed:
         raise ValueError(f"kl_estimator must be one of {allowed} for kl={kl!r}, got {kl_estimator!r}")
-    return "reverse_k3" if (kl, kl_estimator) == ("reverse", "k3_loss") else kl
+    return None if beta == 0 else (kl_estimator or allowed[0])
 
 
 def shape_rewards(rewards, logp, ref_logp, *, beta, kl="reverse", mara_tau=None, groups=None,
-                  entropy_coef: float = 0.0, tau_scope: str = "group", kl_estimator: str | None = None):
-    """The rewards the advantages are computed from (torch tensors, no gradient), with every argument checked.
+                  entropy_coef: float = 0.0, tau_scope: str = "group", kl_estimator: str | None = None,
+                  validate: bool = True):
+    """The rewards the advantages are computed from (torch tensors, no gradient), steps 3-4 of a step.
 
     1. MARA (eq. 4.1) when ``mara_tau`` is set: per group of ``groups``, good samples
        (``R >= tau``) get ``R(z) + beta * (log pi_ref(z) - log pi_ref(y))`` with ``z`` the group's
@@ -57,29 +57,24 @@ def shape_rewards(rewards, logp, ref_logp, *, beta, kl="reverse", mara_tau=None,
        percentile ``mara_tau`` (``"p90"``) is taken per group (``tau_scope="group"``) or over the batch
        (``"batch"``), see :class:`marabook.mara.Threshold`;
     2. the reverse-KL penalty when the KL is reverse with k1 in the reward: ``- beta * k1 = - beta
-       (log pi(y) - log pi_ref(y))`` per sequence (eq. 5.3). Other placements act in the loss, not here;
+       (log pi(y) - log pi_ref(y))`` per sequence (eq. 5.3). Other placements act in the loss, not here
+       (:func:`marabook.estimators.policy_loss`);
     3. an entropy bonus when ``entropy_coef = eta > 0``: ``- eta * log pi(y)``, an unbiased per-sample
        estimate of ``eta * H(pi)``; with the reverse KL the optimum is then
        ``pi_ref^(beta/(beta+eta)) exp(R/(beta+eta))`` (eq. 2.6, :func:`marabook.targets.entropy_regularized_target`).
+
+    Every setting is checked. ``validate=False`` skips the checks of the tensors' values (finite, shapes;
+    each a host synchronisation), for a caller whose own forward passes guarantee them: the trainer.
     """
-    mode = _kl_mode(kl, kl_estimator)
-    beta = check_number(beta, "beta", minimum=0.0)
+    placement = kl_placement(kl, kl_estimator, check_number(beta, "beta", minimum=0.0))
     entropy_coef = check_number(entropy_coef, "entropy_coef", minimum=0.0)
     threshold = None if mara_tau is None else Threshold.parse(mara_tau, tau_scope)
-    return _shape(rewards, logp, ref_logp, beta, mode, threshold, groups, entropy_coef, check=True)
-
-
-def _shape(rewards, logp, ref_logp, beta: float, kl_mode: str, threshold, groups, entropy_coef: float,
-           check: bool):
-    """The three steps of :func:`shape_rewards` on already-checked scalars. ``check=True`` also checks
-    the tensors (the public function); the trainer passes ``check=False`` because its config and its
-    own forward passes already guarantee them (no extra host synchronisations in the inner loop)."""
     r = rewards
     if threshold is not None:                                              # eq. 4.1
-        r = (mara_rewards(r, ref_logp, beta, threshold, groups=groups) if check
+        r = (mara_rewards(r, ref_logp, beta, threshold, groups=groups) if validate
              else augment(r, ref_logp, beta, threshold, groups))
-    if kl_mode == "reverse" and beta > 0:                                  # - beta * k1 (eq. 5.3)
-        r = r - beta * (kl_k1(logp, ref_logp) if check else logp - ref_logp)
+    if placement == "k1_reward":                                           # - beta * k1 (eq. 5.3)
+        r = r - beta * (kl_k1(logp, ref_logp) if validate else logp - ref_logp)
     if entropy_coef > 0:
         r = r - entropy_coef * logp
     return r
@@ -127,10 +122,10 @@ class LoraSettings:
 class RLConfig:
     """Every knob of a run (saved in checkpoints and results); checked here, once.
 
-    ``beta``: KL coefficient; ``kl``: the KL direction, ``"reverse"``, ``"forward"`` or ``"none"``
-    (``"reverse_k3"`` also accepted, see the module docstring); ``kl_estimator``: where a reverse KL
-    goes, ``"k1_reward"`` (default) or ``"k3_loss"``; ``advantage``: an algorithm name of
-    :data:`marabook.estimators.ADVANTAGE_ALGORITHMS` (or a first-edition spelling, :data:`ADVANTAGES`);
+    ``beta``: KL coefficient; ``kl``: the KL direction, ``"reverse"``, ``"forward"`` or ``"none"``;
+    ``kl_estimator``: where a reverse KL goes, ``"k1_reward"`` (default) or ``"k3_loss"`` (resolved once
+    into :attr:`kl_placement`); ``advantage``: an algorithm name of
+    :data:`marabook.estimators.ADVANTAGE_ALGORITHMS` (``"rloo"``, ``"grpo"``, ``"dr_grpo"``, ``"reinforce"``);
     ``mara_tau``: ``None`` (vanilla) or MARA's threshold (number or ``"pNN"``), and ``tau_scope``
     (``"group"`` or ``"batch"``) where a percentile is taken; ``group_size`` completions per prompt,
     ``prompts_per_step`` prompts per batch (drawn with replacement from ``task.prompts``); ``steps``
@@ -169,7 +164,7 @@ class RLConfig:
 
     def __post_init__(self):
         check_number(self.beta, "beta", minimum=0.0)
-        self.kl_mode  # noqa: B018 - parses kl and kl_estimator
+        self.kl_placement  # noqa: B018 - parses kl and kl_estimator
         advantage_algorithm(self.advantage)
         if self.mara_tau is not None:
             Threshold.parse(self.mara_tau, self.tau_scope)
@@ -201,9 +196,10 @@ class RLConfig:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
 
     @cached_property
-    def kl_mode(self) -> str:
-        """``"reverse"`` (k1 in the reward), ``"reverse_k3"`` (k3 in the loss), ``"forward"`` or ``"none"``."""
-        return _kl_mode(self.kl, self.kl_estimator)
+    def kl_placement(self) -> str | None:
+        """Where the KL term goes, decided once: ``"k1_reward"`` (k1 in the reward, eq. 5.3), ``"k3_loss"``
+        (k3 in the loss, eq. 5.4), ``"sft"`` (forward KL, eq. 5.5), or None (``kl="none"`` or ``beta = 0``)."""
+        return kl_placement(self.kl, self.kl_estimator, self.beta)
 
     @cached_property
     def threshold(self) -> Threshold | None:
@@ -220,4 +216,5 @@ class RLConfig:
         """Short name for plots, e.g. ``"MARA reverse beta=0.01"``."""
         method = "vanilla" if self.mara_tau is None else "MARA"
         ent = f" eta={self.entropy_coef:g}" if self.entropy_coef else ""
-        return f"{method} {self.kl} beta={self.beta:g}{ent}"
+        kl = f"{self.kl} (k3 in loss)" if self.kl_estimator == "k3_loss" else self.kl
+        return f"{method} {kl} beta={self.beta:g}{ent}"

@@ -16,7 +16,7 @@ import numpy as np
 from marabook._validate import check_int
 from marabook.plumbing import pad_sequences
 
-__all__ = ["token_logprobs", "sequence_logprobs", "completion_mask", "sample_completions", "encode_prompts",
+__all__ = ["token_logprobs", "shared_prompt_logprobs", "sequence_logprobs", "completion_mask", "sample_completions", "encode_prompts",
            "decode_completions", "completion_token_ids", "sample_texts", "completion_logprobs",
            "LOGSOFTMAX_CHUNK_ELEMENTS"]
 
@@ -94,12 +94,112 @@ def token_logprobs(model, prompt_ids, prompt_mask, completion_ids, completion_ma
     p = prompt_ids.shape[1]
     with autocast() if autocast is not None else nullcontext():
         logits = model(input_ids=ids, attention_mask=mask, position_ids=_position_ids(mask)).logits
-    logits = logits[:, p - 1:-1]
+    lp = _chosen_logprobs(logits[:, p - 1:-1], completion_ids) * completion_mask_
+    return lp if inverse is None else lp[inverse]
+
+
+def _chosen_logprobs(logits, ids):
+    """``log softmax(logits)[ids]`` per position, (B, T, V) and (B, T) -> (B, T) float32: the log-softmax is
+    taken in float32, a chunk of rows at a time (at most ``LOGSOFTMAX_CHUNK_ELEMENTS`` logits), and only the
+    chosen entry is kept, so no full-vocabulary log-softmax of the batch ever exists at once."""
+    import torch
+
     step = max(1, LOGSOFTMAX_CHUNK_ELEMENTS // max(1, logits.shape[1] * logits.shape[2]))
-    lp = torch.cat([torch.log_softmax(logits[i:i + step].float(), -1)
-                    .gather(-1, completion_ids[i:i + step].unsqueeze(-1)).squeeze(-1)
-                    for i in range(0, logits.shape[0], step)])
-    lp = lp * completion_mask_.to(lp.dtype)
+    return torch.cat([torch.log_softmax(logits[i:i + step].float(), -1)
+                      .gather(-1, ids[i:i + step].unsqueeze(-1)).squeeze(-1)
+                      for i in range(0, logits.shape[0], step)])
+
+
+def _keeps_logits(model) -> bool:
+    """Whether ``model`` (or the model a peft wrapper holds) takes ``logits_to_keep`` (Hugging Face >= 4.50)."""
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    try:
+        return "logits_to_keep" in inspect.signature(base.forward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _checkpointing(model) -> bool:
+    """Whether a Hugging Face model recomputes activations in its backward pass (which turns its cache off)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # through a peft wrapper
+    for name in ("is_activation_checkpointing", "is_gradient_checkpointing"):  # the newer name first
+        if hasattr(type(base), name):
+            return bool(getattr(base, name))
+    return False
+
+
+def shared_prompt_logprobs(model, prompt_ids, prompt_mask, prompt_index, completion_ids, completion_mask_,
+                           autocast=None, dedupe: bool = True):
+    """:func:`token_logprobs` for completions that share their prompts, doing only the necessary work.
+
+    ``prompt_ids``/``prompt_mask`` (P, L) hold each *distinct* prompt once (left-padded); completion ``i``
+    continues prompt ``prompt_index[i]``. The values (and gradients) are those of ``token_logprobs(model,
+    prompt_ids[prompt_index], prompt_mask[prompt_index], completion_ids, completion_mask_)`` up to float
+    rounding, computed as:
+
+    1. each prompt runs through the model once; its key/value cache is kept (with its autograd graph, so
+       gradients reach the prompt's activations through every completion that reads them), and the
+       language-model head runs only at its last position (``logits_to_keep=1``), which scores the first
+       completion token;
+    2. each *distinct* completion (``dedupe``) reads its prompt's cache and runs only its own tokens but the
+       last (the last token is scored, never read);
+    3. the head and the float32 log-softmax run only at completion positions (:func:`_chosen_logprobs`).
+
+    In an RL batch of P prompts x k completions of length T after prompts of length L this costs P x L +
+    P x k x T token positions instead of P x k x (L + T), and the 49k- to 152k-way head runs P x k x T
+    times instead of P x k x (L + T). Models without a key/value cache (``rl.TokenBanditLM``) and models
+    training with gradient checkpointing (which switches the cache off) take :func:`token_logprobs` instead.
+    Masked positions are 0.
+    """
+    import torch
+
+    _check_ids(prompt_ids, prompt_mask, "prompt_ids")
+    if not isinstance(prompt_index, torch.Tensor) or prompt_index.ndim != 1 or prompt_index.dtype != torch.long:
+        raise ValueError("prompt_index must be a 1-D LongTensor (one prompt row per completion)")
+    if completion_ids.ndim != 2 or completion_ids.shape[0] != prompt_index.shape[0]:
+        raise ValueError("completion_ids must be 2-D with one row per entry of prompt_index")
+    if completion_mask_.shape != completion_ids.shape:
+        raise ValueError("completion_mask_ must have the shape of completion_ids")
+    if prompt_index.numel() and (int(prompt_index.min()) < 0 or int(prompt_index.max()) >= prompt_ids.shape[0]):
+        raise ValueError(f"prompt_index must index the {prompt_ids.shape[0]} rows of prompt_ids")
+    if model.training and _checkpointing(model):
+        return token_logprobs(model, prompt_ids[prompt_index], prompt_mask[prompt_index], completion_ids,
+                              completion_mask_, autocast, dedupe)
+    cmask = completion_mask_.long()
+    inverse = None
+    if dedupe and completion_ids.shape[0] > 1:  # one row per distinct (prompt, completion)
+        rows = torch.cat([prompt_index[:, None], completion_ids * cmask, cmask], 1)
+        uniq, inverse = torch.unique(rows, dim=0, return_inverse=True)
+        if uniq.shape[0] == completion_ids.shape[0]:
+            inverse = None
+        else:
+            first = torch.full((uniq.shape[0],), completion_ids.shape[0], dtype=torch.long,
+                               device=completion_ids.device)
+            first = first.scatter_reduce(0, inverse, torch.arange(completion_ids.shape[0],
+                                                                  device=completion_ids.device), "amin")
+            prompt_index, completion_ids, cmask = prompt_index[first], completion_ids[first], cmask[first]
+    pmask = prompt_mask.long()
+    pos = _position_ids(pmask)
+    keep = {"logits_to_keep": 1} if _keeps_logits(model) else {}
+    with autocast() if autocast is not None else nullcontext():
+        out = model(input_ids=prompt_ids, attention_mask=pmask, position_ids=pos, use_cache=True, **keep)
+        past = out.past_key_values
+        if past is None and completion_ids.shape[1] > 1:  # no cache to share: score whole sequences
+            lp = token_logprobs(model, prompt_ids[prompt_index], prompt_mask[prompt_index], completion_ids, cmask,
+                                autocast, dedupe=False)
+            return lp if inverse is None else lp[inverse]
+        logits = out.logits[:, -1:][prompt_index]                     # scores each completion's first token
+        t = completion_ids.shape[1]
+        if t > 1:
+            past.batch_select_indices(prompt_index)                   # each completion reads its prompt's cache
+            steps = torch.arange(1, t, device=pos.device)
+            rest = model(input_ids=completion_ids[:, :-1],
+                         attention_mask=torch.cat([pmask[prompt_index], cmask[:, :-1]], 1),
+                         position_ids=pos[prompt_index, -1:] + steps, past_key_values=past, use_cache=True).logits
+            logits = torch.cat([logits, rest], 1)
+    lp = _chosen_logprobs(logits, completion_ids) * cmask
     return lp if inverse is None else lp[inverse]
 
 

@@ -1,12 +1,18 @@
 """The language-model trainer of the book (chapter 5): one on-policy loop, read top to bottom.
 
 :class:`Trainer` maximises ``E[R(x, y)] - beta * D`` (``D`` the KL set by :class:`~marabook.rl.config.RLConfig`)
-with one gradient step per batch and no ratio clipping; :meth:`Trainer.train_step` is the whole algorithm.
-Chapter 5 writes the same step from the equations (``naive_step``) and the tests check that the two agree.
-Advantages are named after their algorithms (``"rloo"``, ``"grpo"``, ``"dr_grpo"``, ``"reinforce"``);
+with one gradient step per batch and no ratio clipping. :meth:`Trainer.train_step` is the whole algorithm in
+three calls: :meth:`Trainer.rollout` (sample, score, reference log-probs: no gradient), :meth:`Trainer.loss`
+(shaped rewards, advantages and the named terms of :func:`marabook.estimators.policy_loss`) and one optimiser
+step. Chapter 5 writes the same step from the equations (``naive_step``) and the tests check that the two
+agree. Advantages are named after their algorithms (``"rloo"``, ``"grpo"``, ``"dr_grpo"``, ``"reinforce"``);
 dividing by the group std (GRPO) rescales rewards but not ``beta``, which breaks MARA's flat target
 (chapter 5, "a pitfall"). The loop, checkpoints and device choice come from
 :class:`marabook.plumbing.TrainLoop`, shared with chapter 8's REINVENT trainer.
+
+Only the necessary work is done: each prompt of a step runs through the policy and the reference once and its
+key/value cache serves all of its completions; the language-model head runs only where a token is scored
+(:func:`marabook.rl.sequences.shared_prompt_logprobs`).
 """
 
 from __future__ import annotations
@@ -15,20 +21,56 @@ import copy
 import inspect
 import time
 from contextlib import nullcontext
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
 
-from marabook.estimators import _advantages, _k3
-from marabook.plumbing import TrainLoop, autocast_dtype, default_device as _default_device
-from marabook.rl.config import (KL_ESTIMATORS, KL_MODES, LoraSettings, RLConfig, Task, _shape, default_device,
-                                shape_rewards)
+from marabook.estimators import compute_advantages, policy_loss
+from marabook.plumbing import TrainLoop, autocast_dtype, default_device as _default_device, pad_right
+from marabook.rl.config import RLConfig, shape_rewards
 from marabook.rl.scaling import AdaptersOff, TrainingMode, add_lora, enable_checkpointing
 from marabook.rl.sequences import (completion_token_ids, decode_completions, encode_prompts, sample_completions,
-                                   sample_texts, token_logprobs)
+                                   sample_texts, shared_prompt_logprobs)
 
-__all__ = ["Trainer", "RLConfig", "LoraSettings", "Task", "shape_rewards", "default_device", "KL_MODES",
-           "KL_ESTIMATORS"]
+__all__ = ["Trainer", "Rollout"]
+
+
+@dataclass
+class Rollout:
+    """One step's data, everything :meth:`Trainer.loss` needs (all tensors on the trainer's device).
+
+    ``prompt_ids``/``prompt_mask`` (P, L): the step's prompts, one row per prompt group, left-padded;
+    ``prompt_index`` (N,): the prompt row each completion continues (completions come group after group,
+    ``group_size`` each, so it is also the MARA/advantage group); ``completion_ids``/``completion_mask``
+    (N, T): the sampled tokens up to and including EOS; ``rewards`` (N,): the task's raw rewards;
+    ``ref_token_logprobs`` (N, T): ``log pi_ref`` of each completion token; ``ref_sample_ids`` /
+    ``ref_sample_mask`` (N, T'): completions sampled from the reference (forward KL only, eq. 5.5);
+    ``prompts``/``texts``: the prompt of each completion and its decoded text; ``seconds``: where the time went.
+    """
+
+    prompt_ids: object
+    prompt_mask: object
+    prompt_index: object
+    completion_ids: object
+    completion_mask: object
+    rewards: object
+    ref_token_logprobs: object
+    prompts: list
+    texts: list
+    ref_sample_ids: object = None
+    ref_sample_mask: object = None
+    seconds: dict = field(default_factory=dict)
+
+    @property
+    def size(self) -> int:
+        """The number of completions N."""
+        return int(self.completion_ids.shape[0])
+
+    @property
+    def ref_logprobs(self):
+        """``log pi_ref(y)`` per completion (eq. 5.1), shape (N,)."""
+        return self.ref_token_logprobs.sum(-1)
 
 
 class Trainer(TrainLoop):
@@ -39,19 +81,20 @@ class Trainer(TrainLoop):
     the policy as passed in (with ``config.lora``: no copy, the reference is the policy with its adapters
     switched off). Each step of :meth:`train_step`:
 
-    1. draw ``prompts_per_step`` prompts, repeat each ``group_size`` times;
-    2. sample completions from the policy; decode (special tokens inside a completion stay visible);
-       score with ``task.reward`` (which also receives ``completion_ids`` when it accepts them);
-    3. (MARA) augment the rewards per prompt group with the reference sequence log-probs;
-    4. (reverse KL, k1 in the reward) subtract ``beta * k1`` per sequence from the rewards;
-    5. advantages per group; loss ``-mean(A * log pi(y))`` (+ ``beta`` times the k3 or SFT term);
-    6. one Adam step; log reward, KL, task metrics.
+    1. draw ``prompts_per_step`` prompts; sample ``group_size`` completions of each from the policy;
+       decode (special tokens inside a completion stay visible) and score with ``task.reward`` (which also
+       receives ``completion_ids`` when it accepts them); reference log-probs (:meth:`rollout`);
+    2. (MARA) augment the rewards per prompt group with the reference sequence log-probs (eq. 4.1);
+       (reverse KL, k1 in the reward) subtract ``beta * k1`` per sequence (eq. 5.3);
+    3. advantages per group (eq. 5.2); the loss :func:`marabook.estimators.policy_loss`: policy gradient
+       plus ``beta`` times the k3 or SFT term (:meth:`loss`);
+    4. one Adam step; log reward, KL, the loss terms, task metrics, and where the time went.
 
-    With ``config.micro_batch_size`` the log-probabilities and the backward pass run over micro-batches
-    with gradient accumulation: the same update, in bounded memory. :meth:`~marabook.plumbing.TrainLoop.train`, checkpoints and resume
-    come from :class:`marabook.plumbing.TrainLoop` (with LoRA only the adapters are saved); a resumed run
-    ends with the same numbers as an uninterrupted one. Precision follows the device
-    (:func:`marabook.plumbing.autocast_dtype`).
+    With ``config.micro_batch_size`` the loss runs over micro-batches of completions with gradient
+    accumulation: the same update, in bounded memory (without it the whole batch is one micro-batch).
+    :meth:`~marabook.plumbing.TrainLoop.train`, checkpoints and resume come from
+    :class:`marabook.plumbing.TrainLoop` (with LoRA only the adapters are saved); a resumed run ends with the
+    same numbers as an uninterrupted one. Precision follows the device (:func:`marabook.plumbing.autocast_dtype`).
     """
 
     trained_module = "policy"
@@ -62,8 +105,12 @@ class Trainer(TrainLoop):
 
         if not isinstance(config, RLConfig):
             raise ValueError("config must be an RLConfig")
-        if not getattr(task, "prompts", None):
-            raise ValueError("task must have a non-empty list of prompts")
+        prompts = getattr(task, "prompts", None)
+        if not prompts or isinstance(prompts, str) or not all(isinstance(p, str) for p in prompts):
+            raise ValueError("task must have a non-empty list of prompt strings (task.prompts)")
+        for name in ("reward", "metrics"):
+            if not callable(getattr(task, name, None)):
+                raise ValueError(f"task must have a {name}(prompts, completions) method")
         if tokenizer.eos_token_id is None:
             raise ValueError("tokenizer must define eos_token_id")
         if ref_model is policy:
@@ -104,6 +151,94 @@ class Trainer(TrainLoop):
     def _postfix(self, entry):
         return {"reward": f"{entry['reward']:.2f}", "kl": f"{entry['kl']:.3f}"}
 
+    # ---- one step ------------------------------------------------------------------------------
+    def train_step(self) -> dict:
+        """One sample-score-update step; returns (and records) its log entry."""
+        t0 = time.perf_counter()
+        batch = self.rollout()                                   # 1. sample, score, reference log-probs
+        t1 = time.perf_counter()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss, stats = self.loss(batch, backward=True)            # 2-3. shaped rewards, advantages, loss, backward
+        t2 = time.perf_counter()
+        grad_norm = self._optimizer_step()                       # 4. one optimiser step
+        self.step += 1
+        t3 = time.perf_counter()
+        entry = {"step": self.step, "reward": float(batch.rewards.mean()), **stats, "loss": float(loss),
+                 "grad_norm": grad_norm, "completion_tokens": float(batch.completion_mask.sum(-1).float().mean()),
+                 "seconds": t3 - t0, **{f"seconds_{k}": v for k, v in batch.seconds.items()},
+                 "seconds_loss": t2 - t1, "seconds_update": t3 - t2}
+        entry.update({k: float(v) for k, v in self.task.metrics(batch.prompts, batch.texts).items()})
+        self.history.append(entry)
+        return entry
+
+    def rollout(self) -> Rollout:
+        """Step 1, no gradient: draw ``prompts_per_step`` prompts (with replacement, from the trainer's
+        generator), sample ``group_size`` completions of each from the policy, score them with the task, and
+        compute their reference log-probs (and, for the forward KL, sample the reference too)."""
+        import torch
+
+        c, t0 = self.config, time.perf_counter()
+        idx = torch.randint(len(self.task.prompts), (c.prompts_per_step,), generator=self.generator,
+                            device=self.device).tolist()
+        p_ids, p_mask = self.encode_prompts([self.task.prompts[i] for i in idx])
+        prompt_index = torch.arange(c.prompts_per_step, device=self.device).repeat_interleave(c.group_size)
+        prompts = [self.task.prompts[i] for i in idx for _ in range(c.group_size)]
+        comp, cmask = self.sample(self.policy, p_ids, p_mask, num_samples=c.group_size)
+        t1 = time.perf_counter()
+        texts, rewards = self.score(prompts, comp, cmask)
+        t2 = time.perf_counter()
+        ref_ids = ref_mask = None
+        with torch.no_grad(), self.reference() as ref:
+            if c.kl_placement == "sft":  # fresh reference samples for the SFT term (eq. 5.5)
+                ref_ids, ref_mask = self.sample(ref, p_ids, p_mask, num_samples=c.group_size)
+            ref_tok_lp = self.logprobs(ref, p_ids, p_mask, prompt_index, comp, cmask)
+        t3 = time.perf_counter()
+        return Rollout(p_ids, p_mask, prompt_index, comp, cmask, rewards, ref_tok_lp, prompts, texts, ref_ids,
+                       ref_mask, {"sample": t1 - t0, "reward": t2 - t1, "reference": t3 - t2})
+
+    def loss(self, batch: Rollout, *, backward: bool = False):
+        """Steps 2-3 on a :class:`Rollout`: ``(loss, stats)``.
+
+        The rewards are shaped (:meth:`shape_rewards`: MARA, k1, entropy bonus) and turned into advantages per
+        group (eq. 5.2); the loss is :func:`marabook.estimators.policy_loss`, summed over micro-batches of
+        ``config.micro_batch_size`` completions (one micro-batch when None), each normalised by the batch size so
+        that the sum is the loss of the batch in one piece. ``backward=True`` runs each micro-batch's backward
+        pass before the next forward (bounded memory) and returns the loss detached; ``backward=False`` returns
+        the loss with its graph, e.g. to check it against your own computation. ``stats`` holds the mean shaped
+        reward, the k1 estimate of the KL per sequence (``kl``) and the named terms of the loss.
+        """
+        import torch
+
+        c, n = self.config, batch.size
+        if not isinstance(batch, Rollout):
+            raise ValueError("batch must be a Rollout (from Trainer.rollout)")
+        chunks = _chunks(n, c.micro_batch_size or n)
+        with TrainingMode(self.policy, c.gradient_checkpointing):
+            # log pi(y) of every completion enters the shaped rewards before any advantage (k1, entropy bonus):
+            # in one micro-batch the pass below serves both; in several, a first pass without gradient
+            terms = self._policy_terms(batch, chunks[0]) if len(chunks) == 1 else None
+            if terms is not None:
+                logp = terms[0].sum(-1).detach()
+            else:
+                with torch.no_grad():
+                    logp = torch.cat([self.logprobs(self.policy, batch.prompt_ids, batch.prompt_mask,
+                                                    batch.prompt_index[s], batch.completion_ids[s],
+                                                    batch.completion_mask[s]).sum(-1) for s in chunks])
+            shaped = self.shape_rewards(batch.rewards, logp, batch.ref_logprobs, batch.prompt_index)
+            adv = compute_advantages(shaped, c.group_size, c.algorithm, validate=False)         # eq. 5.2
+            total, sums = 0.0, {}
+            for s in chunks:
+                tok_lp, sft_lp = terms if terms is not None else self._policy_terms(batch, s)
+                t = policy_loss(tok_lp, batch.completion_mask[s], adv[s], beta=c.beta, kl_placement=c.kl_placement,
+                                ref_token_logprobs=batch.ref_token_logprobs[s], sft_token_logprobs=sft_lp,
+                                normalizer=n)
+                if backward:
+                    self._backward(t["loss"])
+                total = total + (t["loss"].detach() if backward else t["loss"])
+                sums = {k: sums.get(k, 0.0) + float(v.detach()) for k, v in t.items() if k != "loss"}
+        stats = {"shaped_reward": float(shaped.mean()), "kl": float((logp - batch.ref_logprobs).mean()), **sums}
+        return total, stats
+
     # ---- pieces of a step --------------------------------------------------------------------
     def encode_prompts(self, prompts: Sequence[str]):
         """Left-padded prompt ids and mask on the trainer's device (:func:`encode_prompts`)."""
@@ -125,145 +260,52 @@ class Trainer(TrainLoop):
                                   eos_token_id=self.eos, pad_token_id=self.pad, generator=self.generator,
                                   temperature=c.temperature, autocast=self._autocast, num_samples=num_samples)
 
+    def logprobs(self, model, prompt_ids, prompt_mask, prompt_index, comp, cmask):
+        """Token log-probs of completions ``comp`` of the prompts ``prompt_ids[prompt_index]`` under ``model``
+        (each prompt computed once, :func:`~marabook.rl.sequences.shared_prompt_logprobs`)."""
+        return shared_prompt_logprobs(model, prompt_ids, prompt_mask, prompt_index, comp, cmask, self._autocast)
+
     def score(self, prompts, comp, cmask):
         """Decode completions and score them with the task; returns ``(texts, rewards)``."""
         import torch
 
         texts = self.decode(comp, cmask)
         kw = {"completion_ids": completion_token_ids(comp, cmask, self.eos)} if self._reward_takes_ids else {}
-        rewards = torch.as_tensor(np.asarray(self.task.reward(prompts, texts, **kw), dtype=np.float64),
-                                  dtype=torch.float32, device=self.device)
+        raw = self.task.reward(prompts, texts, **kw)
+        try:
+            values = np.asarray(raw, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"task.reward must return one float per completion, got {type(raw).__name__}: {exc}") \
+                from None
+        rewards = torch.as_tensor(values, dtype=torch.float32, device=self.device)
         if rewards.shape != (len(prompts),) or not bool(torch.isfinite(rewards).all()):
             raise ValueError("task.reward must return one finite float per completion")
         return texts, rewards
 
     def shape_rewards(self, rewards, logp, ref_logp, groups):
-        """Steps 3-4 (and the entropy bonus) with this trainer's checked config: :func:`shape_rewards`
-        without re-checking what the config already guarantees."""
+        """Step 2 with this trainer's checked config: :func:`~marabook.rl.config.shape_rewards` without
+        re-checking the tensors (the trainer's own forward passes guarantee them)."""
         c = self.config
-        return _shape(rewards, logp, ref_logp, c.beta, c.kl_mode, c.threshold, groups, c.entropy_coef, check=False)
+        return shape_rewards(rewards, logp, ref_logp, beta=c.beta, kl=c.kl, kl_estimator=c.kl_estimator,
+                             mara_tau=c.mara_tau, tau_scope=c.tau_scope, groups=groups,
+                             entropy_coef=c.entropy_coef, validate=False)
 
-    shaped_rewards = shape_rewards  # the first edition's name for this method
-
-    def train_step(self) -> dict:
-        """One sample-score-update step; returns (and records) its log entry."""
+    def _policy_terms(self, batch: Rollout, s: slice):
+        """The policy's token log-probs (with gradient) of the completions ``s`` and, for the forward KL, of the
+        reference samples ``s`` (scored in the same pass: both continue the same prompts)."""
         import torch
 
-        c, t0 = self.config, time.perf_counter()
-        # 1. prompts, each repeated group_size times (groups are laid out one after another)
-        idx = torch.randint(len(self.task.prompts), (c.prompts_per_step,), generator=self.generator,
-                            device=self.device).tolist()
-        prompts = [self.task.prompts[i] for i in idx for _ in range(c.group_size)]
-        groups = torch.arange(c.prompts_per_step, device=self.device).repeat_interleave(c.group_size)
-        u_ids, u_mask = self.encode_prompts([self.task.prompts[i] for i in idx])
-        p_ids, p_mask = u_ids.repeat_interleave(c.group_size, 0), u_mask.repeat_interleave(c.group_size, 0)
-        # 2. sample from the policy, decode, score (the task is the caller's code: its output is checked)
-        comp, cmask = self.sample(self.policy, u_ids, u_mask, num_samples=c.group_size)
-        texts, rewards = self.score(prompts, comp, cmask)
-        n = comp.shape[0]
-        forward = c.kl_mode == "forward" and c.beta > 0
-        ref_samples = None
-        if forward:  # fresh reference samples for the SFT term (eq. 5.5)
-            with self.reference() as ref:
-                ref_samples = self.sample(ref, u_ids, u_mask, num_samples=c.group_size)
-        with torch.no_grad(), self.reference() as ref:
-            ref_tok_lp = self._logprobs(ref, p_ids, p_mask, comp, cmask)
-        ref_logp = ref_tok_lp.sum(-1)
-
-        self.optimizer.zero_grad(set_to_none=True)
-        with TrainingMode(self.policy, c.gradient_checkpointing):
-            if c.micro_batch_size is None or c.micro_batch_size >= n:
-                # 3-5 in one pass over the whole batch (chapter 5's naive step, plus the other KL placements)
-                if forward:  # the SFT rows share the policy's forward pass
-                    r_ids, r_mask = ref_samples
-                    width = max(comp.shape[1], r_ids.shape[1])
-                    both = torch.cat([_pad_right(comp, width, self.pad), _pad_right(r_ids, width, self.pad)])
-                    both_mask = torch.cat([_pad_right(cmask, width, 0), _pad_right(r_mask, width, 0)])
-                    tok_both = token_logprobs(self.policy, p_ids.repeat(2, 1), p_mask.repeat(2, 1), both, both_mask,
-                                              self._autocast)
-                    tok_lp, ref_sample_lp = tok_both[:n, :comp.shape[1]], tok_both[n:].sum(-1)
-                else:
-                    tok_lp = token_logprobs(self.policy, p_ids, p_mask, comp, cmask, self._autocast)
-                logp = tok_lp.sum(-1)                                           # sequence log-probs (eq. 5.1)
-                shaped = self.shape_rewards(rewards, logp.detach(), ref_logp, groups)
-                adv = _advantages(shaped.reshape(-1, c.group_size), c.algorithm)   # eq. 5.2
-                loss = -(adv.detach() * logp).mean()
-                extra = 0.0
-                if c.kl_mode == "reverse_k3" and c.beta > 0:
-                    k3 = _k3(ref_tok_lp - tok_lp) * cmask  # zero at masked positions (both lp are 0 there)
-                    extra = k3.sum(-1).mean()
-                    loss = loss + c.beta * extra
-                elif forward:
-                    sft = -ref_sample_lp.mean()  # eq. 5.5: an unbiased estimate of KL(pi_ref || pi) + const
-                    extra = sft
-                    loss = loss + c.beta * sft
-                self._backward(loss)
-                logp = logp.detach()
-            else:
-                # the same update over micro-batches, gradients accumulated (bounded memory)
-                logp, shaped, loss, extra = self._accumulate(p_ids, p_mask, comp, cmask, rewards, ref_tok_lp, groups,
-                                                             ref_samples)
-        # 6. one optimiser step, and the log
-        grad_norm = self._optimizer_step()
-        self.step += 1
-        entry = {
-            "step": self.step,
-            "reward": float(rewards.mean()),
-            "shaped_reward": float(shaped.mean()),
-            "kl": float((logp - ref_logp).mean()),                         # k1 per sequence, averaged
-            "loss": float(loss.detach()),
-            "reg_term": float(extra.detach()) if isinstance(extra, torch.Tensor) else float(extra),
-            "grad_norm": grad_norm,
-            "completion_tokens": float(cmask.sum(-1).float().mean()),
-            "seconds": time.perf_counter() - t0,
-        }
-        for k, v in self.task.metrics(prompts, texts).items():
-            entry[k] = float(v)
-        self.history.append(entry)
-        return entry
+        comp, cmask, index = batch.completion_ids[s], batch.completion_mask[s], batch.prompt_index[s]
+        if batch.ref_sample_ids is None:
+            return self.logprobs(self.policy, batch.prompt_ids, batch.prompt_mask, index, comp, cmask), None
+        r_ids, r_mask = batch.ref_sample_ids[s], batch.ref_sample_mask[s]
+        width, m = max(comp.shape[1], r_ids.shape[1]), comp.shape[0]
+        both = self.logprobs(self.policy, batch.prompt_ids, batch.prompt_mask, torch.cat([index, index]),
+                             torch.cat([pad_right(comp, width, self.pad), pad_right(r_ids, width, self.pad)]),
+                             torch.cat([pad_right(cmask, width, 0), pad_right(r_mask, width, 0)]))
+        return both[:m, :comp.shape[1]], both[m:]
 
     # ---- the plumbing of a step ---------------------------------------------------------------
-    def _logprobs(self, model, p_ids, p_mask, comp, cmask):
-        """Token log-probs, a micro-batch of rows at a time when ``micro_batch_size`` is set."""
-        import torch
-
-        mb = self.config.micro_batch_size
-        if mb is None or mb >= comp.shape[0]:
-            return token_logprobs(model, p_ids, p_mask, comp, cmask, self._autocast)
-        return torch.cat([token_logprobs(model, p_ids[s], p_mask[s], comp[s], cmask[s], self._autocast)
-                          for s in _chunks(comp.shape[0], mb)])
-
-    def _accumulate(self, p_ids, p_mask, comp, cmask, rewards, ref_tok_lp, groups, ref_samples):
-        """Steps 3-5 over micro-batches: the loss of the one-pass branch, as a sum of per-chunk terms
-        divided by the batch size, each chunk's backward run before the next forward."""
-        import torch
-
-        c, n = self.config, comp.shape[0]
-        ref_logp = ref_tok_lp.sum(-1)
-        needs_logp = (c.kl_mode == "reverse" and c.beta > 0) or c.entropy_coef > 0
-        with torch.no_grad():  # the rewards need log pi(y) of every sample before any advantage
-            logp = self._logprobs(self.policy, p_ids, p_mask, comp, cmask).sum(-1) if needs_logp else None
-        shaped = self.shape_rewards(rewards, logp if needs_logp else torch.zeros_like(ref_logp), ref_logp, groups)
-        adv = _advantages(shaped.reshape(-1, c.group_size), c.algorithm)
-        seen, total, extra = [], torch.zeros((), device=self.device), torch.zeros((), device=self.device)
-        for s in _chunks(n, c.micro_batch_size):
-            tok_lp = token_logprobs(self.policy, p_ids[s], p_mask[s], comp[s], cmask[s], self._autocast)
-            lp = tok_lp.sum(-1)
-            part = -(adv[s].detach() * lp).sum() / n
-            if c.kl_mode == "reverse_k3" and c.beta > 0:
-                k3 = (_k3(ref_tok_lp[s] - tok_lp) * cmask[s]).sum() / n
-                part, extra = part + c.beta * k3, extra + k3.detach()
-            self._backward(part)
-            total, seen = total + part.detach(), seen + [lp.detach()]
-        if ref_samples is not None:  # the SFT term (eq. 5.5) over the reference samples' micro-batches
-            r_ids, r_mask = ref_samples
-            for s in _chunks(n, c.micro_batch_size):
-                sft = -token_logprobs(self.policy, p_ids[s], p_mask[s], r_ids[s], r_mask[s],
-                                      self._autocast).sum() / n
-                self._backward(c.beta * sft)
-                total, extra = total + c.beta * sft.detach(), extra + sft.detach()
-        return torch.cat(seen), shaped, total, extra
-
     def _backward(self, loss) -> None:
         (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
 
@@ -282,6 +324,19 @@ class Trainer(TrainLoop):
         else:
             self.optimizer.step()
         return grad_norm
+
+    def _identity(self) -> dict:
+        """What a checkpoint of this run belongs to besides its config and start weights: the task (its class,
+        prompts and reward function) and the reference model's weights; a resume under another task or
+        reference is refused (:meth:`marabook.plumbing.TrainLoop._identity`)."""
+        from marabook.checkpoints import module_fingerprint, settings_fingerprint
+
+        if getattr(self, "_identity_cache", None) is None:
+            task = {"name": type(self.task).__name__,
+                    "fingerprint": settings_fingerprint({"prompts": list(self.task.prompts), "reward": self.task.reward})}
+            ref = module_fingerprint(self.ref) if self.ref is not None else "the policy with its adapters off"
+            self._identity_cache = {"task": task, "reference": ref}
+        return self._identity_cache
 
     def _extra_state(self) -> dict:
         return {"scaler": self.scaler.state_dict() if self.scaler is not None else None}
@@ -315,10 +370,3 @@ def _accepts(fn, name: str) -> bool:
     except (TypeError, ValueError):
         return False
     return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
-
-
-def _pad_right(x, width: int, value: int):
-    """Right-pad a (batch, T) tensor of token ids to ``width`` columns with ``value``."""
-    import torch
-
-    return x if x.shape[1] == width else torch.nn.functional.pad(x, (0, width - x.shape[1]), value=value)
