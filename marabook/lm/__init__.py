@@ -5,7 +5,8 @@
   :func:`load_smollm2` (SmolLM2-135M-Instruct, a real instruct model, offline from a PyPI wheel), the
   sentence encoder for semantic diversity and :class:`RewardModelScorer`;
 * :mod:`marabook.lm.tasks`: :class:`OneTwoTask` (chapter 5), :class:`NameTask` (chapter 6),
-  :class:`ScoredTask` (any reward model), exact answer probabilities;
+  :class:`ScoredTask` (any reward model), exact answer probabilities; :class:`ChatOneTwoTask` (the 1-2 task
+  on a chat model, :data:`SMOLLM2_ONETWO`) and the per-answer string counts;
 * :mod:`marabook.lm.pretrain`: the synthetic corpus and the reference LM's pretraining.
 
 The experiments built on these (:mod:`marabook.experiments.onetwo`, :mod:`marabook.experiments.open_ended`) live
@@ -22,11 +23,14 @@ from marabook.lm.models import (EOS, REFERENCE_LM_DIR, SMOLLM2_GGUF, SMOLLM2_HUB
                                 load_sentence_embedder, load_smollm2, smollm2_cache_dir)
 from marabook.lm.pretrain import build_tokenizer, pretrain_reference_lm, reference_corpus
 from marabook.lm import sizing
-from marabook.lm.tasks import (NAME_CATEGORIES, ONE_TWO_CORPUS_ANSWERS, ONE_TWO_QUESTIONS, NameTask, OneTwoTask,
-                               ScoredTask, answer_logprobs, onetwo_answer_probs)
+from marabook.lm.tasks import (NAME_CATEGORIES, ONE_TWO_CORPUS_ANSWERS, ONE_TWO_QUESTIONS, SMOLLM2_ONETWO,
+                               ChatOneTwoTask, NameTask, OneTwoTask, ScoredTask, answer_logprobs, answer_strings,
+                               chat_prompt, distinct_strings_per_answer, lenient_answer, onetwo_answer_probs)
 
 __all__ = ["EOS", "REFERENCE_LM_DIR", "load_causal_lm", "load_reference_lm", "SentenceEmbedder",
            "load_sentence_embedder", "RewardModelScorer", "reference_corpus", "build_tokenizer",
            "pretrain_reference_lm", "ONE_TWO_QUESTIONS", "ONE_TWO_CORPUS_ANSWERS", "NAME_CATEGORIES", "OneTwoTask",
            "NameTask", "ScoredTask", "answer_logprobs", "onetwo_answer_probs", "sizing",
-           "load_smollm2", "smollm2_cache_dir", "SMOLLM2_HUB_ID", "SMOLLM2_GGUF", "SMOLLM2_INSTALL"]
+           "load_smollm2", "smollm2_cache_dir", "SMOLLM2_HUB_ID", "SMOLLM2_GGUF", "SMOLLM2_INSTALL",
+           "ChatOneTwoTask", "SMOLLM2_ONETWO", "chat_prompt", "lenient_answer", "answer_strings",
+           "distinct_strings_per_answer"]
