@@ -264,7 +264,7 @@ def policy_loss(token_logprobs, completion_mask, advantages, *, beta: float = 0.
     """The trainer's loss for one (micro-)batch of completions, as named terms (chapter 5, torch tensors).
 
     ``token_logprobs`` (N, T): ``log pi`` of each sampled completion token under the policy (with
-    gradient), 0 at masked positions; ``completion_mask`` (N, T); ``advantages`` (N,) (eq. 5.2; treated
+    gradient); ``completion_mask`` (N, T): 1 on the completion's tokens (masked positions count nowhere); ``advantages`` (N,) (eq. 5.2; treated
     as constants). The returned dict holds
 
     * ``"pg_loss"``: ``-sum_i A_i log pi(y_i) / normalizer`` with the sequence log-probability
@@ -304,14 +304,15 @@ def policy_loss(token_logprobs, completion_mask, advantages, *, beta: float = 0.
     if not (isinstance(normalizer, (int, float)) and not isinstance(normalizer, bool) and normalizer > 0):
         raise ValueError(f"normalizer must be a positive number, got {normalizer!r}")
     zero = token_logprobs.new_zeros(())
-    logp = token_logprobs.sum(-1)                                                   # eq. 5.1
+    mask = completion_mask.to(token_logprobs.dtype)
+    logp = (token_logprobs * mask).sum(-1)                                          # eq. 5.1
     pg_loss = -(advantages.detach() * logp).sum() / normalizer                      # eq. 5.2
     kl_loss = sft_loss = zero
     if kl_placement == "k3_loss":
         if not isinstance(ref_token_logprobs, torch.Tensor) or ref_token_logprobs.shape != token_logprobs.shape:
             raise ValueError(f"ref_token_logprobs must be a tensor of shape {tuple(token_logprobs.shape)} "
                              "with kl_placement='k3_loss'")
-        k3 = _k3(ref_token_logprobs.detach() - token_logprobs) * completion_mask   # eq. 5.3, per token
+        k3 = _k3(ref_token_logprobs.detach() - token_logprobs) * mask              # eq. 5.3, per token
         kl_loss = k3.sum() / normalizer
     elif kl_placement == "sft":
         if not isinstance(sft_token_logprobs, torch.Tensor) or sft_token_logprobs.ndim != 2:

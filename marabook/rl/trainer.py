@@ -209,24 +209,25 @@ class Trainer(TrainLoop):
         """
         import torch
 
-        c, n = self.config, batch.size
         if not isinstance(batch, Rollout):
             raise ValueError("batch must be a Rollout (from Trainer.rollout)")
+        c, n = self.config, batch.size
         chunks = _chunks(n, c.micro_batch_size or n)
         with TrainingMode(self.policy, c.gradient_checkpointing):
-            # log pi(y) of every completion enters the shaped rewards before any advantage (k1, entropy bonus):
-            # in one micro-batch the pass below serves both; in several, a first pass without gradient
+            # log pi(y) of every completion enters the shaped rewards before any advantage when k1 or the entropy
+            # bonus is in the reward: in one micro-batch the pass below serves both; in several, a first pass
+            # without gradient (only when needed)
             terms = self._policy_terms(batch, chunks[0]) if len(chunks) == 1 else None
-            if terms is not None:
-                logp = terms[0].sum(-1).detach()
-            else:
+            logp = terms[0].sum(-1).detach() if terms is not None else None
+            if logp is None and (c.kl_placement == "k1_reward" or c.entropy_coef > 0):
                 with torch.no_grad():
                     logp = torch.cat([self.logprobs(self.policy, batch.prompt_ids, batch.prompt_mask,
                                                     batch.prompt_index[s], batch.completion_ids[s],
                                                     batch.completion_mask[s]).sum(-1) for s in chunks])
-            shaped = self.shape_rewards(batch.rewards, logp, batch.ref_logprobs, batch.prompt_index)
+            shaped = self.shape_rewards(batch.rewards, logp if logp is not None else torch.zeros_like(batch.rewards),
+                                        batch.ref_logprobs, batch.prompt_index)
             adv = compute_advantages(shaped, c.group_size, c.algorithm, validate=False)         # eq. 5.2
-            total, sums = 0.0, {}
+            total, sums, seen = 0.0, {}, []
             for s in chunks:
                 tok_lp, sft_lp = terms if terms is not None else self._policy_terms(batch, s)
                 t = policy_loss(tok_lp, batch.completion_mask[s], adv[s], beta=c.beta, kl_placement=c.kl_placement,
@@ -236,6 +237,8 @@ class Trainer(TrainLoop):
                     self._backward(t["loss"])
                 total = total + (t["loss"].detach() if backward else t["loss"])
                 sums = {k: sums.get(k, 0.0) + float(v.detach()) for k, v in t.items() if k != "loss"}
+                seen.append(tok_lp.sum(-1).detach())
+        logp = torch.cat(seen) if logp is None else logp
         stats = {"shaped_reward": float(shaped.mean()), "kl": float((logp - batch.ref_logprobs).mean()), **sums}
         return total, stats
 
