@@ -11,6 +11,11 @@ Reverse KL enters the sampled estimator as the per-sample penalty ``-beta (log p
 added to the reward (the "k1 in reward" form; its score-function gradient is unbiased). Forward KL
 enters as ``beta * mean_j grad log pi(y'_j)`` over N samples ``y'_j ~ pi_ref``: an SFT term on
 reference samples, an unbiased estimate of ``grad(-beta KL(pi_ref || pi)) = beta (pi_ref - pi)``.
+
+MARA comes in two forms (``mara_form``): ``"reward"`` (Algorithm 1, eq. 4.1: augmented rewards, the KL
+untouched) and ``"alg2"`` (Algorithm 2, eq. 4.3: good samples scored ``R(z)`` and their KL measured against
+``pi_ref(z)``). Under the reverse KL the two give identical shaped rewards, sample by sample; under the
+forward KL Algorithm 2 weights each good reference sample's SFT term by ``pi_ref(z) / pi_ref(y')``.
 """
 
 from __future__ import annotations
@@ -23,13 +28,14 @@ from scipy.special import log_softmax, softmax
 from marabook.config import show_progress
 from marabook._validate import check_beta, check_distribution, check_finite, check_int
 from marabook.estimators import rloo_advantages
-from marabook.mara import mara_rewards, mara_rewards_global
+from marabook.mara import alg2_terms, batch_anchors, mara_rewards, mara_rewards_global
 from marabook.targets import kl_regularized_gradient
 
 __all__ = ["Trajectory", "augmented_rewards_global", "train_exact", "train_sampled", "sample_target",
            "filtered_self_training"]
 
 _DIRECTIONS = ("reverse", "forward")
+_MARA_FORMS = ("reward", "alg2")
 
 
 @dataclass
@@ -53,7 +59,9 @@ def augmented_rewards_global(ref_probs, rewards, beta, tau):
     return mara_rewards_global(ref_probs, rewards, beta, tau)
 
 
-def _check_common(ref_probs, rewards, beta, direction, steps, lr):
+def _check_common(ref_probs, rewards, beta, direction, steps, lr, mara_form="reward"):
+    if mara_form not in _MARA_FORMS:
+        raise ValueError(f"mara_form must be one of {_MARA_FORMS}, got {mara_form!r}")
     ref = check_distribution(ref_probs, "ref_probs")
     r = check_finite(rewards, "rewards")
     if ref.ndim != 1 or r.shape != ref.shape:
@@ -103,17 +111,29 @@ def _snapshot_steps(steps: int, n: int) -> np.ndarray:
     return np.unique(np.round(np.linspace(0, steps, min(n, steps + 1))).astype(int))
 
 
-def train_exact(ref_probs, rewards, beta, *, direction="reverse", mara_tau=None, steps=2000,
+def train_exact(ref_probs, rewards, beta, *, direction="reverse", mara_tau=None, mara_form="reward", steps=2000,
                 lr=0.1, init_logits=None, n_snapshots=50, progress=False) -> Trajectory:
-    """Gradient ascent with the exact gradient (eqs. 1.5 / 2.7) from ``pi_ref`` (or ``init_logits``).
+    """Gradient ascent with the exact gradient (eqs. 1.5 / 2.5) from ``pi_ref`` (or ``init_logits``).
 
-    With ``mara_tau`` the rewards are replaced by :func:`augmented_rewards_global` (the global
-    anchor), so reverse-KL runs converge to :func:`marabook.mara.mara_target` and forward-KL runs to
-    ``forward_kl_target(ref, R_bar, beta)``. Adam on the logits; deterministic. ``objective`` in
-    the trajectory is evaluated with the task's ORIGINAL rewards, as in :func:`train_sampled`.
+    With ``mara_tau`` and ``mara_form="reward"`` (Algorithm 1) the rewards are replaced by
+    :func:`augmented_rewards_global` (the global anchor), so reverse-KL runs converge to
+    :func:`marabook.mara.mara_target` and forward-KL runs to ``forward_kl_target(ref, R_bar, beta)``. With
+    ``mara_form="alg2"`` (Algorithm 2, eq. 4.3) the objective is ``E_pi[r] - beta KL(. || .)`` with the
+    reward ``r`` and KL reference ``q`` of :func:`marabook.mara.alg2_terms`; forward-KL runs converge to
+    :func:`marabook.mara.alg2_forward_target` (flat over the good tokens), reverse-KL runs to the same
+    target as Algorithm 1. Adam on the logits; deterministic. ``objective`` in the trajectory is evaluated
+    with the task's ORIGINAL rewards and reference, as in :func:`train_sampled`.
     """
-    ref, r_task, b = _check_common(ref_probs, rewards, beta, direction, steps, lr)
-    r = r_task if mara_tau is None else augmented_rewards_global(ref, r_task, b, mara_tau)
+    ref, r_task, b = _check_common(ref_probs, rewards, beta, direction, steps, lr, mara_form)
+    q, b_kl = ref, b
+    if mara_tau is None:
+        r = r_task
+    elif mara_form == "reward":
+        r = augmented_rewards_global(ref, r_task, b, mara_tau)
+    else:  # sum_y q log pi = Q sum_y (q/Q) log pi: the forward gradient at (q/Q, beta Q); reverse: Q cancels
+        r, q_raw = alg2_terms(ref, r_task, mara_tau)
+        q = q_raw / q_raw.sum()
+        b_kl = b * q_raw.sum() if direction == "forward" else b
     with np.errstate(divide="ignore"):
         theta = np.log(np.maximum(ref, 1e-300)) if init_logits is None else check_finite(init_logits, "init_logits").copy()
     if theta.shape != ref.shape:
@@ -131,12 +151,12 @@ def train_exact(ref_probs, rewards, beta, *, direction="reverse", mara_tau=None,
             stp.append(k)
         if k == steps:
             break
-        theta = opt.ascent(theta, kl_regularized_gradient(theta, ref, r, b, direction))
+        theta = opt.ascent(theta, kl_regularized_gradient(theta, q, r, b_kl, direction))
     pol = np.array(snaps)
     return Trajectory(np.array(stp), pol, _objective(pol, ref, r_task, b, direction), _entropy(pol), pol[-1])
 
 
-def train_sampled(ref_probs, rewards, beta, *, direction="reverse", mara_tau=None, batch_size=64,
+def train_sampled(ref_probs, rewards, beta, *, direction="reverse", mara_tau=None, mara_form="reward", batch_size=64,
                   steps=5000, lr=0.1, seeds=(0,), n_snapshots=50, lr_decay=True, progress=False) -> Trajectory:
     """Policy-gradient training from sampled batches, vectorised over seeds.
 
@@ -148,8 +168,15 @@ def train_sampled(ref_probs, rewards, beta, *, direction="reverse", mara_tau=Non
     the logits. ``lr_decay`` anneals the step size as ``lr / sqrt(1 + k / 100)`` so the sampled
     policy settles near its target. ``objective`` in the trajectory is evaluated exactly with the
     task's ORIGINAL rewards (MARA only changes what the optimiser sees).
+
+    ``mara_form="alg2"`` (Algorithm 2, eq. 4.3) uses the same batch anchor ``z`` but scores each good sampled
+    token ``R(z)`` and measures its KL against ``pi_ref(z)``: reverse, the penalty becomes
+    ``-beta (log pi(y) - log pi_ref(z))`` (the same shaped reward as Algorithm 1, to rounding); forward, each
+    good reference sample's SFT term is weighted by ``pi_ref(z) / pi_ref(y')`` (its threshold and anchor are
+    the policy batch's; a batch without a good token leaves both terms unchanged), an unbiased estimate of
+    ``beta (q - Q pi)``, the gradient of ``beta sum_y q(y) log pi(y)``.
     """
-    ref, r, b = _check_common(ref_probs, rewards, beta, direction, steps, lr)
+    ref, r, b = _check_common(ref_probs, rewards, beta, direction, steps, lr, mara_form)
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 2:
         raise ValueError(f"batch_size must be an integer >= 2 (RLOO needs a leave-one-out baseline), got {batch_size!r}")
     seeds = [int(s) for s in np.atleast_1d(seeds)]
@@ -179,13 +206,19 @@ def train_sampled(ref_probs, rewards, beta, *, direction="reverse", mara_tau=Non
             break
         u = np.stack([g.random(n) for g in rngs])                       # (S, N)
         ys = np.minimum((np.cumsum(pi, axis=-1)[:, None, :] < u[..., None]).sum(-1), v - 1)
-        rew = r[ys]                                                     # (S, N)
+        rew, log_q = r[ys], log_ref[ys]                                 # (S, N)
         if mara_tau is not None:
             groups = np.repeat(np.arange(n_seeds), n)                   # one anchor per seed's batch
-            rew = mara_rewards(rew.ravel(), log_ref[ys].ravel(), b, mara_tau, groups=groups).reshape(n_seeds, n)
+            if mara_form == "reward":
+                rew = mara_rewards(rew.ravel(), log_q.ravel(), b, mara_tau, groups=groups).reshape(n_seeds, n)
+            else:
+                good, r_z, lp_z, thr = (x.reshape(n_seeds, n) for x in
+                                        batch_anchors(rew.ravel(), log_q.ravel(), mara_tau, groups=groups))
+                rew, log_q = np.where(good, r_z, rew), np.where(good, lp_z, log_q)
+                has_anchor, anchor_lp, thr = good.any(axis=1), lp_z[:, 0], thr[:, 0]
         if direction == "reverse":
             log_pi = log_softmax(theta, axis=-1)
-            rew = rew - b * (log_pi[rows, ys] - log_ref[ys])
+            rew = rew - b * (log_pi[rows, ys] - log_q)
         adv = rloo_advantages(rew.ravel(), n).reshape(n_seeds, n)      # RLOO (eq. 5.2), one group per seed
         grad = np.zeros_like(theta)
         np.add.at(grad, (np.repeat(rows, n, axis=1), ys), adv)
@@ -194,8 +227,14 @@ def train_sampled(ref_probs, rewards, beta, *, direction="reverse", mara_tau=Non
             u_ref = np.stack([g.random(n) for g in rngs])
             y_ref = np.minimum(np.searchsorted(ref_cdf, u_ref, side="right"), v - 1)
             counts = np.zeros_like(theta)
-            np.add.at(counts, (np.repeat(rows, n, axis=1), y_ref), 1.0)
-            grad = grad + b * (counts / n - pi)                          # beta * mean grad log pi(y'_j)
+            if mara_tau is not None and mara_form == "alg2":           # weights q(y') / pi_ref(y') on good y'
+                ok = has_anchor[:, None] & (r[y_ref] >= thr[:, None])
+                w = np.exp(np.where(ok, anchor_lp[:, None] - log_ref[y_ref], 0.0))
+                np.add.at(counts, (np.repeat(rows, n, axis=1), y_ref), w)
+                grad = grad + b * (counts - w.sum(axis=1, keepdims=True) * pi) / n  # beta * mean w grad log pi
+            else:
+                np.add.at(counts, (np.repeat(rows, n, axis=1), y_ref), 1.0)
+                grad = grad + b * (counts / n - pi)                      # beta * mean grad log pi(y'_j)
         step_lr = lr / np.sqrt(1.0 + k / 100.0) if lr_decay else lr
         theta = opt.ascent(theta, grad, lr=step_lr)
         theta -= theta.max(axis=-1, keepdims=True)

@@ -7,7 +7,10 @@ its good sample with the highest reference log-probability. MARA replaces the re
     R_bar(y) = R(z) + beta * (log pi_ref(z) - log pi_ref(y))   if R(y) >= tau        (eq. 4.1)
 
 and any KL-regularised RL algorithm then runs unchanged on ``R_bar``. Under the reverse KL the
-optimum becomes flat over the good samples (eq. 4.2, :func:`mara_target`).
+optimum becomes flat over the good samples (eq. 4.2, :func:`mara_target`). The paper's Algorithm 2 writes
+the same update as a modified KL (good samples scored with the anchor's reward ``R(z)`` and measured
+against the anchor's reference probability ``pi_ref(z)``): gradient-equivalent under the reverse KL, a
+different objective under the forward KL, whose optimum is flat too (eq. 4.3, :func:`alg2_forward_target`).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from marabook._validate import check_beta, check_distribution, check_finite, is_
 from marabook.targets import entropy_regularized_target, forward_kl_target, reverse_kl_target
 
 __all__ = ["mara_rewards", "mara_target", "parse_tau", "Threshold", "mara_rewards_global", "method_targets",
-           "forward_mara_small_beta"]
+           "forward_mara_small_beta", "batch_anchors", "alg2_terms", "alg2_forward_target"]
 
 _PERCENTILE = re.compile(r"^p(\d+(?:\.\d+)?)$")
 
@@ -125,6 +128,15 @@ def mara_rewards(rewards, ref_logprobs, beta, tau, groups=None):
         raise ValueError(f"rewards must be a non-empty 1-D array, got shape {r.shape}")
     if lp.shape != r.shape:
         raise ValueError(f"ref_logprobs must have the same shape as rewards: {lp.shape} vs {r.shape}")
+    good, r_z, best_lp, _ = _anchors_numpy(r, lp, kind, tau_value, groups)
+    out = np.where(good, r_z + float(b) * (best_lp - lp), r)
+    dtype = np.asarray(rewards).dtype
+    return out.astype(dtype) if dtype.kind == "f" else out  # keep float32 inputs float32
+
+
+def _anchors_numpy(r, lp, kind, tau_value, groups):
+    """Per sample: good mask, its group's anchor reward and anchor log-prob (-inf without a good sample),
+    and its group's threshold."""
     g = _group_ids_numpy(groups, r.size)
     n_groups = int(g.max()) + 1
     if kind == "percentile":
@@ -139,9 +151,26 @@ def mara_rewards(rewards, ref_logprobs, beta, tau, groups=None):
     is_cand = good & (lp == best_lp[g])
     r_z = np.full(n_groups, -np.inf)
     np.maximum.at(r_z, g[is_cand], r[is_cand])
-    out = np.where(good, r_z[g] + float(b) * (best_lp[g] - lp), r)
-    dtype = np.asarray(rewards).dtype
-    return out.astype(dtype) if dtype.kind == "f" else out  # keep float32 inputs float32
+    return good, r_z[g], best_lp[g], thr
+
+
+def batch_anchors(rewards, ref_logprobs, tau, groups=None):
+    """Each group's anchor, as Algorithms 1 and 2 pick it (chapter 4), for NumPy arrays.
+
+    Returns ``(good, anchor_reward, anchor_logprob, threshold)``, each of shape (N,): whether the sample is
+    good (``R >= tau``, a percentile resolved per group or per batch as in :func:`mara_rewards`), and for its
+    group the anchor's reward ``R(z)``, its ``log pi_ref(z)`` (both ``-inf`` in a group with no good sample)
+    and the threshold used. Algorithm 1 pays good samples ``R(z) + beta (log pi_ref(z) - log pi_ref(y))``
+    (eq. 4.1); Algorithm 2 scores them ``R(z)`` and measures their KL against ``pi_ref(z)`` (eq. 4.3).
+    """
+    threshold = Threshold.parse(tau).for_batch(rewards)
+    r = check_finite(rewards, "rewards")
+    lp = check_finite(ref_logprobs, "ref_logprobs")
+    if r.ndim != 1 or r.size == 0:
+        raise ValueError(f"rewards must be a non-empty 1-D array, got shape {r.shape}")
+    if lp.shape != r.shape:
+        raise ValueError(f"ref_logprobs must have the same shape as rewards: {lp.shape} vs {r.shape}")
+    return _anchors_numpy(r, lp, threshold.kind, threshold.value, groups)
 
 
 def _group_ids_numpy(groups, n: int) -> np.ndarray:
@@ -260,12 +289,58 @@ def mara_rewards_global(ref_probs, rewards, beta, tau) -> np.ndarray:
     return out
 
 
+def alg2_terms(ref_probs, rewards, tau):
+    """Algorithm 2's reward ``r`` and KL reference ``q`` over the whole space, global anchor (eq. 4.3, chapter 4).
+
+    For a good ``y`` (``R(y) >= tau``): ``r(y) = R(z)`` and ``q(y) = pi_ref(z)``, with ``z`` the good sample of
+    highest reference probability (ties: highest reward); elsewhere ``r = R`` and ``q = pi_ref``. A good sample
+    the reference never produces gets ``r = R(z)`` and ``q = 0`` (no reference sample ever carries its KL term).
+    ``q`` is a positive measure, not a distribution: its total is ``Q = pi_ref(bad) + |good| pi_ref(z)``, which
+    may exceed 1. No supported good sample: ``(R, pi_ref)`` unchanged. ``tau`` must be a number.
+    """
+    kind, tau_value = parse_tau(tau)
+    if kind != "value":
+        raise ValueError("tau must be a number for alg2_terms (percentiles are per batch)")
+    ref = check_distribution(ref_probs, "ref_probs")
+    r = check_finite(rewards, "rewards")
+    if ref.ndim != 1 or r.shape != ref.shape:
+        raise ValueError(f"ref_probs and rewards must be 1-D of equal length, got {ref.shape} and {r.shape}")
+    good = r >= tau_value
+    on_good = good & (ref > 0)
+    if not on_good.any():
+        return r.copy(), ref.copy()
+    pz = ref[on_good].max()
+    rz = r[on_good & (ref == pz)].max()
+    return np.where(good, rz, r), np.where(on_good, pz, np.where(good, 0.0, ref))
+
+
+def alg2_forward_target(ref_probs, rewards, beta, tau, return_lambda: bool = False):
+    """Optimum of Algorithm 2's forward-KL objective, global anchor (eq. 4.3, chapter 4).
+
+    With ``(r, q)`` from :func:`alg2_terms`, the objective is ``E_pi[r] - beta sum_y q(y) log(q(y)/pi(y))``
+    (the forward KL with ``pi_ref`` replaced by ``q`` in the good samples' terms; since ``q`` need not sum to 1
+    this is the unnormalised KL, whose extra ``sum pi - sum q`` is constant on the simplex). Its stationary
+    point is ``pi(y) = beta q(y) / (Lambda - r(y))``: the same value ``beta pi_ref(z) / (Lambda - R(z))`` on
+    every good sample, so the target is exactly flat there, with ``Lambda > max_{q > 0} r`` the unique root of
+    the normaliser (eq. 4.4). Because ``beta sum_y q log pi = (beta Q) sum_y (q/Q) log pi``, this is
+    :func:`marabook.targets.forward_kl_target` of the normalised ``q/Q`` at coefficient ``beta Q``: the same
+    bracket, safeguarded Newton and off-support rule (eq. 2.4), and ``beta`` broadcasts the same way
+    (shape ``(B, 1)`` gives ``(B, V)``). ``return_lambda`` also returns ``Lambda``.
+    """
+    b = check_beta(beta)
+    r, q = alg2_terms(ref_probs, rewards, tau)
+    total = q.sum()
+    return forward_kl_target(q / total, r, b * total, return_lambda=return_lambda)
+
+
 def method_targets(ref_probs, rewards, beta, tau, eta=None) -> dict:
     """The exact target of each method of the book on one problem (what each objective wants, chapters 1-4).
 
     ``{"vanilla-reverse": G_beta (eq. 1.3), "vanilla-forward": G_fwd (eq. 2.2), "mara-reverse": the flat
-    MARA target (eq. 4.2), "mara-forward": the forward target of MARA's rewards}``, MARA with the global
-    anchor, and ``"entropy"`` (eq. 2.6) when ``eta`` is given. Any task whose answer probabilities under the
+    MARA target (eq. 4.2), "mara-forward": the forward target of MARA's rewards (Algorithm 1),
+    "mara-forward-alg2": the forward target of Algorithm 2's modified KL (eq. 4.3), flat over the good
+    samples}``, MARA with the global anchor, and ``"entropy"`` (eq. 2.6) when ``eta`` is given. (Under the
+    reverse KL the two algorithms share one target, ``"mara-reverse"``.) Any task whose answer probabilities under the
     reference are known fits: for the 1-2 task, the outcomes "1", "2" and "anything else" with rewards
     1, 1, 0. Sampled training may or may not reach these (chapter 5 draws both). ``beta`` broadcasts like
     :mod:`marabook.targets`: a column of betas, shape ``(B, 1)``, gives ``(B, V)`` targets.
@@ -279,14 +354,15 @@ def method_targets(ref_probs, rewards, beta, tau, eta=None) -> dict:
     b = float(b)
     out = {"vanilla-reverse": reverse_kl_target(ref, r, b), "vanilla-forward": forward_kl_target(ref, r, b),
            "mara-reverse": mara_target(ref, r, b, tau),
-           "mara-forward": forward_kl_target(ref, mara_rewards_global(ref, r, b, tau), b)}
+           "mara-forward": forward_kl_target(ref, mara_rewards_global(ref, r, b, tau), b),
+           "mara-forward-alg2": alg2_forward_target(ref, r, b, tau)}
     if eta is not None:
         out["entropy"] = entropy_regularized_target(ref, r, b, eta)
     return out
 
 
 def forward_mara_small_beta(ref_probs, good) -> np.ndarray:
-    """The forward-KL MARA target as beta -> 0 (chapter 4): flat it is not.
+    """The forward-KL target of MARA's rewards (Algorithm 1) as beta -> 0 (chapter 4): a collapse, not a plateau.
 
     With the global anchor z, MARA's good rewards are ``R(z) + beta log(pi_ref(z) / pi_ref(y))``; the forward
     target ``beta pi_ref / (Lambda - R_bar)`` then has ``Lambda - R_bar(y) = beta (t + log(pi_ref(y) / pi_min))``
@@ -294,8 +370,9 @@ def forward_mara_small_beta(ref_probs, good) -> np.ndarray:
 
         G(y) = pi_ref(y) / (t + log(pi_ref(y) / pi_min))    for good y, 0 elsewhere,
 
-    independent of beta, with t > 0 fixed by normalisation (the bad samples' mass vanishes with beta). Rarer
-    good samples get relatively more than under the reference, but not equal mass.
+    independent of beta, with t > 0 fixed by normalisation (the bad samples' mass vanishes with beta). The
+    rarest good sample's term is ``pi_min / t`` and t is small, so it takes most of the mass: a collapse onto
+    the rarest good sample. Algorithm 2's forward form (:func:`alg2_forward_target`) is flat instead.
     """
     from scipy.optimize import brentq
 

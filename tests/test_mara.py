@@ -149,10 +149,12 @@ def test_method_targets_are_the_closed_forms():
 
     prob = problems.two_block_tokens()
     t = mara.method_targets(prob.ref_probs, prob.rewards, 0.01, 0.5, eta=0.1)
-    assert set(t) == {"vanilla-reverse", "vanilla-forward", "mara-reverse", "mara-forward", "entropy"}
+    assert set(t) == {"vanilla-reverse", "vanilla-forward", "mara-reverse", "mara-forward", "mara-forward-alg2",
+                      "entropy"}
     np.testing.assert_array_equal(t["vanilla-reverse"], targets.reverse_kl_target(prob.ref_probs, prob.rewards, 0.01))
     np.testing.assert_array_equal(t["mara-reverse"], mara.mara_target(prob.ref_probs, prob.rewards, 0.01, 0.5))
     np.testing.assert_array_equal(t["entropy"], targets.entropy_regularized_target(prob.ref_probs, prob.rewards, 0.01, 0.1))
+    np.testing.assert_array_equal(t["mara-forward-alg2"], mara.alg2_forward_target(prob.ref_probs, prob.rewards, 0.01, 0.5))
     for g in t.values():
         assert abs(g.sum() - 1) < 1e-12
     with pytest.raises(ValueError, match="beta"):
@@ -199,3 +201,109 @@ def test_predictions_for_the_one_two_task_on_the_shipped_model():
     assert means["vanilla-forward"] == pytest.approx(means["vanilla-reverse"], abs=1e-9)
     assert means["mara-reverse"] == pytest.approx(0.5, abs=1e-12)
     assert means["mara-forward"] == pytest.approx(0.430, abs=2e-3)
+
+
+# ------------------------------------------------------------------ Algorithm 2's forward form (eq. 4.3)
+def _alg2_by_hand(ref, r, tau):
+    """Algorithm 2's reward and KL weights written out from the definition, independently of mara.py."""
+    good = (r >= tau) & (ref > 0)
+    z = max(np.flatnonzero(good), key=lambda i: (ref[i], r[i]))
+    return np.where(r >= tau, r[z], r), np.where(good, ref[z], np.where(r >= tau, 0.0, ref)), good
+
+
+def _lbfgs_alg2(ref, r, beta, tau):
+    """Maximise F(theta) = sum_y pi r_bar + beta sum_y q log pi over softmax logits with L-BFGS (the exact
+    objective of Algorithm 2 with the forward KL, up to the constant -beta sum_y q log q)."""
+    from scipy.optimize import minimize
+    from scipy.special import log_softmax
+
+    rb, q, _ = _alg2_by_hand(ref, r, tau)
+
+    def neg(theta):
+        lp = log_softmax(theta)
+        pi = np.exp(lp)
+        f = pi @ rb + beta * (q @ lp)
+        grad = pi * (rb - pi @ rb) + beta * (q - q.sum() * pi)
+        return -f, -grad
+
+    theta0 = np.log(np.maximum(ref, 1e-12))
+    res = minimize(neg, theta0, jac=True, method="L-BFGS-B", options={"maxiter": 20000, "ftol": 1e-16, "gtol": 1e-12})
+    return np.exp(log_softmax(res.x)), -res.fun, rb, q
+
+
+@pytest.mark.parametrize("seed,beta", [(0, 0.05), (1, 0.3), (2, 1.0), (3, 3.0)])
+def test_alg2_forward_target_is_the_optimum_found_by_lbfgs(seed, beta):
+    ref, r = random_case(seed)
+    g = mara.alg2_forward_target(ref, r, beta, 0.5)
+    pi, f_opt, rb, q = _lbfgs_alg2(ref, r, beta, 0.5)
+    np.testing.assert_allclose(pi, g, atol=2e-6)
+    # the closed form is at least as good as the numerical optimum, and it is stationary
+    f_closed = g @ rb + beta * (q @ np.log(g))
+    assert f_closed >= f_opt - 1e-10
+    grad = g * (rb - g @ rb) + beta * (q - q.sum() * g)
+    assert np.max(np.abs(grad)) < 1e-10
+
+
+@pytest.mark.parametrize("beta", [0.01, 1.0])
+def test_alg2_forward_target_is_flat_on_chapter_4s_problem(beta):
+    from marabook import problems
+
+    prob = problems.two_block_tokens()
+    good = prob.rewards >= 0.5
+    g, lam = mara.alg2_forward_target(prob.ref_probs, prob.rewards, beta, 0.5, return_lambda=True)
+    np.testing.assert_allclose(g[good], g[good][0], rtol=1e-12)             # exactly flat
+    z = np.flatnonzero(good)[np.argmax(prob.ref_probs[good])]
+    assert g[good][0] == pytest.approx(beta * prob.ref_probs[z] / (lam - 1.0), rel=1e-12)  # beta q / (Lambda - r)
+    assert abs(g.sum() - 1) < 1e-12
+    pi, _, _, _ = _lbfgs_alg2(prob.ref_probs, prob.rewards, beta, 0.5)      # confirmed by a numerical optimiser
+    np.testing.assert_allclose(pi, g, atol=2e-6)
+    # the reward-augmentation form (Algorithm 1) of the same problem is far from flat
+    reward_form = mara.method_targets(prob.ref_probs, prob.rewards, beta, 0.5)["mara-forward"]
+    assert reward_form[good].max() / reward_form[good].min() > 50
+
+
+def test_alg2_under_the_reverse_kl_is_algorithm_1():
+    """With the reverse KL, Algorithm 2's modified KL has the Gibbs target q exp(r / beta), which is MARA's (4.2)."""
+    for seed in range(20):
+        ref, r = random_case(seed)
+        rb, q = mara.alg2_terms(ref, r, 0.5)
+        for beta in (0.01, 0.3, 2.0):
+            np.testing.assert_allclose(targets.reverse_kl_target(q / q.sum(), rb, beta), mara.mara_target(ref, r, beta, 0.5),
+                                       rtol=1e-9, atol=1e-300)
+
+
+def test_alg2_terms_edge_cases_and_broadcasting():
+    ref, r = random_case(5)
+    rb, q, _ = _alg2_by_hand(ref, r, 0.5)
+    np.testing.assert_array_equal(mara.alg2_terms(ref, r, 0.5)[0], rb)
+    np.testing.assert_array_equal(mara.alg2_terms(ref, r, 0.5)[1], q)
+    # no good sample: vanilla forward
+    np.testing.assert_allclose(mara.alg2_forward_target(ref, r, 0.2, 2.0), targets.forward_kl_target(ref, r, 0.2))
+    # a good sample outside the reference's support gets no mass; the supported good ones stay flat
+    ref0 = np.array([0.5, 0.3, 0.2, 0.0])
+    g = mara.alg2_forward_target(ref0, [0.0, 1.0, 1.0, 2.0], 0.1, 0.5)
+    assert g[3] == 0 and g[1] == pytest.approx(g[2], rel=1e-12)
+    betas = np.array([[0.01], [0.1], [1.0]])
+    many = mara.alg2_forward_target(ref, r, betas, 0.5)
+    for k, b in enumerate(betas[:, 0]):
+        np.testing.assert_allclose(many[k], mara.alg2_forward_target(ref, r, float(b), 0.5), rtol=1e-12)
+    with pytest.raises(ValueError, match="tau"):
+        mara.alg2_forward_target(ref, r, 0.1, "p90")
+    with pytest.raises(ValueError, match="beta"):
+        mara.alg2_forward_target(ref, r, 0.0, 0.5)
+    with pytest.raises(ValueError, match="rewards"):
+        mara.alg2_terms(ref, r[:-1], 0.5)
+
+
+def test_batch_anchors_by_hand():
+    r = np.array([1.0, 1.0, 0.0, 0.8, 0.9, 0.1])
+    lp = np.log([0.5, 0.1, 0.3, 0.1, 0.05, 0.9])
+    good, rz, lz, thr = mara.batch_anchors(r, lp, 0.8, groups=[0, 0, 0, 0, 1, 1])
+    np.testing.assert_array_equal(good, [True, True, False, True, True, False])
+    np.testing.assert_allclose(rz, [1.0, 1.0, 1.0, 1.0, 0.9, 0.9])
+    np.testing.assert_allclose(lz, np.log([0.5, 0.5, 0.5, 0.5, 0.05, 0.05]))
+    np.testing.assert_array_equal(thr, 0.8)
+    _, rz, lz, _ = mara.batch_anchors(r[:3], lp[:3], 2.0)                    # no good sample: no anchor
+    assert np.all(np.isneginf(rz)) and np.all(np.isneginf(lz))
+    with pytest.raises(ValueError, match="ref_logprobs"):
+        mara.batch_anchors(r, lp[:2], 0.5)

@@ -1,7 +1,8 @@
 """Chapter 4's token experiment: vanilla and MARA, reverse and forward KL, on the two-block token problem.
 
-Verbs: :func:`configs` (the grid), :func:`exact_target` (what each configuration's objective wants,
-eqs. 1.3, 2.5 and 4.2), :func:`run` (exact-gradient and sampled training of one configuration),
+MARA runs in its reward form (Algorithm 1, eq. 4.1) and, with the forward KL, also in Algorithm 2's form
+(eq. 4.3; with the reverse KL the two forms are the same update). Verbs: :func:`configs` (the grid),
+:func:`exact_target` (what each configuration's objective wants, eqs. 1.3, 2.2, 4.2 and 4.3), :func:`run` (exact-gradient and sampled training of one configuration),
 :func:`sweep` (the grid, through :func:`marabook.experiments.sweep.run_sweep`), :func:`summarize`
 (block-2 mass, entropy over the good tokens and distance to the target, per seed) and :func:`table`.
 ``python -m marabook.experiments.tokens`` runs the stored full-scale version
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from marabook import bandit, metrics, problems, targets
+from marabook import bandit, mara, metrics, problems, targets
 from marabook.experiments.sweep import run_sweep
 from marabook.tables import Table
 
@@ -27,35 +28,48 @@ BETAS = (0.01, 1.0)
 
 @dataclass(frozen=True)
 class TokenConfig:
-    """One cell of the grid: KL coefficient, KL direction, MARA on or off."""
+    """One cell of the grid: KL coefficient, KL direction, MARA on or off, and MARA's form: ``"reward"``
+    (Algorithm 1, eq. 4.1) or ``"alg2"`` (Algorithm 2, eq. 4.3; only with MARA on)."""
 
     beta: float
     direction: str
     use_mara: bool
+    mara_form: str = "reward"
 
     def __post_init__(self):
         if self.direction not in ("reverse", "forward"):
             raise ValueError(f"direction must be 'reverse' or 'forward', got {self.direction!r}")
         if not (isinstance(self.beta, (int, float)) and self.beta > 0):
             raise ValueError(f"beta must be > 0, got {self.beta!r}")
+        if self.mara_form not in ("reward", "alg2") or (self.mara_form == "alg2" and not self.use_mara):
+            raise ValueError(f"mara_form must be 'reward', or 'alg2' with use_mara=True, got {self.mara_form!r}")
 
     @property
     def method(self) -> str:
-        return "MARA" if self.use_mara else "vanilla"
+        return ("MARA (alg. 2)" if self.mara_form == "alg2" else "MARA") if self.use_mara else "vanilla"
 
     @property
     def key(self) -> tuple:
-        return (self.beta, self.direction, self.use_mara)
+        """``(beta, direction, use_mara)`` for vanilla and Algorithm 1, ``(beta, direction, "alg2")`` for Algorithm 2."""
+        return (self.beta, self.direction, "alg2" if self.mara_form == "alg2" else self.use_mara)
 
 
-def configs(betas=BETAS) -> list[TokenConfig]:
-    """The chapter's grid: every beta x {reverse, forward} x {vanilla, MARA}, in the chapter's order."""
-    return [TokenConfig(float(b), d, m) for b in betas for d in ("reverse", "forward") for m in (False, True)]
+def configs(betas=BETAS, alg2: bool = True) -> list[TokenConfig]:
+    """The chapter's grid, in the chapter's order: every beta x {reverse, forward} x {vanilla, MARA}, plus
+    (``alg2``) MARA in Algorithm 2's form with the forward KL (with the reverse KL it is Algorithm 1's update)."""
+    forms = [("reverse", False, "reward"), ("reverse", True, "reward"), ("forward", False, "reward"),
+             ("forward", True, "reward")] + ([("forward", True, "alg2")] if alg2 else [])
+    return [TokenConfig(float(b), d, m, f) for b in betas for d, m, f in forms]
 
 
 def exact_target(prob, config: TokenConfig, tau: float = TAU) -> np.ndarray:
     """What the configuration's objective wants: the Gibbs (1.3) or forward (2.2) target of the task
-    rewards, or of MARA's rewards with the global anchor (eq. 4.1; reverse: the flat target 4.2)."""
+    rewards, or of MARA's rewards with the global anchor (eq. 4.1; reverse: the flat target 4.2), or
+    Algorithm 2's forward target (eq. 4.3, :func:`marabook.mara.alg2_forward_target`)."""
+    if config.mara_form == "alg2":
+        if config.direction == "forward":
+            return mara.alg2_forward_target(prob.ref_probs, prob.rewards, config.beta, tau)
+        return mara.mara_target(prob.ref_probs, prob.rewards, config.beta, tau)
     r = bandit.augmented_rewards_global(prob.ref_probs, prob.rewards, config.beta, tau) if config.use_mara \
         else prob.rewards
     fn = targets.reverse_kl_target if config.direction == "reverse" else targets.forward_kl_target
@@ -71,9 +85,10 @@ def run(config: TokenConfig, *, steps_exact: int = 4000, steps_sampled: int = 50
     out = {"config": config, "target": exact_target(prob, config, tau), "exact": None}
     if steps_exact:
         out["exact"] = bandit.train_exact(prob.ref_probs, prob.rewards, config.beta, direction=config.direction,
-                                          mara_tau=mara_tau, steps=steps_exact, lr=lr)
+                                          mara_tau=mara_tau, mara_form=config.mara_form, steps=steps_exact, lr=lr)
     out["sampled"] = bandit.train_sampled(prob.ref_probs, prob.rewards, config.beta, direction=config.direction,
-                                          mara_tau=mara_tau, steps=steps_sampled, batch_size=batch_size, lr=lr,
+                                          mara_tau=mara_tau, mara_form=config.mara_form, steps=steps_sampled,
+                                          batch_size=batch_size, lr=lr,
                                           seeds=tuple(seeds), progress=progress)
     return out
 
@@ -85,7 +100,7 @@ def _run_job(job):
 
 def sweep(grid=None, *, workers: int = 1, executor=None, progress: bool = True, **kw) -> dict:
     """:func:`run` for every configuration of ``grid`` (default :func:`configs`), keyed by
-    ``(beta, direction, use_mara)``. ``workers``/``executor`` as in :func:`~marabook.experiments.sweep.run_sweep`."""
+    :attr:`TokenConfig.key`. ``workers``/``executor`` as in :func:`~marabook.experiments.sweep.run_sweep`."""
     grid = configs() if grid is None else list(grid)
     kw.setdefault("progress", progress and workers == 1 and executor is None)
     results = run_sweep(_run_job, [(c, kw) for c in grid], workers=workers, executor=executor,
@@ -100,9 +115,10 @@ def summarize(runs: dict, tau: float = TAU, prob=None) -> list[dict]:
     prob = prob or problems.two_block_tokens()
     block2, good = prob.modes["block 2"], prob.rewards >= tau
     rows = []
-    for (beta, direction, use_mara), r in runs.items():
+    for r in runs.values():
+        c = r["config"]
         s, target = r["sampled"].final, r["target"]
-        row = {"method": "MARA" if use_mara else "vanilla", "kl": direction, "beta": beta,
+        row = {"method": c.method, "kl": c.direction, "beta": c.beta,
                "target_block2": float(metrics.mass_on(target, block2)),
                "target_good_entropy_bits": float(metrics.entropy_on(target, good, base=2)),
                "block2": np.atleast_1d(metrics.mass_on(s, block2)).tolist(),
