@@ -138,8 +138,10 @@ def onetwo_answer_probs(model, tokenizer, prompt: str, answers=(" 1", " 2")) -> 
 #: :func:`marabook.experiments.onetwo_real.design_table`). ``system``: the system message (None: the chat
 #: template's default one); ``user``: the question; ``prefix``: text the assistant turn starts with;
 #: ``accepted``: the strings the reward accepts for each answer, each followed by end of turn.
+#: Measured (candidate c28 of 48): P(answer 1) 0.300, P(answer 2) 0.107, valid mass 0.407, share of "1" 0.736;
+#: almost all of it on "1." and "2." (the bare digits followed by end of turn: 0.003 and 0.006).
 SMOLLM2_ONETWO = {"system": "Answer briefly.", "user": "Pick a number: 1 or 2. Answer with the number only.",
-                  "prefix": "", "accepted": {"1": ("1",), "2": ("2",)}}
+                  "prefix": "My number is ", "accepted": {"1": ("1", "1."), "2": ("2", "2.")}}
 
 _NUMBER_WORDS = {"one": "1", "two": "2"}
 
