@@ -102,6 +102,8 @@ def test_molecule_sweep_rejects_unknown_methods_and_tasks():
 
 def test_failed_runs_are_counted_and_never_averaged_into_the_share():
     onetwo = pytest.importorskip("marabook.experiments.onetwo")
+    from marabook.experiments import onetwo_trl
+
     finals = [{"p_valid": 0.99, "share_1": 0.8, "entropy_bits": 0.7}, {"p_valid": 0.06, "share_1": 0.1,
                                                                         "entropy_bits": 0.4},
               {"p_valid": 0.98, "share_1": 0.6, "entropy_bits": 0.97}]
@@ -114,7 +116,7 @@ def test_failed_runs_are_counted_and_never_averaged_into_the_share():
     assert onetwo.failed_runs(runs) == ["MARA forward beta=0.02 seed 1 (P(valid) 0.060)"]
     all_failed = onetwo.summarize([{**runs[1]}])
     assert np.isnan(all_failed[0]["share_1_mean"]) and "undefined" in onetwo.table(all_failed)
-    text = onetwo.trl_table({"results": {"runs": [{"method": "MARA", "beta": 0.01, "final": f} for f in finals]}})
+    text = onetwo_trl.trl_table({"results": {"runs": [{"method": "MARA", "beta": 0.01, "final": f} for f in finals]}})
     assert "--" in text and "1/3" in text
 
 
@@ -180,8 +182,37 @@ def test_study_rows_coverage_and_anchor_report_on_hand_made_runs():
         molecules.coverage_rows(runs, "product")
 
 
+def test_study_rows_pooled_rows_and_mode_shift_use_marabook_stats():
+    molecules = pytest.importorskip("marabook.experiments.molecules")
+    from marabook import stats
+    ys = {("REINVENT", 64.0): (100, 110, 90), ("MARA 0.85", 64.0): (150, 160, 140),
+          ("REINVENT", 128.0): (100, 105, 95), ("MARA 0.85", 128.0): (104, 112, 99),
+          ("REINVENT+DF", 64.0): (80, 90, 70), ("REINVENT+DF", 128.0): (95, 90, 85)}
+    runs = [_molecule_run("unequal_modes", m, s, sg, y, {"anilide": y, "benzimidazole": s})
+            for (m, sg), vals in ys.items() for s, y in enumerate(vals)]
+    rows = {(r["method"], r["sigma"]): r for r in molecules.study_rows(runs, "yield@0.80", n_resamples=999)}
+    mara = [rows[("MARA 0.85", sg)] for sg in (64.0, 128.0)]
+    assert [r["p_holm"] for r in mara] == pytest.approx(stats.holm([r["p"] for r in mara]))   # one MARA family
+    assert rows[("REINVENT+DF", 64.0)]["family"] == "REINVENT+DF" and mara[0]["family_size"] == 2
+    assert mara[0]["ci_low"] <= mara[0]["ratio"] <= mara[0]["ci_high"] and rows[("REINVENT", 64.0)]["ci_low"] is None
+    assert "Holm" in molecules.format_study(list(rows.values()))
+    pooled = {r["method"]: r for r in molecules.pooled_rows(runs)}
+    ref = stats.stratified([(ys[("MARA 0.85", sg)], ys[("REINVENT", sg)]) for sg in (64.0, 128.0)])
+    assert pooled["MARA 0.85"]["p"] == pytest.approx(ref.pvalue) and pooled["MARA 0.85"]["ahead"] == 2
+    assert pooled["REINVENT+DF"]["ahead"] == 0 and pooled["MARA 0.85"]["family_size"] == 1
+    assert "van Elteren" in molecules.format_pooled(list(pooled.values()))
+    shift = {(r["mode"], r["method"]): r for r in molecules.mode_shift_rows(runs, "unequal_modes")}
+    same = shift[("benzimidazole", "MARA 0.85")]           # every method has seeds 0, 1, 2 hits there
+    assert same["hits"] == {64.0: 1.0, 128.0: 1.0} and same["p"] == pytest.approx(1.0)
+    assert shift[("anilide", "MARA 0.85")]["hits"][64.0] == 150 and shift[("anilide", "MARA 0.85")]["z"] > 0
+    with pytest.raises(ValueError, match="runs"):
+        molecules.pooled_rows([])
+    with pytest.raises(ValueError, match="runs"):
+        molecules.mode_shift_rows(runs, "multi_mode")
+
+
 def test_share_stats_and_trl_summary_count_failures():
-    from marabook.experiments import onetwo
+    from marabook.experiments import onetwo, onetwo_trl
 
     finals = [{"p_valid": 0.99, "share_1": 0.5, "entropy_bits": 1.0, "seconds_per_step": 0.1},
               {"p_valid": 0.20, "share_1": 1.0, "entropy_bits": 0.0, "seconds_per_step": 0.3},
@@ -191,7 +222,7 @@ def test_share_stats_and_trl_summary_count_failures():
     assert st["share_mean"] == 0.25 and st["collapsed"] == 1 and (st["sps_min"], st["sps_max"]) == (0.1, 0.3)
     stored = {"results": {"runs": [{"trainer": "TRL 1.0", "method": "MARA", "beta": 0.01, "seed": s, "final": f}
                                    for s, f in enumerate(finals)]}}
-    (row,) = onetwo.trl_summary(stored)
+    (row,) = onetwo_trl.trl_summary(stored)
     assert row["trainer"] == "TRL" and row["failed_seeds"] == [1] and row["valid"] == 2
 
 
