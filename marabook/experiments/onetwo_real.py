@@ -190,13 +190,16 @@ def string_census(model, tokenizer, design: dict | None = None, *, n: int = 256,
 # ------------------------------------------------------------------------------ the study
 #: The chosen task (:data:`marabook.lm.SMOLLM2_ONETWO`) and training settings (reasons in :func:`configs`).
 DESIGN = {"task": SMOLLM2_ONETWO, "max_new_tokens": 3, "group_size": 16, "prompts_per_step": 1, "lr": 3e-6,
-          "advantage": "rloo", "max_grad_norm": 1.0, "betas": (0.01, 0.03, 0.1), "steps": 200, "eval_every": 10}
+          "advantage": "rloo", "max_grad_norm": 1.0, "betas": (0.03, 0.1, 0.01), "steps": 200, "eval_every": 10}
 BETAS = DESIGN["betas"]
 
 
 def configs(betas=BETAS, seeds=range(5), steps: int = DESIGN["steps"], kls=("reverse", "forward"),
             taus=(None, 1.0), **overrides) -> list[RLConfig]:
-    """The study's grid: KL direction x {vanilla, MARA tau = 1} x beta x seed, in that order.
+    """The study's grid: beta x KL direction x seed x {vanilla, MARA tau = 1}, in that order (the order it runs:
+    the first beta's reverse-KL runs come first, vanilla and MARA of one seed side by side, so a study stopped
+    part-way and resumed later, :func:`study` with ``store=``, always holds paired comparisons; :data:`DESIGN`
+    lists the middle beta first for that reason).
 
     Reverse KL is k1 in the reward (eq. 5.3), forward KL the SFT term on reference samples (eq. 5.5). Settings
     (:data:`DESIGN`, any of them overridable): one prompt per step (the task has one prompt) and 16 completions
@@ -222,7 +225,7 @@ def configs(betas=BETAS, seeds=range(5), steps: int = DESIGN["steps"], kls=("rev
                                       "max_grad_norm")}
     common.update(steps=steps, **overrides)
     return [RLConfig(beta=b, kl=kl, mara_tau=tau, seed=s, **common)
-            for kl in kls for tau in taus for b in betas for s in seeds]
+            for b in betas for kl in kls for s in seeds for tau in taus]
 
 
 def predicted_shares(ref: dict, beta: float, tau: float = 1.0) -> dict:
