@@ -12,7 +12,7 @@ RANK = {
     "problems": 1,
     "targets": 2,
     "mara": 3,
-    "metrics": 4,
+    "metrics": 4, "stats": 4,
     "fitting": 5, "estimators": 5,
     "bandit": 6,
     "rl": 7,

@@ -1,15 +1,15 @@
-"""Chapter 8's experiment: REINVENT, MARA at two thresholds and the diversity filter, on two tasks.
+"""Chapter 8's experiment: REINVENT, MARA at two thresholds and the diversity filter, on three tasks.
 
 Verbs: ``METHODS`` and :func:`method_config` (the methods as :class:`~marabook.chem.ReinventConfig`),
 :func:`run` (one task x method x seed to the oracle budget, summarised), :func:`sweep` (the grid through
 :func:`marabook.experiments.sweep.run_sweep`), :func:`compare_methods` (Table-2-style rows with one-sided
-Welch tests), :func:`format_comparison` and :func:`mode_table`.
+Welch tests), :func:`format_comparison` and :func:`mode_table`; for the stored sigma study :func:`study_rows`
+(bootstrap intervals, Holm), :func:`pooled_rows` (one stratified test over the sigmas) and
+:func:`mode_shift_rows`, all through :mod:`marabook.stats`.
 ``python -m marabook.experiments.molecules`` stores the full-budget grid (``scripts/run_reinvent.py``).
 """
 
 from __future__ import annotations
-
-import warnings
 
 import numpy as np
 
@@ -19,11 +19,12 @@ from marabook.chem.oracles import (MOSES_MODE_REFERENCES, REFERENCE_DRUGS, Oracl
 from marabook.chem.prior import SmilesGRU, load_prior
 from marabook.chem.reinvent import ReinventConfig, ReinventTrainer
 from marabook._validate import check_int
+from marabook import stats
 from marabook.experiments.sweep import run_sweep
 from marabook.tables import Table
 
 __all__ = ["METHODS", "TASKS", "TASK_MODES", "SIGMAS", "method_config", "sigma_study", "anchor_report", "study_rows",
-           "format_study", "coverage_rows", "run", "sweep", "compare_methods", "format_comparison", "mode_table",
+           "format_study", "pooled_rows", "format_pooled", "mode_shift_rows", "coverage_rows", "run", "sweep", "compare_methods", "format_comparison", "mode_table",
            "mode_hits_table", "coverage_table", "anchor_table"]
 
 #: The tasks of chapter 8 by name: a fresh counted oracle for a budget.
@@ -128,42 +129,36 @@ def sweep(tasks=("product", "multi_mode"), methods=METHODS, seeds=range(5), *, b
 
 def compare_methods(runs, task: str, metrics=None, baseline: str = "REINVENT", budget: int | None = None) -> list:
     """Table-2-style rows for one task: per method and metric the mean, the standard deviation over
-    seeds, and a one-sided Welch t-test p-value against ``baseline`` (alternative: the method is better,
-    i.e. larger, or smaller for OB metrics). A run that never reached 100 hits counts ``budget`` calls
-    for OB100 (a censored value; the row says how many runs reached it)."""
-    from scipy import stats
-
+    seeds, and an uncorrected one-sided Welch t-test p-value against ``baseline`` (:func:`marabook.stats.two_sample`;
+    alternative: the method is better, i.e. larger, or smaller for OB metrics). A run that never reached
+    100 hits counts ``budget`` calls for OB100 (a censored value; the row says how many runs reached it)."""
     rows = [r for r in runs if r["task"] == task]
     if not rows:
         raise ValueError(f"task {task!r} has no runs")
     metrics = metrics or [k for k in rows[0]["summary"] if k.split("@")[0] in
                           ("yield", "OB100", "intdiv1", "circles")]
     methods = list(dict.fromkeys(r["method"] for r in rows))
-
-    def values(method, key):  # None (OB never reached) counts as the budget when one is given
-        return np.array([float(budget if budget is not None else np.nan) if r["summary"][key] is None
-                         else float(r["summary"][key]) for r in rows if r["method"] == method])
-
     out = []
     for m in methods:
         row = {"method": m, "n": sum(r["method"] == m for r in rows)}
         for k in metrics:
-            vals, base = values(m, k), values(baseline, k)
+            vals, base = _values(rows, m, k, budget), _values(rows, baseline, k, budget)
             row[k] = (float(np.mean(vals)), float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0)
             if k.startswith("OB"):
                 row[k + " reached"] = sum(r["summary"][k] is not None for r in rows if r["method"] == m)
             if m != baseline and len(vals) > 1 and len(base) > 1 and np.isfinite(vals).all() and np.isfinite(base).all():
-                alt = "less" if k.startswith("OB") else "greater"
-                if np.ptp(np.concatenate([vals, base])) <= 1e-9 * max(1.0, float(np.abs(base).max())):
-                    p = 1.0  # identical samples: no evidence either way
-                else:
-                    with warnings.catch_warnings():  # near-identical samples: scipy warns, p is still defined
-                        warnings.simplefilter("ignore", RuntimeWarning)
-                        p = float(stats.ttest_ind(vals, base, equal_var=False, alternative=alt).pvalue)
+                p = stats.two_sample(vals, base, alternative="less" if k.startswith("OB") else "greater").pvalue
                 if np.isfinite(p):
                     row[k + " p"] = p
         out.append(row)
     return out
+
+
+def _values(rows, method, key, budget=None, sigma=None) -> np.ndarray:
+    """One metric over the seeds of a method (and sigma); None (OB100 never reached) counts as ``budget``."""
+    return np.array([float(budget if budget is not None else np.nan) if r["summary"][key] is None
+                     else float(r["summary"][key]) for r in rows
+                     if r["method"] == method and (sigma is None or r.get("sigma", 128.0) == sigma)])
 
 
 def format_comparison(rows, metrics, baseline: str = "REINVENT") -> Table:
@@ -222,30 +217,50 @@ def sigma_study(tasks=("product", "multi_mode", "unequal_modes"), methods=METHOD
     return runs
 
 
-def study_rows(runs, metric: str = "yield@0.80", baseline: str = "REINVENT", budget: int | None = None) -> list[dict]:
+def _family(method: str) -> str:
+    """The Holm family of a comparison: all MARA variants form one (does MARA beat REINVENT?), others their own."""
+    return "MARA" if method.startswith("MARA") else method
+
+
+def study_rows(runs, metric: str = "yield@0.80", baseline: str = "REINVENT", budget: int | None = None,
+               n_resamples: int = 9999) -> list[dict]:
     """The sigma study as rows, one per task, sigma and method: ``mean``, ``sd`` and ``n`` of ``metric`` over
-    seeds, ``ratio`` to the baseline's mean (``ratio_sd``: the sd on that scale), and the one-sided Welch p-value against the baseline
-    (:func:`compare_methods`; ``None`` for the baseline itself)."""
-    out = []
-    tasks = list(dict.fromkeys(r["task"] for r in runs))
-    for task in tasks:
-        for sigma in sorted({r.get("sigma", 128.0) for r in runs if r["task"] == task}):
-            sub = [r for r in runs if r["task"] == task and r.get("sigma", 128.0) == sigma]
-            rows = compare_methods(sub, task, metrics=[metric], baseline=baseline, budget=budget)
-            base = next((r[metric][0] for r in rows if r["method"] == baseline), float("nan"))
-            for r in rows:
-                mean, sd = r[metric]
-                out.append({"task": task, "sigma": sigma, "method": r["method"], "n": r["n"], "mean": mean, "sd": sd,
-                            "ratio": mean / base if base else float("nan"),
-                            "ratio_sd": sd / base if base else float("nan"), "p": r.get(metric + " p")})
-    if not out:
-        raise ValueError("runs must not be empty")
+    seeds, ``ratio`` to the baseline's mean (``ratio_sd``: the sd on that scale; ``ci_low``/``ci_high``: a 95%
+    percentile-bootstrap interval of the ratio), the uncorrected one-sided Welch p-value against the baseline
+    (``p``; ``None`` for the baseline itself) and ``p_holm``, Holm-adjusted over the family of the rows'
+    comparisons (``family``: all MARA variants together, each other method alone; ``family_size``), all
+    from :func:`marabook.stats.compare_family`. OB metrics test for fewer calls."""
+    if not (sub := [r for r in runs if metric in r["summary"]]):
+        raise ValueError(f"runs must not be empty and must record {metric!r}")
+    keys = [(t, sg) for t in dict.fromkeys(r["task"] for r in sub)
+            for sg in sorted({r.get("sigma", 128.0) for r in sub if r["task"] == t})]
+    out, cells = [], {}
+    for task, sigma in keys:
+        rows = [r for r in sub if r["task"] == task]
+        base = _values(rows, baseline, metric, budget, sigma)
+        for m in dict.fromkeys(r["method"] for r in rows):
+            if not len(vals := _values(rows, m, metric, budget, sigma)):
+                continue
+            mean, sd, b = float(np.mean(vals)), float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0, np.mean(base)
+            out.append({"task": task, "sigma": sigma, "method": m, "n": len(vals), "mean": mean, "sd": sd,
+                        "ratio": mean / b if b else float("nan"), "ratio_sd": sd / b if b else float("nan"),
+                        "p": None, "p_holm": None, "ci_low": None, "ci_high": None, "family": None})
+            if m != baseline and len(vals) > 1 and len(base) > 1 and np.isfinite(vals).all() and np.isfinite(base).all():
+                cells.setdefault(_family(m), []).append(
+                    {"row": len(out) - 1, "treatment": vals, "control": base,
+                     "alternative": "less" if metric.startswith("OB") else "greater"})
+    for fam, group in cells.items():
+        for c in stats.compare_family(group, n_resamples=n_resamples):
+            row = out[c["row"]]
+            defined = np.isfinite(c["p"])
+            row.update(p=c["p"] if defined else None, p_holm=c["p_holm"] if defined else None, family=fam,
+                       family_size=c["family_size"], ci_low=c["ci_low"], ci_high=c["ci_high"])
     return out
 
 
 def format_study(rows, metric: str = "yield@0.80") -> Table:
     """:func:`study_rows` as a table (:class:`~marabook.tables.Table`): per task and sigma, each method's
-    mean ± sd, its ratio to REINVENT and the p-value."""
+    mean ± sd, its ratio to REINVENT with the 95% bootstrap interval, the one-sided p and Holm's p."""
     if not rows:
         raise ValueError("rows must not be empty (study_rows of at least one run)")
     methods = list(dict.fromkeys(r["method"] for r in rows))
@@ -258,11 +273,84 @@ def format_study(rows, metric: str = "yield@0.80") -> Table:
                 if r is None:
                     row.append("")
                     continue
-                extra = "" if r["p"] is None else f" (x{r['ratio']:.2f}; p {r['p']:.3f})"
+                extra = "" if r["p"] is None else (f" (x{r['ratio']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]; "
+                                                   f"p {r['p']:.3f}, Holm {r['p_holm']:.2f})")
                 row.append(f"{r['mean']:.0f} ± {r['sd']:.0f}{extra}")
             cells.append(row)
+    sizes = sorted({(r["family"], r["family_size"]) for r in rows if r["family"] is not None})
+    fams = ", ".join(f"{f}: {n}" for f, n in sizes)
     return Table(["task", "sigma"] + methods, cells,
-                 caption=f"{metric}: mean ± sd over seeds (ratio to REINVENT; one-sided p)")
+                 caption=f"{metric}: mean ± sd over seeds (ratio to REINVENT [95% bootstrap interval]; one-sided "
+                         f"Welch p, and Holm-adjusted over each family of comparisons, {fams})")
+
+
+def pooled_rows(runs, metric: str = "yield@0.80", baseline: str = "REINVENT", budget: int | None = None,
+                alternative: str | None = None) -> list[dict]:
+    """One test per task and method of a consistent shift across the sigmas (the strata: independent runs),
+    with :func:`marabook.stats.stratified`: the van Elteren test (``z``, ``p``) and, as a check, Stouffer's
+    combination of the per-sigma Welch p-values (``p_stouffer``; one-sided alternatives only); ``p_holm``:
+    Holm over the family (:func:`study_rows`'s families); ``ahead``: in how many strata the method's mean is
+    on the ``alternative`` side of the baseline's (default: greater, less for OB metrics)."""
+    alternative = alternative or ("less" if metric.startswith("OB") else "greater")
+    if not (sub := [r for r in runs if metric in r["summary"]]):
+        raise ValueError(f"runs must not be empty and must record {metric!r}")
+    out = []
+    for task in dict.fromkeys(r["task"] for r in sub):
+        rows = [r for r in sub if r["task"] == task]
+        sigmas = sorted({r.get("sigma", 128.0) for r in rows})
+        for m in dict.fromkeys(r["method"] for r in rows):
+            if m == baseline:
+                continue
+            strata = [(_values(rows, m, metric, budget, sg), _values(rows, baseline, metric, budget, sg)) for sg in sigmas]
+            strata = [(t, c) for t, c in strata if len(t) > 1 and len(c) > 1]
+            if not strata:
+                continue
+            sign, ve = -1 if alternative == "less" else 1, stats.stratified(strata, alternative=alternative)
+            p_st = None if alternative == "two-sided" else stats.stratified(strata, alternative=alternative, method="stouffer").pvalue
+            out.append({"task": task, "method": m, "family": _family(m), "strata": len(strata),
+                        "ahead": sum(sign * (np.mean(t) - np.mean(c)) > 0 for t, c in strata),
+                        "z": ve.statistic, "p": ve.pvalue, "p_stouffer": p_st, "alternative": alternative})
+    for fam in dict.fromkeys(r["family"] for r in out):
+        group = [r for r in out if r["family"] == fam]
+        for r, a in zip(group, stats.holm([r["p"] for r in group])):
+            r["p_holm"], r["family_size"] = float(a), len(group)
+    return out
+
+
+def format_pooled(rows, metric: str = "yield@0.80") -> Table:
+    """:func:`pooled_rows` as a table (:class:`~marabook.tables.Table`)."""
+    if not rows:
+        raise ValueError("rows must not be empty (pooled_rows of at least one method besides the baseline)")
+    cells = [[r["task"], r["method"], f"{r['ahead']}/{r['strata']}", f"{r['z']:.2f}", f"{r['p']:.4f}",
+              f"{r['p_holm']:.3f} ({r['family_size']})", "" if r["p_stouffer"] is None else f"{r['p_stouffer']:.4f}"]
+             for r in rows]
+    return Table(["task", "method", "sigmas ahead", "van Elteren z", "p", "Holm p (family size)", "Stouffer p"],
+                 cells, caption=f"{metric}: one test per task and method over the sigmas ({rows[0]['alternative']})")
+
+
+def mode_shift_rows(runs, task: str, threshold: str = "0.80", baseline: str = "REINVENT") -> list[dict]:
+    """Per mode of ``task`` and method: mean hits per sigma (``hits``; the baseline's: ``base``) and a two-sided
+    van Elteren test over the sigmas (:func:`marabook.stats.stratified`: ``z``, ``p``) of a shift in that mode."""
+    key = f"modes@{threshold}"
+    sub = [r for r in runs if r["task"] == task and key in r["summary"]]
+    if not sub:
+        raise ValueError(f"runs must contain runs of task {task!r} that recorded {key!r}")
+    names = list(TASK_MODES.get(task) or sorted({n for r in sub for n in r["summary"][key]}))
+    sigmas = sorted({r.get("sigma", 128.0) for r in sub})
+
+    def hits(m, sg, n):
+        return np.array([r["summary"][key].get(n, 0) for r in sub if r["method"] == m and r.get("sigma", 128.0) == sg], float)
+    out = []
+    for n in names:
+        for m in [x for x in dict.fromkeys(r["method"] for r in sub) if x != baseline]:
+            strata = [(hits(m, sg, n), hits(baseline, sg, n)) for sg in sigmas]
+            if any(len(t) < 2 or len(c) < 2 for t, c in strata):
+                continue
+            t = stats.stratified(strata, alternative="two-sided")
+            out.append({"mode": n, "method": m, "hits": {sg: float(np.mean(a)) for sg, (a, _) in zip(sigmas, strata)},
+                        "base": {sg: float(np.mean(b)) for sg, (_, b) in zip(sigmas, strata)}, "z": t.statistic, "p": t.pvalue})
+    return out
+
 
 def coverage_rows(runs, task: str, threshold: str = "0.80", min_hits: int = 1) -> list[dict]:
     """Mode coverage per sigma and method for a task with modes: mean hits per mode, the mean number of modes
