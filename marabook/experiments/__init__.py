@@ -3,6 +3,9 @@
 
 * :mod:`~marabook.experiments.tokens` (chapter 4): vanilla vs MARA on the two-block token problem;
 * :mod:`~marabook.experiments.onetwo` (chapter 5): the 1-2 task with the shipped LM or a Hugging Face model;
+* :mod:`~marabook.experiments.onetwo_real` (chapter 5): the 1-2 task on the real SmolLM2-135M-Instruct (its
+  design measured before training, the resumable study);
+* :mod:`~marabook.experiments.onetwo_trl` (chapter 5): the same task through TRL's trainers;
 * :mod:`~marabook.experiments.open_ended` (chapter 6): open-ended naming, six trainers;
 * :mod:`~marabook.experiments.molecules` (chapter 8): REINVENT, MARA and the diversity filter;
 * :mod:`~marabook.experiments.sweep`: the one sweep runner, over any ``concurrent.futures.Executor``.
@@ -13,7 +16,7 @@ are read with :func:`marabook.provenance.load_stored` and described with :func:`
 Submodules are imported on first use, so ``from marabook import experiments`` costs nothing.
 """
 
-__all__ = ["tokens", "onetwo", "open_ended", "molecules", "sweep"]
+__all__ = ["tokens", "onetwo", "onetwo_real", "onetwo_trl", "open_ended", "molecules", "sweep"]
 
 
 def __getattr__(name):
