@@ -275,9 +275,10 @@ def _method_color(name: str) -> str:
 def tokens_forest(rows):
     """Chapter 4's summary (``experiments.tokens.summarize`` rows) as a :func:`forest`: block-2 mass and the
     entropy over the good tokens, sampled mean ± sd over seeds, with each configuration's closed-form
-    target."""
+    target. Rows of configurations whose job raised (``"error"``) have nothing to draw and are left out."""
+    rows = [r for r in rows if "error" not in r]
     if not rows:
-        raise ValueError("rows must not be empty")
+        raise ValueError("rows must not be empty (and not all errors)")
     labels = [f"{r['method']}, {r['kl']}, β={r['beta']:g}" for r in rows]
     colors = [_method_color(r["method"]) for r in rows]
     b2 = [np.asarray(r["block2"], dtype=float) for r in rows]

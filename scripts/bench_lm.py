@@ -15,8 +15,10 @@ trainer runs in its own process, so its peak memory is its own (CUDA: torch.cuda
 CPU: the process's peak resident memory). The first step is a warm-up and is not timed. For marabook the
 time of a step is also split into its parts (sampling, reward, reference forward, policy forward+backward,
 optimiser). --store writes marabook/data/results/bench_lm_<size or model>_<device>[_<new tokens>].json with
-provenance. TRL comes from the extra:
-pip install "marabook[trl]".
+provenance: on purpose *into the installed package* (marabook.provenance.RESULTS_DIR), unlike the other
+commands, which default to ./results/, because chapter 5 and lm.sizing.measured_table read these stored
+benchmarks from there (the file is written atomically: an interrupted run leaves the previous one whole);
+without --store nothing is written. TRL comes from the extra: pip install "marabook[trl]".
 """
 
 from __future__ import annotations
@@ -120,7 +122,8 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=2)
     ap.add_argument("--new-tokens", type=int, default=None, help="default: 64 on cuda, 16 on cpu")
     ap.add_argument("--trainers", nargs="+", default=["marabook", "trl"])
-    ap.add_argument("--store", action="store_true")
+    ap.add_argument("--store", action="store_true",
+                    help="write the result into the package's stored results (marabook/data/results), on purpose")
     ap.add_argument("--worker", choices=["marabook", "trl"], help=argparse.SUPPRESS)
     ap.add_argument("--model-dir", help=argparse.SUPPRESS)
     ap.add_argument("--revision", default=None, help="the git revision to record (a device copy's may be stale)")
@@ -170,7 +173,7 @@ def main(argv=None):
         print(f"marabook / TRL: time {m['seconds_per_step'] / t['seconds_per_step']:.2f}x, "
               f"peak memory {m['peak_memory_gb'] / t['peak_memory_gb']:.2f}x")
     if args.store:
-        from marabook.provenance import RESULTS_DIR, save_json
+        from marabook.provenance import RESULTS_DIR, atomic_write_text, save_json
 
         cmd = "python scripts/bench_lm.py " + " ".join(sys.argv[1:] if argv is None else argv)
         suffix = "" if args.model is None else f"_{new_tokens}"
@@ -181,7 +184,7 @@ def main(argv=None):
         if args.revision:
             data = json.loads(Path(out).read_text())
             data["provenance"]["git_revision"] = args.revision
-            Path(out).write_text(json.dumps(data, indent=1))
+            atomic_write_text(out, json.dumps(data, indent=1))
         print("wrote", out)
 
 

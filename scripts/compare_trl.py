@@ -1,10 +1,10 @@
 """TRL's GRPOTrainer vs marabook's trainer on the 1-2 task, same tiny model, same beta (chapter 5).
 
     pip install -e ".[trl]"
-    python scripts/compare_trl.py                       # writes marabook/data/results/trl_onetwo.json
+    python scripts/compare_trl.py                       # writes results/trl_onetwo.json (not into the package)
     python scripts/compare_trl.py --seeds 3 --steps 100 --betas 0.001 0.01 0.03
     python scripts/compare_trl.py --seeds 5 --betas 0.001 0.01 0.03 --scales none --no-marabook \
-        --out marabook/data/results/trl_mara.json            # chapter 5's "MARA in TRL" comparison
+        --out marabook/data/results/trl_mara.json            # chapter 5's "MARA in TRL" comparison (shipped file)
 
 For each seed and beta it runs, on the shipped reference LM (CPU):
   * TRL GRPOTrainer, default reward scaling (divide by the group std), vanilla and MARA;
@@ -24,7 +24,7 @@ import torch
 
 from marabook import lm, rl
 from marabook.experiments import onetwo
-from marabook.provenance import RESULTS_DIR, save_json
+from marabook.provenance import default_out, save_json
 
 def run_marabook(beta, mara_tau, advantage, seed, steps):
     model, tok = lm.load_reference_lm()
@@ -42,7 +42,8 @@ def main(argv=None):
     ap.add_argument("--betas", type=float, nargs="+", default=[0.01])
     ap.add_argument("--scales", nargs="+", default=["group", "none"], help="TRL's scale_rewards settings to run")
     ap.add_argument("--no-marabook", action="store_true", help="TRL runs only (not marabook's rl.Trainer)")
-    ap.add_argument("--out", default=str(RESULTS_DIR / "trl_onetwo.json"))
+    ap.add_argument("--out", default=default_out("trl_onetwo.json"),
+                    help="where to write (default results/trl_onetwo.json; the shipped file is in marabook/data/results)")
     ap.add_argument("--work", default="/tmp/marabook_trl")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)

@@ -322,3 +322,102 @@ def test_trl_mara_reward_checks_groups_and_num_generations():
                            config=cfg)
     with pytest.raises(ValueError, match="reward_fn must return numbers"):
         bad(["a"] * 4, ["x"] * 4, completion_ids=[[1]] * 4)
+
+
+# --- issue 28: summaries count JobFailure records, loaders name file and field, compare_methods' baseline ----------
+def _failure(job, index=0):
+    from marabook.experiments.sweep import JobFailure
+
+    return JobFailure.of(index, job, RuntimeError("boom"))
+
+
+def test_onetwo_summaries_count_failed_jobs():
+    from dataclasses import asdict
+
+    cfg = RLConfig(beta=0.01, kl="reverse", mara_tau=1.0, seed=0, advantage="rloo")
+    final = {"p_valid": 0.9, "share_1": 0.5, "entropy_bits": 1.0}
+    run = {"config": asdict(cfg), "final": final, "trajectory": [{"step": 0, **final}]}
+    results = [run, _failure((RLConfig(beta=0.01, kl="reverse", mara_tau=1.0, seed=1, advantage="rloo"), "p"), 1),
+               _failure(RLConfig(beta=0.03, kl="reverse", seed=0, advantage="rloo"), 2)]
+    rows = {(r["method"], r["beta"]): r for r in onetwo.summarize(results)}
+    assert rows["MARA", 0.01]["runs"] == 2 and rows["MARA", 0.01]["errors"] == 1
+    assert rows["MARA", 0.01]["reward_mean"] == 0.9  # the finished run only, never the failure
+    assert rows["vanilla", 0.03]["errors"] == 1 and rows["vanilla", 0.03]["runs"] == 1
+    assert "1 raised" in str(onetwo.table(list(rows.values())))
+    names = onetwo.failed_runs(results)
+    assert len(names) == 2 and all("raised RuntimeError: boom" in n for n in names)
+    assert onetwo.select(results, method="MARA") == [run]
+    dyn = onetwo.dynamics_summary([{**run, "config": asdict(RLConfig(beta=0.01, seed=0, group_size=8))},
+                                   _failure((RLConfig(beta=0.01, seed=1, group_size=8), "p", 20), 1)])
+    assert [(r["runs"], r["errors"]) for r in dyn] == [(2, 1)]
+
+
+def test_open_ended_summary_counts_failed_jobs():
+    from marabook.experiments import open_ended as oe
+
+    ev = {"in": {"reward": 0.5, "ead1": 0.2, "distinct": 3}, "out": {"reward": 0.4}}
+    results = [{"method": "GRPO", "seed": 0, "eval": ev}, _failure((1, "GRPO", 10, {}), 1),
+               _failure((0, "RLOO", 10, {}), 2)]
+    rows = {r["method"]: r for r in oe.summarize(results)}
+    assert rows["GRPO"]["n"] == 1 and rows["GRPO"]["errors"] == 1 and rows["GRPO"]["reward (in)"][0] == 0.5
+    assert rows["RLOO"]["n"] == 0 and rows["RLOO"]["errors"] == 1 and "reward (in)" not in rows["RLOO"]
+    assert "GRPO (1 raised)" in str(oe.table(list(rows.values())))
+    assert oe.flat(list(rows.values()))[0]["errors"] == 1
+
+
+def test_molecules_summaries_count_failed_jobs_and_name_a_bad_baseline():
+    from marabook.experiments import molecules
+
+    def run(method, seed, y, sigma=128.0):
+        return {"task": "product", "method": method, "seed": seed, "sigma": sigma,
+                "summary": {"yield@0.80": y, "OB100": None}, "history": [], "curve": {}, "top": []}
+    runs = [run("REINVENT", s, 10.0 + s) for s in range(3)] + [run("MARA 0.80", s, 20.0 + s) for s in range(2)]
+    runs += [_failure(("product", "MARA 0.80", 2, {"budget": 10, "sigma": 128.0}), 5),
+             _failure(("product", "REINVENT+DF", 0, {"budget": 10}), 6)]
+    rows = {r["method"]: r for r in molecules.compare_methods(runs, "product", metrics=["yield@0.80"], budget=10)}
+    assert rows["MARA 0.80"]["n"] == 2 and rows["MARA 0.80"]["errors"] == 1
+    assert rows["MARA 0.80"]["yield@0.80"][0] == 20.5 and "yield@0.80 p" in rows["MARA 0.80"]
+    assert rows["REINVENT+DF"] == {"method": "REINVENT+DF", "n": 0, "errors": 1}
+    assert "MARA 0.80 (1 raised)" in str(molecules.format_comparison(list(rows.values()), ["yield@0.80"]))
+    study = {r["method"]: r for r in molecules.study_rows(runs, n_resamples=200)}
+    assert study["MARA 0.80"]["errors"] == 1 and study["MARA 0.80"]["n"] == 2
+    with pytest.raises(ValueError, match="baseline 'REINVNET'"):
+        molecules.compare_methods(runs, "product", metrics=["yield@0.80"], baseline="REINVNET")
+
+
+def test_token_summary_reports_a_failed_configuration():
+    from marabook.experiments import tokens
+
+    cfg, bad = tokens.TokenConfig(1.0, "reverse", False), tokens.TokenConfig(1.0, "reverse", True)
+    runs = {cfg.key: tokens.run(cfg, steps_exact=0, steps_sampled=2, seeds=(0,)), bad.key: _failure((bad, {}), 1)}
+    rows = tokens.summarize(runs)
+    assert "error" not in rows[0] and rows[1] == {"method": "MARA", "kl": "reverse", "beta": 1.0,
+                                                  "error": "RuntimeError: boom"}
+    assert "raised RuntimeError: boom" in str(tokens.table(rows))
+
+
+def test_a_stored_file_without_a_field_its_chapter_reads_is_named(tmp_path, monkeypatch):
+    import json
+    import re
+    from pathlib import Path
+
+    from marabook import provenance
+
+    text = provenance.stored_path("onetwo_sweep").read_text()
+    data = json.loads(text)
+    del data["results"]["runs"]
+    (tmp_path / "onetwo_sweep.json").write_text(json.dumps(data))
+    monkeypatch.setattr(provenance, "RESULTS_DIR", tmp_path)
+    with pytest.raises(provenance.ResultsFileError, match=r"onetwo_sweep\.json.*'runs'"):
+        provenance.load_stored("onetwo_sweep", required=["minutes", "runs"])
+    # a run of another version: the reader names the field it lacks
+    old = json.loads(text)["results"]["runs"][:1]
+    del old[0]["config"]["advantage"]
+    with pytest.raises(provenance.ResultsFileError, match="'advantage'"):
+        onetwo.summarize(old)
+    # every chapter's load_stored call says which fields it reads
+    book = Path(__file__).resolve().parents[1] / "book"
+    for nb in sorted(book.glob("*.ipynb")):
+        for cell in json.loads(nb.read_text())["cells"]:
+            for call in re.findall(r"load_stored\([^)]*\)", "".join(cell["source"])):
+                assert "required=" in call, f"{nb.name}: {call} names no required fields"

@@ -20,7 +20,7 @@ from marabook.chem.prior import SmilesGRU, load_prior
 from marabook.chem.reinvent import ReinventConfig, ReinventTrainer
 from marabook._validate import check_int
 from marabook import stats
-from marabook.experiments.sweep import run_sweep
+from marabook.experiments.sweep import run_sweep, split_failures
 from marabook.tables import Table
 
 __all__ = ["METHODS", "TASKS", "TASK_MODES", "SIGMAS", "method_config", "sigma_study", "anchor_report", "study_rows",
@@ -49,17 +49,13 @@ def method_config(method: str, **overrides) -> ReinventConfig:
         extra = {"diversity_filter": True}
     elif method.startswith("MARA "):
         tau = method[5:].strip()
-        extra = {"mara_tau": tau if tau.startswith("p") else _number(tau, method)}
+        try:
+            extra = {"mara_tau": tau if tau.startswith("p") else float(tau)}
+        except ValueError:
+            raise ValueError(f"method: cannot read a threshold from {method!r} (try 'MARA 0.85' or 'MARA p90')") from None
     else:
         raise ValueError(f"method must be 'REINVENT', 'REINVENT+DF' or 'MARA <tau>', got {method!r}")
     return ReinventConfig(**{**overrides, **extra, "label": method})
-
-
-def _number(text: str, method: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise ValueError(f"method: cannot read a threshold from {method!r} (try 'MARA 0.85' or 'MARA p90')") from None
 
 
 def _task(task, budget: int):
@@ -95,9 +91,8 @@ def run(task, method: str, seed: int, *, budget: int, batch_size: int = 64, sigm
                             modes=(lambda hits: assign_modes(hits, references)) if references is not None else None)
     summary["failed_scores"] = oracle.n_failed
     best = {}
-    for r in oracle.records:
-        if r.canonical is not None:
-            best[r.canonical] = max(r.score, best.get(r.canonical, 0.0))
+    for r in (r for r in oracle.records if r.canonical is not None):
+        best[r.canonical] = max(r.score, best.get(r.canonical, 0.0))
     top = sorted(best.items(), key=lambda kv: (-kv[1], kv[0]))[:12]
     curve = discovery_curve(oracle.records, thresholds, at=[h["calls"] for h in trainer.history])
     return {"task": task if isinstance(task, str) else getattr(task, "__name__", "custom"), "method": method,
@@ -106,8 +101,7 @@ def run(task, method: str, seed: int, *, budget: int, batch_size: int = 64, sigm
 
 
 def _grid_job(args):
-    task, method, seed, kw = args
-    return run(task, method, seed, **kw)
+    return run(*args[:3], **args[3])  # (task, method, seed, kw)
 
 
 def sweep(tasks=("product", "multi_mode"), methods=METHODS, seeds=range(5), *, budget: int, workers: int = 1,
@@ -127,21 +121,31 @@ def sweep(tasks=("product", "multi_mode"), methods=METHODS, seeds=range(5), *, b
     return run_sweep(_grid_job, jobs, workers=workers, executor=executor, desc="REINVENT runs", progress=progress)
 
 
+def _split(runs):
+    """The finished runs (checked for the fields read), and how many jobs raised per (task, method, sigma)."""
+    return split_failures(runs, lambda j: (j[0] if isinstance(j[0], str) else getattr(j[0], "__name__", "custom"), j[1],
+                                           float(j[3].get("sigma", 128.0))), fields=("task", "method"))
+
+
 def compare_methods(runs, task: str, metrics=None, baseline: str = "REINVENT", budget: int | None = None) -> list:
     """Table-2-style rows for one task: per method and metric the mean, the standard deviation over
     seeds, and an uncorrected one-sided Welch t-test p-value against ``baseline`` (:func:`marabook.stats.two_sample`;
     alternative: the method is better, i.e. larger, or smaller for OB metrics). A run that never reached
-    100 hits counts ``budget`` calls for OB100 (a censored value; the row says how many runs reached it)."""
+    100 hits counts ``budget`` calls for OB100 (a censored value; the row says how many runs reached it).
+    ``n`` counts the finished runs, ``errors`` the jobs that raised (``JobFailure`` records: never averaged)."""
+    runs, errors = _split(runs)
     rows = [r for r in runs if r["task"] == task]
     if not rows:
-        raise ValueError(f"task {task!r} has no runs")
-    metrics = metrics or [k for k in rows[0]["summary"] if k.split("@")[0] in
-                          ("yield", "OB100", "intdiv1", "circles")]
-    methods = list(dict.fromkeys(r["method"] for r in rows))
+        raise ValueError(f"task {task!r} has no finished runs")
+    metrics = metrics or [k for k in rows[0]["summary"] if k.split("@")[0] in ("yield", "OB100", "intdiv1", "circles")]
+    methods = list(dict.fromkeys([r["method"] for r in rows] + [m for t, m, _ in errors if t == task]))
+    if baseline not in methods:
+        raise ValueError(f"baseline {baseline!r} is not among the runs' methods {methods} (a typo?)")
     out = []
     for m in methods:
-        row = {"method": m, "n": sum(r["method"] == m for r in rows)}
-        for k in metrics:
+        row = {"method": m, "n": sum(r["method"] == m for r in rows),
+               "errors": sum(n for (t, mm, _), n in errors.items() if (t, mm) == (task, m))}
+        for k in (metrics if row["n"] else ()):  # a method whose every job raised has only its errors
             vals, base = _values(rows, m, k, budget), _values(rows, baseline, k, budget)
             row[k] = (float(np.mean(vals)), float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0)
             if k.startswith("OB"):
@@ -168,9 +172,9 @@ def format_comparison(rows, metrics, baseline: str = "REINVENT") -> Table:
         raise ValueError("rows must not be empty")
     cells = []
     for r in rows:
-        row = [r["method"]]
+        row = [r["method"] + (f" ({r['errors']} raised)" if r.get("errors") else "")]
         for m in metrics:
-            mean, sd = r[m]
+            mean, sd = r.get(m, (np.nan, np.nan))
             fmt = (".3f" if m.startswith(("intdiv", "uniqueness", "validity")) else ".1f" if m.startswith("circles")
                    else ".0f")
             cell = f"{mean:{fmt}} ± {sd:{fmt}}"
@@ -184,7 +188,7 @@ def mode_table(runs, threshold: str = "0.80", modes=None, task: str = "multi_mod
     """Per method: mean hits per mode of ``task`` over seeds, and the mean number of modes with at least one
     hit. ``{method: {"hits": {mode: mean}, "covered": mean}}``. ``modes``: the mode names (default: the
     task's references, :data:`TASK_MODES`, or every name the runs recorded)."""
-    rows = [r for r in runs if r["task"] == task]
+    rows = [r for r in _split(runs)[0] if r["task"] == task]
     if not rows:
         raise ValueError(f"runs must contain runs of task {task!r}")
     key = f"modes@{threshold}"
@@ -209,7 +213,7 @@ def sigma_study(tasks=("product", "multi_mode", "unequal_modes"), methods=METHOD
     jobs = [(t, m, int(s), {"budget": budget, "sigma": float(sg), **kw})
             for sg in sigmas for t in tasks for m in methods for s in seeds]
     runs = run_sweep(_grid_job, jobs, workers=workers, executor=executor, desc="sigma study", progress=progress)
-    for r in runs:
+    for r in split_failures(runs)[0]:  # JobFailure records (jobs that raised) stay as they are
         keys = [k for k in ("calls", "score", "valid", "unique", "anchor_score", "n_good") if k in r["history"][0]]
         r["history"] = {k: [h[k] for h in r["history"]] for k in keys}
         every = slice(None, None, 5)  # the discovery curve at every 5th step (and the last), to keep the file small
@@ -229,7 +233,9 @@ def study_rows(runs, metric: str = "yield@0.80", baseline: str = "REINVENT", bud
     percentile-bootstrap interval of the ratio), the uncorrected one-sided Welch p-value against the baseline
     (``p``; ``None`` for the baseline itself) and ``p_holm``, Holm-adjusted over the family of the rows'
     comparisons (``family``: all MARA variants together, each other method alone; ``family_size``), all
-    from :func:`marabook.stats.compare_family`. OB metrics test for fewer calls."""
+    from :func:`marabook.stats.compare_family`. OB metrics test for fewer calls. ``errors``: the jobs of that
+    task, sigma and method that raised (``JobFailure`` records in ``runs``: counted, never averaged)."""
+    runs, errors = _split(runs)
     if not (sub := [r for r in runs if metric in r["summary"]]):
         raise ValueError(f"runs must not be empty and must record {metric!r}")
     keys = [(t, sg) for t in dict.fromkeys(r["task"] for r in sub)
@@ -244,7 +250,8 @@ def study_rows(runs, metric: str = "yield@0.80", baseline: str = "REINVENT", bud
             mean, sd, b = float(np.mean(vals)), float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0, np.mean(base)
             out.append({"task": task, "sigma": sigma, "method": m, "n": len(vals), "mean": mean, "sd": sd,
                         "ratio": mean / b if b else float("nan"), "ratio_sd": sd / b if b else float("nan"),
-                        "p": None, "p_holm": None, "ci_low": None, "ci_high": None, "family": None})
+                        "p": None, "p_holm": None, "ci_low": None, "ci_high": None, "family": None,
+                        "errors": errors.get((task, m, float(sigma)), 0)})
             if m != baseline and len(vals) > 1 and len(base) > 1 and np.isfinite(vals).all() and np.isfinite(base).all():
                 cells.setdefault(_family(m), []).append(
                     {"row": len(out) - 1, "treatment": vals, "control": base,
@@ -270,12 +277,9 @@ def format_study(rows, metric: str = "yield@0.80") -> Table:
             row = [task, f"{sigma:g}"]
             for m in methods:
                 r = next((x for x in rows if (x["task"], x["sigma"], x["method"]) == (task, sigma, m)), None)
-                if r is None:
-                    row.append("")
-                    continue
-                extra = "" if r["p"] is None else (f" (x{r['ratio']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]; "
-                                                   f"p {r['p']:.3f}, Holm {r['p_holm']:.2f})")
-                row.append(f"{r['mean']:.0f} ± {r['sd']:.0f}{extra}")
+                extra = "" if r is None or r["p"] is None else (
+                    f" (x{r['ratio']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]; p {r['p']:.3f}, Holm {r['p_holm']:.2f})")
+                row.append("" if r is None else f"{r['mean']:.0f} ± {r['sd']:.0f}{extra}")
             cells.append(row)
     sizes = sorted({(r["family"], r["family_size"]) for r in rows if r["family"] is not None})
     fams = ", ".join(f"{f}: {n}" for f, n in sizes)
@@ -292,7 +296,7 @@ def pooled_rows(runs, metric: str = "yield@0.80", baseline: str = "REINVENT", bu
     Holm over the family (:func:`study_rows`'s families); ``ahead``: in how many strata the method's mean is
     on the ``alternative`` side of the baseline's (default: greater, less for OB metrics)."""
     alternative = alternative or ("less" if metric.startswith("OB") else "greater")
-    if not (sub := [r for r in runs if metric in r["summary"]]):
+    if not (sub := [r for r in _split(runs)[0] if metric in r["summary"]]):
         raise ValueError(f"runs must not be empty and must record {metric!r}")
     out = []
     for task in dict.fromkeys(r["task"] for r in sub):
@@ -332,7 +336,7 @@ def mode_shift_rows(runs, task: str, threshold: str = "0.80", baseline: str = "R
     """Per mode of ``task`` and method: mean hits per sigma (``hits``; the baseline's: ``base``) and a two-sided
     van Elteren test over the sigmas (:func:`marabook.stats.stratified`: ``z``, ``p``) of a shift in that mode."""
     key = f"modes@{threshold}"
-    sub = [r for r in runs if r["task"] == task and key in r["summary"]]
+    sub = [r for r in _split(runs)[0] if r["task"] == task and key in r["summary"]]
     if not sub:
         raise ValueError(f"runs must contain runs of task {task!r} that recorded {key!r}")
     names = list(TASK_MODES.get(task) or sorted({n for r in sub for n in r["summary"][key]}))
@@ -356,7 +360,7 @@ def coverage_rows(runs, task: str, threshold: str = "0.80", min_hits: int = 1) -
     """Mode coverage per sigma and method for a task with modes: mean hits per mode, the mean number of modes
     with at least ``min_hits`` hits, and for each mode the number of runs that reached it."""
     check_int(min_hits, "min_hits")
-    sub = [r for r in runs if r["task"] == task]
+    sub = [r for r in _split(runs)[0] if r["task"] == task]
     if not sub:
         raise ValueError(f"runs must contain runs of task {task!r}")
     key = f"modes@{threshold}"
@@ -420,6 +424,7 @@ def anchor_report(runs, task: str = "multi_mode", top: float = 0.999) -> dict:
     molecule the prior likes most) scored below ``top``, and the mean number of good molecules a step."""
     if not 0 < top <= 1:
         raise ValueError(f"top must be in (0, 1], got {top!r}")
+    runs = _split(runs)[0]
     if not any(r["task"] == task and r["method"].startswith("MARA") for r in runs):
         raise ValueError(f"runs must contain MARA runs of task {task!r}")
     out = {}
@@ -441,7 +446,6 @@ def anchor_report(runs, task: str = "multi_mode", top: float = 0.999) -> dict:
 def _grid_parser(description: str, tasks, out_name: str):
     """The command-line options both stored grids share (budget, seeds, batch, lr, tasks, methods, workers, ...)."""
     import argparse
-
     from marabook.provenance import default_out
 
     ap = argparse.ArgumentParser(description=description)
@@ -463,27 +467,23 @@ def _store_grid(args, command: str, sigmas) -> None:
     """Run :func:`sigma_study` on the parsed options and store it, with the provenance taken at the start
     (commits made while a long grid runs are not what ran)."""
     import time
-
-    from marabook.provenance import provenance, save_json
+    from marabook.provenance import portable_path, provenance, save_json
 
     prov = provenance(command)
     if args.revision:
         prov["git_revision"] = args.revision
     t0 = time.time()
-    runs = sigma_study(args.tasks, args.methods, sigmas, range(args.seeds), budget=args.budget,
-                       workers=args.workers, device=args.device, batch_size=args.batch_size, lr=args.lr)
-    from marabook.provenance import portable_path
-
+    runs, fails = split_failures(sigma_study(args.tasks, args.methods, sigmas, range(args.seeds), budget=args.budget,
+                                             workers=args.workers, device=args.device, batch_size=args.batch_size, lr=args.lr))
     settings = dict(vars(args), out=portable_path(args.out))  # no machine folders in a stored file
     save_json(args.out, {"settings": settings, "methods": list(args.methods), "wall_seconds": round(time.time() - t0, 1),
-                         "runs": runs}, prov=prov)
+                         "runs": runs, "failures": [str(f) for f in fails]}, prov=prov)
     print(f"{len(runs)} runs in {time.time() - t0:.0f} s -> {args.out}")
 
 
 def main(argv=None):
     """Store the full-budget grid at one sigma (``scripts/run_reinvent.py`` is the same command)."""
     import sys
-
     from marabook.provenance import load_json, save_json
 
     command = "python scripts/run_reinvent.py " + " ".join(sys.argv[1:] if argv is None else argv)
@@ -493,7 +493,7 @@ def main(argv=None):
     ap.add_argument("--merge", nargs="+", help="combine result files (e.g. one per task) into --out")
     args = ap.parse_args(argv)
     if args.merge:
-        parts = [load_json(f) for f in args.merge]
+        parts = [load_json(f, required=["runs", "settings", "wall_seconds"]) for f in args.merge]
         res = dict(parts[0]["results"])
         res["runs"] = [r for p in parts for r in p["results"]["runs"]]
         res["parts"] = [{"provenance": p["provenance"], "settings": p["results"]["settings"],

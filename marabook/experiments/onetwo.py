@@ -16,7 +16,8 @@ from typing import Sequence
 import numpy as np
 
 from marabook._validate import check_int, check_number
-from marabook.experiments.sweep import run_sweep
+from marabook.experiments.sweep import failure_counts, run_sweep, split_failures
+from marabook.provenance import need
 from marabook.lm import REFERENCE_LM_DIR, OneTwoTask, load_reference_lm, onetwo_answer_probs
 from marabook.rl import RLConfig, Trainer
 from marabook.tables import Table
@@ -36,11 +37,30 @@ def method_label(config) -> str:
     return "vanilla" if tau is None else "MARA"
 
 
+def _job_config(job) -> dict:
+    """The config (as a dict) of a sweep job of this module: an RLConfig, or a tuple that starts with one."""
+    c = job if isinstance(job, RLConfig) else job[0]
+    if not isinstance(c, RLConfig):
+        raise TypeError("the job holds no RLConfig")
+    return asdict(c)
+
+
+def _runs(results, fields=("config", "final")) -> tuple[list, list]:
+    """The finished runs of ``results`` (each checked for ``fields``: a stored file of another version is named
+    by the field it lacks) and the :class:`~marabook.experiments.sweep.JobFailure` records, counted apart."""
+    done, fails = split_failures(results)
+    for i, r in enumerate(done):
+        need(r, *fields, where=f"run {i}")
+        need(r["config"], "mara_tau", where=f"run {i}'s config")
+    return done, fails
+
+
 def select(results: Sequence[dict], **where) -> list[dict]:
     """The runs whose config matches every ``key=value`` of ``where``; ``method="MARA"`` or
-    ``"vanilla"`` is understood too. E.g. ``select(runs, kl="reverse", method="MARA", beta=0.01)``."""
+    ``"vanilla"`` is understood too. E.g. ``select(runs, kl="reverse", method="MARA", beta=0.01)``.
+    Failed jobs (:class:`~marabook.experiments.sweep.JobFailure`) are left out."""
     out = []
-    for r in results:
+    for r in _runs(results, ("config",))[0]:
         c = r["config"]
         if all((method_label(c) if k == "method" else c[k]) == v for k, v in where.items()):
             out.append(r)
@@ -133,23 +153,28 @@ def summarize(results: Sequence[dict], collapse_bits: float = 0.2, fail_below: f
     the policy stopped answering the task, so its share of "1" says nothing); and, over the runs that did
     not fail, the valid-answer entropy, how many collapsed (entropy below ``collapse_bits``, the paper's
     criterion is 0.2 bits) and the mean and std of the share of "1" (NaN, shown as undefined, when every run
-    failed)."""
+    failed). ``results`` may hold :class:`~marabook.experiments.sweep.JobFailure` records (jobs that raised):
+    each row counts them as ``errors`` (included in ``runs``) and averages only the finished runs."""
     if not 0 < collapse_bits < 1:
         raise ValueError(f"collapse_bits must be in (0, 1), got {collapse_bits!r}")
     if not 0 <= fail_below < 1:
         raise ValueError(f"fail_below must be in [0, 1), got {fail_below!r}")
-    rows: dict = {}
-    for r in results:
-        c = r["config"]
-        key = (method_label(c), c["kl"], c["advantage"], c["beta"])
-        rows.setdefault(key, []).append(r["final"])
+    done, fails = _runs(results)
+    key = lambda c: (method_label(c), c["kl"], c["advantage"], c["beta"])  # noqa: E731
+    errors = failure_counts(fails, lambda job: key(_job_config(job)))
+    rows: dict = {k: [] for k in errors}
+    for i, r in enumerate(done):
+        need(r["config"], "kl", "advantage", "beta", where=f"run {i}'s config")
+        rows.setdefault(key(r["config"]), []).append(r["final"])
     out = []
     for (method, kl, adv, beta), finals in sorted(rows.items(), key=lambda kv: (kv[0][1], kv[0][0], kv[0][2], kv[0][3])):
         rew = np.array([f["p_valid"] for f in finals])
         ok = [f for f in finals if f["p_valid"] >= fail_below]
         ent = np.array([f["entropy_bits"] for f in ok])
-        out.append({"method": method, "kl": kl, "advantage": adv, "beta": beta, "runs": len(finals),
-                    "reward_mean": float(rew.mean()), "reward_std": float(rew.std(ddof=1)) if len(rew) > 1 else 0.0,
+        n_err = errors.get((method, kl, adv, beta), 0)
+        out.append({"method": method, "kl": kl, "advantage": adv, "beta": beta, "runs": len(finals) + n_err,
+                    "errors": n_err, "reward_mean": float(rew.mean()) if finals else float("nan"),
+                    "reward_std": float(rew.std(ddof=1)) if len(rew) > 1 else 0.0,
                     "failed": len(finals) - len(ok),
                     "entropy_mean": float(ent.mean()) if ok else float("nan"),
                     "entropy_std": float(ent.std(ddof=1)) if len(ok) > 1 else 0.0,
@@ -161,29 +186,38 @@ def summarize(results: Sequence[dict], collapse_bits: float = 0.2, fail_below: f
 
 def table(rows: Sequence[dict]) -> Table:
     """The summary rows as a table (:class:`~marabook.tables.Table`): reward (exact P(valid)) and failures
-    first, then, over the runs that did not fail, the valid-answer entropy, the share of "1" and how many
-    collapsed."""
+    (and jobs that raised, if any) first, then, over the runs that did not fail, the valid-answer entropy, the
+    share of "1" and how many collapsed."""
     cols = ["KL", "method", "beta", "reward = P(valid)", "failed", "entropy (bits)", "share of 1", "collapsed"]
     cells = []
     for row in rows:
         share = f"{row['share_1_mean']:.3f}" if np.isfinite(row["share_1_mean"]) else "undefined"
         ent = (f"{row['entropy_mean']:.3f} ± {row['entropy_std']:.3f}" if np.isfinite(row["entropy_mean"])
                else "undefined")
+        err = row.get("errors", 0)
         cells.append([row["kl"], row["method"], f"{row['beta']:g}",
-                      f"{row['reward_mean']:.3f} ± {row['reward_std']:.3f}", f"{row.get('failed', 0)}/{row['runs']}",
-                      ent, share, f"{row['collapsed']}/{row['runs'] - row.get('failed', 0)}"])
+                      f"{row['reward_mean']:.3f} ± {row['reward_std']:.3f}",
+                      f"{row.get('failed', 0)}/{row['runs']}" + (f" ({err} raised)" if err else ""),
+                      ent, share, f"{row['collapsed']}/{row['runs'] - row.get('failed', 0) - err}"])
     return Table(cols, cells)
 
 def stored_table(stored: dict) -> Table:
     """:func:`table` of a stored sweep (``provenance.load_stored("onetwo_sweep")``), summarised again from its
     runs so that reward and failures are shown even where the stored summary predates those columns."""
+    need(stored, "results", where="stored")
+    need(stored["results"], "runs", where="stored results")
     return table(summarize(stored["results"]["runs"]))
 
 
 def failed_runs(results: Sequence[dict], fail_below: float = 0.5) -> list[str]:
-    """Names of the runs whose valid mass fell below ``fail_below`` ("MARA forward beta=0.02 seed 5 (P(valid) 0.057)")."""
+    """Names of the runs whose valid mass fell below ``fail_below`` ("MARA forward beta=0.02 seed 5 (P(valid) 0.057)"),
+    and of the jobs that raised (``JobFailure`` records: "... seed 5 (raised RuntimeError: ...)")."""
+    done, fails = _runs(results)
     out = []
-    for r in results:
+    for f in fails:
+        c = _job_config(f.job)
+        out.append(f"{method_label(c)} {c['kl']} beta={c['beta']:g} seed {c['seed']} (raised {f.error}: {f.message})")
+    for r in done:
         c, f = r["config"], r["final"]
         if f["p_valid"] < fail_below:
             out.append(f"{method_label(c)} {c['kl']} beta={c['beta']:g} seed {c['seed']} (P(valid) {f['p_valid']:.3f})")
@@ -273,14 +307,17 @@ def dynamics_sweep(configs, *, eval_every: int = DYNAMICS["eval_every"], workers
 def dynamics_summary(runs, within: float = 0.1, fail_below: float = 0.5) -> list[dict]:
     """Per method, beta and group size: how many runs end within ``within`` of their target (vanilla: the
     reference ratio; MARA: 0.5, both from :func:`marabook.mara.method_targets` on the reference model), how
-    many failed, and the median number of steps until a run settles within reach of its target."""
+    many failed, and the median number of steps until a run settles within reach of its target. Jobs that
+    raised (``JobFailure`` records) are counted as ``errors`` (and in ``runs``), never averaged."""
+    done, fails = _runs(runs, ("config", "final", "trajectory"))
+    key = lambda c: (method_label(c), c["beta"], c["group_size"])  # noqa: E731
+    errors = failure_counts(fails, lambda job: key(_job_config(job)))
     model, tok = load_reference_lm()
     task = OneTwoTask.for_reference_lm()
     preds = {}
-    groups: dict = {}
-    for r in runs:
-        c = r["config"]
-        groups.setdefault((method_label(c), c["beta"], c["group_size"]), []).append(r)
+    groups: dict = {k: [] for k in errors}
+    for r in done:
+        groups.setdefault(key(r["config"]), []).append(r)
     rows = []
     for (method, beta, g), rs in sorted(groups.items(), key=lambda kv: (kv[0][0] != "vanilla", kv[0][1], kv[0][2])):
         if beta not in preds:
@@ -289,7 +326,9 @@ def dynamics_summary(runs, within: float = 0.1, fail_below: float = 0.5) -> list
         failed = sum(x["final"]["p_valid"] < fail_below for x in rs)
         ended = sum(abs(x["final"]["share_1"] - target) <= within and x["final"]["p_valid"] >= fail_below for x in rs)
         times = [t for t in (time_to_target(x["trajectory"], target, within, fail_below) for x in rs) if t is not None]
-        rows.append({"method": method, "beta": beta, "group_size": g, "runs": len(rs), "target": target,
+        n_err = errors.get((method, beta, g), 0)
+        rows.append({"method": method, "beta": beta, "group_size": g, "runs": len(rs) + n_err, "errors": n_err,
+                     "target": target,
                      "ended_near_target": ended, "failed": failed, "settled": len(times),
                      "median_steps_to_target": float(np.median(times)) if times else None})
     return rows
@@ -298,8 +337,9 @@ def dynamics_summary(runs, within: float = 0.1, fail_below: float = 0.5) -> list
 def dynamics_table(rows) -> Table:
     """:func:`dynamics_summary` as a table (:class:`~marabook.tables.Table`)."""
     cols = ["method", "beta", "group", "target", "ended within 0.1", "failed", "settled", "median steps to settle"]
-    cells = [[r["method"], f"{r['beta']:g}", str(r["group_size"]), f"{r['target']:.3f}",
-              f"{r['ended_near_target']}/{r['runs']}", f"{r['failed']}/{r['runs']}", f"{r['settled']}/{r['runs']}",
+    cells = [[r["method"], f"{r['beta']:g}", str(r["group_size"]), f"{r['target']:.3f}", f"{r['ended_near_target']}/"
+              f"{r['runs']}", f"{r['failed']}/{r['runs']}" + (f" ({r['errors']} raised)" if r.get("errors") else ""),
+              f"{r['settled']}/{r['runs']}",
               "never" if r["median_steps_to_target"] is None else f"{r['median_steps_to_target']:.0f}"] for r in rows]
     return Table(cols, cells)
 
@@ -307,6 +347,7 @@ def plot_dynamics(runs, rows, axes) -> None:
     """The exact share of "1" along every run of the grid, one panel per (group size, beta), vanilla and
     MARA, with each method's target dashed: dynamics drawn against targets (chapter 5)."""
     colors = {"vanilla": "#4C72B0", "MARA": "#55A868"}
+    runs = _runs(runs, ("config", "trajectory"))[0]  # jobs that raised have nothing to draw
     keys = sorted({(r["config"]["group_size"], r["config"]["beta"]) for r in runs})
     target = {(x["method"], x["beta"]): x["target"] for x in rows}
     for ax, (g, b) in zip(np.ravel(axes), keys):
@@ -328,7 +369,7 @@ def plot_dynamics(runs, rows, axes) -> None:
 def pareto_points(runs, method: str) -> tuple[np.ndarray, np.ndarray]:
     """Every evaluated checkpoint of ``method``'s runs as (valid-answer entropy, reward = P(valid)), and the
     indices of the Pareto front (no other checkpoint has both more entropy and more reward)."""
-    pts = np.array([(t["entropy_bits"], t["p_valid"]) for r in runs if method_label(r["config"]) == method
+    pts = np.array([(t["entropy_bits"], t["p_valid"]) for r in _runs(runs, ("config",))[0] if method_label(r["config"]) == method
                     for t in r.get("trajectory", [])])
     if pts.size == 0:
         raise ValueError(f"runs hold no trajectory for method {method!r}")
@@ -358,11 +399,11 @@ def dynamics_main(argv=None):
     args = ap.parse_args(argv)
     grid = dynamics_configs(seeds=range(args.seeds), steps=args.steps)
     t0 = time.time()
-    runs = dynamics_sweep(grid, workers=args.workers)
+    done, fails = split_failures(dynamics_sweep(grid, workers=args.workers))
     keep = [{"config": r["config"], "final": {k: v for k, v in r["final"].items() if k != "per_prompt"},
-             "trajectory": r["trajectory"]} for r in runs]
+             "trajectory": r["trajectory"]} for r in done]
     out = save_json(args.out, {"grid": DYNAMICS, "seeds": args.seeds, "steps": args.steps,
-                               "minutes": (time.time() - t0) / 60, "runs": keep},
+                               "minutes": (time.time() - t0) / 60, "runs": keep, "failures": [str(f) for f in fails]},
                     command="python scripts/run_dynamics.py " + " ".join(sys.argv[1:] if argv is None else argv))
     print(dynamics_table(dynamics_summary(keep)))
     print("wrote", out)
@@ -435,10 +476,11 @@ def main(argv=None):
                         device=args.device)
         model_name = args.model
     minutes = (time.time() - t0) / 60
+    done, fails = split_failures(results)
     runs = [{"config": r["config"], "final": {k: v for k, v in r["final"].items() if k != "per_prompt"},
-             "share_1_every_5": [h["share_1"] for h in r["history"][4::5]]} for r in results]
+             "share_1_every_5": [h["share_1"] for h in r["history"][4::5]]} for r in done]
     out = save_json(args.out, {"model": model_name, "minutes": minutes, "workers": args.workers,
-                               "summary": summarize(results), "runs": runs},
+                               "summary": summarize(results), "runs": runs, "failures": [str(f) for f in fails]},
                     command="python scripts/run_onetwo.py " + " ".join(sys.argv[1:] if argv is None else argv))
     print(table(summarize(results)))
     print(f"{len(grid)} runs in {minutes:.1f} min -> {out}")

@@ -14,7 +14,7 @@ from dataclasses import asdict
 
 import numpy as np
 
-from marabook.experiments.sweep import run_sweep
+from marabook.experiments.sweep import failure_counts, run_sweep, split_failures
 from marabook.lm import NameTask, load_reference_lm
 from marabook.rl import RLConfig, Trainer, sample_texts
 from marabook._validate import check_int
@@ -134,18 +134,24 @@ def sweep(seeds=range(3), steps: int = 100, methods=None, *, workers: int = 1, e
 
 def summarize(results, base: dict | None = None) -> list[dict]:
     """One row per method (and ``"base"`` first when the reference model's evaluation ``base`` is given):
-    the mean and bootstrap standard error over seeds of every column of :data:`COLUMNS`."""
+    the mean and bootstrap standard error over seeds of every column of :data:`COLUMNS`. ``n`` counts the runs
+    that finished; ``errors`` the jobs that raised (:class:`~marabook.experiments.sweep.JobFailure` records in
+    ``results``: counted, never averaged)."""
     from marabook.metrics import bootstrap_se
+    from marabook.provenance import need
 
-    by_method: dict = {}
-    for r in results:
+    done, fails = split_failures(results)
+    errors = failure_counts(fails, lambda job: job[1])  # a job is (seed, method, steps, kw)
+    by_method: dict = {m: [] for m in errors}
+    for i, r in enumerate(done):
+        need(r, "method", "eval", where=f"run {i}")
         by_method.setdefault(r["method"], []).append(r["eval"])
     rows = []
     if base is not None:
-        rows.append({"method": "base", "n": 1, **{h: (float(base[s][m]), float("nan")) for h, s, m in COLUMNS
-                                                    if m in base[s]}})
+        rows.append({"method": "base", "n": 1, "errors": 0,
+                     **{h: (float(base[s][m]), float("nan")) for h, s, m in COLUMNS if m in base[s]}})
     for method, evals in by_method.items():
-        row = {"method": method, "n": len(evals)}
+        row = {"method": method, "n": len(evals), "errors": errors.get(method, 0)}
         for head, split, metric in COLUMNS:
             vals = np.array([e[split][metric] for e in evals if metric in e[split]], dtype=float)
             if vals.size:
@@ -155,10 +161,11 @@ def summarize(results, base: dict | None = None) -> list[dict]:
 
 
 def table(rows) -> Table:
-    """The summary rows as a table (:class:`~marabook.tables.Table`), ``mean ± se`` per column."""
+    """The summary rows as a table (:class:`~marabook.tables.Table`), ``mean ± se`` per column; a method some of
+    whose jobs raised says how many (``"GRPO (1 raised)"``)."""
     cells = []
     for r in rows:
-        row = [r["method"]]
+        row = [r["method"] + (f" ({r['errors']} raised)" if r.get("errors") else "")]
         for h, _, _ in COLUMNS:
             if h in r:
                 m, se = r[h]
@@ -170,12 +177,13 @@ def table(rows) -> Table:
 
 def flat(rows) -> list[dict]:
     """The summary rows with one number per column (the mean; the standard error as ``<column>_se``), under
-    identifier-friendly names: ``reward_in``, ``reward_out``, ``ead_1``, ``semantic``, ``distinct``."""
+    identifier-friendly names: ``reward_in``, ``reward_out``, ``ead_1``, ``semantic``, ``distinct`` (and
+    ``errors``, the jobs that raised, when the row counts them)."""
     out = []
     for i, r in enumerate(rows):
         if not isinstance(r, dict) or "method" not in r or "n" not in r:
             raise ValueError(f"rows[{i}] is not a summary row of summarize() (no 'method' and 'n')")
-        row = {"method": r["method"], "n": r["n"]}
+        row = {"method": r["method"], "n": r["n"], **({"errors": r["errors"]} if "errors" in r else {})}
         for head, _, _ in COLUMNS:
             if head in r:
                 key = head.replace(" (", "_").replace(")", "").replace("-", "_").lower()
@@ -273,11 +281,12 @@ def main(argv=None):
                  for k, t in evals.items()}
     results = sweep(range(args.seeds), steps=args.steps, workers=args.workers, train_task=lm.NameTask(("color",)),
                     eval_tasks=evals, n_eval=32)
+    done, fails = split_failures(results)
     runs = [{"method": r["method"], "seed": r["seed"], "config": r["config"], "eval": dict(r["eval"])}
-            for r in results]
-    print(table(summarize(runs, base=reference)))
+            for r in done]
+    print(table(summarize(list(runs) + fails, base=reference)))
     out = save_json(args.out, {"seeds": args.seeds, "steps": args.steps, "minutes": (time.time() - t0) / 60,
-                               "reference": reference, "runs": runs},
+                               "reference": reference, "runs": runs, "failures": [str(f) for f in fails]},
                     command="python scripts/run_open_ended.py " + " ".join(sys.argv[1:] if argv is None else argv))
     print("wrote", out)
 

@@ -37,7 +37,8 @@ from typing import Any, Callable, Sequence
 from marabook.config import show_progress
 from marabook._validate import check_int
 
-__all__ = ["run_sweep", "local_pool", "JobFailure", "SweepResults", "SweepError", "STORE_SCHEMA"]
+__all__ = ["run_sweep", "local_pool", "JobFailure", "SweepResults", "SweepError", "STORE_SCHEMA", "split_failures",
+           "failure_counts"]
 
 #: Version of the per-job files a sweep ``store`` holds (checked when a sweep resumes).
 STORE_SCHEMA = 1
@@ -104,6 +105,38 @@ class SweepResults(list):
         if self.failures:
             raise SweepError(self)
         return self
+
+
+def split_failures(results, key: Callable | None = None, fields=()) -> tuple[list, Any]:
+    """``(finished, failures)``: the results that are not :class:`JobFailure` records, and those that are, each
+    in order; with ``key``, ``(finished, failure_counts(failures, key))``. Any list of results works (a
+    :class:`SweepResults`, a stored list, a hand-made one): summaries read ``finished`` and *count* the
+    failures, never average them. ``fields``: keys every finished result must have (a result of another
+    version raises :class:`marabook.provenance.ResultsFileError` naming the run and the field)."""
+    if isinstance(results, (str, bytes, dict)):
+        raise ValueError(f"results must be a list of run results, got {type(results).__name__}")
+    results = list(results)
+    done, fails = [r for r in results if not isinstance(r, JobFailure)], [r for r in results if isinstance(r, JobFailure)]
+    if fields:
+        from marabook.provenance import need
+
+        for i, r in enumerate(done):
+            need(r, *fields, where=f"run {i}")
+    return done, (fails if key is None else failure_counts(fails, key))
+
+
+def failure_counts(failures, key: Callable) -> dict:
+    """``{key(failure.job): number of failures}``: how many jobs raised per summary row, ``key`` reading the
+    row's key from a failed job's arguments. A failure whose arguments ``key`` cannot read raises a ValueError
+    naming it (``results`` mixing sweeps)."""
+    out: dict = {}
+    for f in failures:
+        try:
+            k = key(f.job)
+        except (TypeError, KeyError, IndexError, AttributeError) as exc:
+            raise ValueError(f"results: cannot tell which row the failed {f} belongs to ({exc!r})") from None
+        out[k] = out.get(k, 0) + 1
+    return out
 
 
 class SweepError(RuntimeError):

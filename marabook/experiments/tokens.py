@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from marabook import bandit, mara, metrics, problems, targets
-from marabook.experiments.sweep import run_sweep
+from marabook.experiments.sweep import JobFailure, run_sweep
 from marabook.tables import Table
 
 __all__ = ["TAU", "BETAS", "TokenConfig", "configs", "exact_target", "run", "sweep", "summarize", "table"]
@@ -100,7 +100,8 @@ def _run_job(job):
 
 def sweep(grid=None, *, workers: int = 1, executor=None, progress: bool = True, **kw) -> dict:
     """:func:`run` for every configuration of ``grid`` (default :func:`configs`), keyed by
-    :attr:`TokenConfig.key`. ``workers``/``executor`` as in :func:`~marabook.experiments.sweep.run_sweep`."""
+    :attr:`TokenConfig.key`. ``workers``/``executor`` as in :func:`~marabook.experiments.sweep.run_sweep`; a
+    configuration whose job raised holds its :class:`~marabook.experiments.sweep.JobFailure` record."""
     grid = configs() if grid is None else list(grid)
     kw.setdefault("progress", progress and workers == 1 and executor is None)
     results = run_sweep(_run_job, [(c, kw) for c in grid], workers=workers, executor=executor,
@@ -111,11 +112,21 @@ def sweep(grid=None, *, workers: int = 1, executor=None, progress: bool = True, 
 def summarize(runs: dict, tau: float = TAU, prob=None) -> list[dict]:
     """Per configuration: the target's block-2 mass and entropy over the good tokens (bits), the exact
     run's block-2 mass, and per seed of the sampled runs the block-2 mass, good-token entropy and total
-    variation to the target. The rows of the stored full-scale result have the same keys."""
+    variation to the target. The rows of the stored full-scale result have the same keys. A configuration
+    whose job raised (a :class:`~marabook.experiments.sweep.JobFailure` record) gets a row with its method,
+    KL and beta and ``error`` (the exception, one line) instead of numbers: reported, never averaged."""
+    if not isinstance(runs, dict):
+        raise ValueError(f"runs must be the dict sweep() returns, got {type(runs).__name__}")
     prob = prob or problems.two_block_tokens()
     block2, good = prob.modes["block 2"], prob.rewards >= tau
     rows = []
     for r in runs.values():
+        if isinstance(r, JobFailure):
+            c = r.job[0] if isinstance(r.job, tuple) and isinstance(r.job[0], TokenConfig) else None
+            if c is None:
+                raise ValueError(f"runs: the failed {r} holds no TokenConfig")
+            rows.append({"method": c.method, "kl": c.direction, "beta": c.beta, "error": f"{r.error}: {r.message}"})
+            continue
         c = r["config"]
         s, target = r["sampled"].final, r["target"]
         row = {"method": c.method, "kl": c.direction, "beta": c.beta,
@@ -132,12 +143,15 @@ def summarize(runs: dict, tau: float = TAU, prob=None) -> list[dict]:
 
 def table(rows: list[dict]) -> Table:
     """The summary as a table (:class:`~marabook.tables.Table`: plain text, HTML in a notebook): target next
-    to measurement (mean ± std over seeds)."""
+    to measurement (mean ± std over seeds); a configuration whose job raised shows the error instead."""
     exact = any("exact_block2" in r for r in rows)
     cols = (["method", "KL", "beta", "block-2 mass: target"] + (["exact"] if exact else [])
             + ["sampled", "good entropy (bits): target", "sampled", "TV to target"])
     cells = []
     for r in rows:
+        if "error" in r:
+            cells.append([r["method"], r["kl"], f"{r['beta']:g}", f"raised {r['error']}"] + [""] * (len(cols) - 4))
+            continue
         b2, h, tv = (np.asarray(r[k]) for k in ("block2", "good_entropy_bits", "tv_to_target"))
         cells.append([r["method"], r["kl"], f"{r['beta']:g}", f"{r['target_block2']:.3f}"]
                      + ([f"{r.get('exact_block2', float('nan')):.3f}"] if exact else [])
@@ -164,6 +178,8 @@ def main(argv=None):
     runs = sweep(steps_exact=0, steps_sampled=args.steps, seeds=tuple(range(args.seeds)), workers=args.workers)
     rows = summarize(runs)
     print(table(rows))
+    if any("error" in r for r in rows):
+        print(sum("error" in r for r in rows), "configurations raised: their rows hold the error, not numbers")
     out = save_json(args.out, {"seeds": args.seeds, "steps": args.steps, "batch_size": 64, "lr": 0.1, "tau": TAU,
                                "minutes": (time.time() - t0) / 60, "rows": rows},
                     command="python scripts/run_tokens.py " + " ".join(sys.argv[1:] if argv is None else argv))
