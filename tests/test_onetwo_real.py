@@ -243,3 +243,21 @@ def test_the_chosen_design_on_smollm2_has_both_answers_and_passes_the_rule():
     assert min(r["p_1"], r["p_2"]) >= real.MIN_ANSWER_PROB and r["selected"]
     assert r["max_new_tokens"] == real.DESIGN["max_new_tokens"] == lm.OneTwoTask.for_smollm2(tok).max_new_tokens
     assert "<-" in real.design_table(rows=rows)
+
+
+def test_collect_reads_what_a_stopped_study_holds(tmp_path):
+    import json
+
+    from marabook.experiments import onetwo_real
+    from marabook.experiments.sweep import STORE_SCHEMA
+
+    runs = [{"config": {"seed": s}, "final": {"share_1": 0.5 + s / 10}} for s in range(2)]
+    for i, r in enumerate(runs):  # job 1 and job 3 finished, in grid order
+        (tmp_path / f"job-{2 * i + 1:05d}.json").write_text(json.dumps({"schema": STORE_SCHEMA, "index": 2 * i + 1,
+                                                                        "job_key": "k", "result": r}))
+    assert onetwo_real.collect(tmp_path) == runs
+    (tmp_path / "job-00007.json").write_text(json.dumps({"schema": STORE_SCHEMA + 1, "result": {}}))
+    with pytest.raises(ValueError, match="job-00007"):
+        onetwo_real.collect(tmp_path)
+    with pytest.raises(ValueError, match="store"):
+        onetwo_real.collect(tmp_path / "missing")

