@@ -77,7 +77,7 @@ def select_design(rows: Sequence[dict], min_answer_prob: float = MIN_ANSWER_PROB
 
     Rule: (1) keep the candidates whose reference gives *each* answer ("1" and "2", summed over its accepted
     strings, each followed by end of turn) an exact probability of at least ``min_answer_prob`` = 0.01, so that
-    a group of 16 completions contains the rarer answer at least once with probability >= 15% (MARA can only
+    a group of 16 completions contains the rarer answer at least once with probability ~15%, 1 - 0.99^16 (MARA can only
     anchor, and the sampled KL only act on, what is sampled); (2) among them find the largest valid mass V*
     (the exact expected reward of the reference: the more the reference already answers in format, the less
     of the run is spent learning the format and the less the reward signal is noise); (3) of the kept
@@ -200,9 +200,9 @@ def configs(betas=BETAS, seeds=range(5), steps: int = DESIGN["steps"], kls=("rev
     Adam at lr 3e-6 and gradient-norm clipping 1 (the issue's preview: at 3e-6 the share of "1" moved within 40
     steps, at 2e-5 every run collapsed within 10; measured here: the valid mass goes from 0.41 to 0.76 in 5
     steps at 3e-6, so 200 steps leave most of the run to what happens after the format is learnt). Cost on one
-    CPU thread: about 4.4 s of CPU per step with the reverse KL and 5.6 s with the forward KL (which also
-    samples the reference), so the default grid (60 runs x 200 steps) is about 17 CPU-hours: a resumable
-    :func:`study` with ``store=``.
+    CPU thread: the first stored runs (reverse KL) took 3.4-3.5 s per step (a first estimate on a busy machine:
+    4.4 s, 5.6 s with the forward KL, which also samples the reference), so the default grid (60 runs x 200
+    steps) is 12-17 CPU-hours: a resumable :func:`study` with ``store=``.
     """
     betas, seeds = list(betas), list(seeds)
     if not betas or not seeds:
