@@ -98,7 +98,7 @@ def _plain(value):
 
 def settings_fingerprint(settings) -> str:
     """A short hash of ``settings`` (JSON-like data; callables count by their qualified name, other objects
-    by their type), for a task's or oracle's identity in a checkpoint (:meth:`TrainLoop._identity`)."""
+    by their type), for a task's or oracle's identity in a checkpoint (``TrainLoop._identity``)."""
     text = json.dumps(_plain(settings), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -5,7 +5,7 @@ Both trainers (:class:`marabook.rl.Trainer` for language models, chapter 5, and
 
 * ``train(until)``: call ``train_step()`` until the run's position (optimiser steps for RL, oracle
   calls for REINVENT) reaches ``until`` or the configured end, with a tqdm bar and periodic checkpoints;
-* ``save_checkpoint`` / ``load_checkpoint``: one format for every trainer (:data:`marabook.checkpoints.CHECKPOINT_FORMAT`), a
+* ``save_checkpoint`` / ``load_checkpoint``: one format for every trainer (``marabook.checkpoints.CHECKPOINT_FORMAT``), a
   directory holding ``model-<tag>.safetensors`` (the trained weights; only the trainable ones, e.g. LoRA
   adapters, when ``trainable_only``), ``state-<tag>.safetensors`` (optimiser moments, random generator
   state: tensors only) and ``state.json`` (format version, what the run belongs to, config, step, history,
@@ -15,7 +15,7 @@ How a checkpoint survives a kill: a save writes its tensor files under new names
 ``state.json`` to a temporary file, fsyncs it and the directory, and switches it in with one atomic
 ``os.replace``; only then are the previous checkpoint's files removed. Killed at any instant, the
 directory holds either the previous complete checkpoint or the new one, never a mix. A load checks the
-format version, the trainer, the config and the run's identity (:meth:`TrainLoop._identity`, plus a
+format version, the trainer, the config and the run's identity (``TrainLoop._identity``, plus a
 fingerprint of the trained module's weights when the trainer was built) and the files' sizes and hashes
 *before* it changes anything, and refuses with a :class:`~marabook.checkpoints.CheckpointError` naming the file (and, for a
 mismatch, both sides).
@@ -140,7 +140,7 @@ class TrainLoop:
     Attributes a subclass sets in ``__init__``: ``config`` (a dataclass), ``device``, ``generator``
     (a ``torch.Generator``), ``optimizer``, ``step``, ``history``, ``checkpoint_dir``,
     ``checkpoint_every``, ``progress``; and ``trained_module`` (the name of the module it trains).
-    ``__init__`` calls :meth:`_init_loop` first and :meth:`_resume_if_checkpointed` last.
+    ``__init__`` calls ``_init_loop`` first and ``_resume_if_checkpointed`` last.
     """
 
     trained_module: str = "model"

@@ -28,8 +28,8 @@ __all__ = ["provenance", "save_json", "load_json", "RESULTS_DIR", "stored_path",
 #: Where the stored full-scale results live (inside the package, so that Colab and pip readers get them).
 RESULTS_DIR = Path(__file__).resolve().parent / "data" / "results"
 
-#: Where the console commands write by default: ``results/`` under the working directory (not the package:
-#: an interrupted run must never touch a shipped file). To update a shipped result, pass ``--out`` explicitly.
+#: The folder the console commands write to by default, ``results/`` under the working directory (not the
+#: package, so that an interrupted run never touches a shipped file). To update a shipped result, pass ``--out`` explicitly.
 OUT_DIR = Path("results")
 
 #: Version of the results-file layout ``{"schema", "provenance", "results"}`` that :func:`save_json` writes.

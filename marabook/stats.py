@@ -32,7 +32,7 @@ from marabook._validate import as_float_array, check_int, check_number
 __all__ = ["TestResult", "two_sample", "holm", "stratified", "bootstrap_ci", "compare_family",
            "ALTERNATIVES", "TESTS"]
 
-#: The alternatives every test accepts: the treatment is larger ("greater"), smaller ("less"), or either.
+#: The alternatives every test accepts (the treatment is larger, "greater"; smaller, "less"; or either).
 ALTERNATIVES = ("greater", "less", "two-sided")
 #: The per-comparison tests of :func:`two_sample`.
 TESTS = ("welch", "mannwhitney")

@@ -490,7 +490,7 @@ def test_public_functions_name_the_bad_argument(prior, tmp_path):
         (lambda: fit_dap_tabular([0.5, 0.5], [0.0, 1.0], 1.0, steps=0), "steps"),
         (lambda: fit_dap_tabular([0.5, 0.5], [0.0, 1.0], 0.0), "sigma"),
         (lambda: molecules.format_comparison([], ["yield@0.80"]), "rows"),
-        (lambda: molecules.mode_table([{"task": "product"}]), "runs"),
+        (lambda: molecules.mode_table([{"task": "product"}]), "method"),  # run 0 has no method field
     ]
     for call, name in cases:
         with pytest.raises(ValueError, match=name):

@@ -470,7 +470,7 @@ def _buffer(history) -> list:
 def auc_top10(history, budget: int = 10_000, freq: int = 100, top_n: int = 10, finish: bool = True) -> float:
     """PMO's AUC top-10 (Gao et al. 2022, the ``top_auc`` of their code) in [0, 1].
 
-    The run's history becomes PMO's buffer: from oracle ``records`` (or an :class:`Oracle`) the distinct
+    The run's history becomes PMO's buffer: from oracle ``records`` (or an :class:`~marabook.chem.Oracle`) the distinct
     valid molecules in order of first appearance, each with its score (PMO's oracle caches molecules, so
     repeats and invalid strings are not calls there); a plain sequence of scores is taken as one distinct
     molecule per entry. Entries past ``budget`` are dropped. With ``n`` buffered molecules, the mean of the
@@ -480,7 +480,7 @@ def auc_top10(history, budget: int = 10_000, freq: int = 100, top_n: int = 10, f
     PMO run) is filled up to ``budget`` with its last top-10 value; the area is divided by ``budget``.
 
     So a constant score ``c`` over the whole budget gives ``c * (1 - freq / (2 * budget))`` (0.995 c for PMO's
-    10,000 / 100), the first interval rising from 0. Note that the book's :class:`Oracle` counts every
+    10,000 / 100), the first interval rising from 0. Note that the book's :class:`~marabook.chem.Oracle` counts every
     proposed string against the budget, so a book run of ``budget`` calls usually buffers fewer distinct
     molecules and is filled as an early stop."""
     budget, freq, top_n = check_int(budget, "budget"), check_int(freq, "freq"), check_int(top_n, "top_n")
@@ -506,7 +506,7 @@ def auc_top10(history, budget: int = 10_000, freq: int = 100, top_n: int = 10, f
 
 def summarize(name: str, records, threshold: float | None = None, k: int = 100, budget: int = 10_000) -> dict:
     """A run on PMO task ``name`` in PMO's and the book's terms: ``auc_top10`` beside chapter 8's
-    :func:`~marabook.chem.metrics.summarize_run` (validity, uniqueness, Yield, OB``k``, IntDiv1, #Circles)
+    :func:`~marabook.chem.summarize_run` (validity, uniqueness, Yield, OB``k``, IntDiv1, #Circles)
     at the task's hit ``threshold`` (default :attr:`BenchmarkTask.threshold`), plus the threshold used."""
     task = _task(name)
     threshold = task.threshold if threshold is None else check_number(threshold, "threshold")

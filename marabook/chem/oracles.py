@@ -395,7 +395,7 @@ class Oracle:
 
     def identity(self) -> dict:
         """``{"name", "fingerprint"}``: what a checkpoint records of the oracle a run used, so that a resume
-        with another oracle is refused (:meth:`marabook.plumbing.TrainLoop._identity`). The fingerprint
+        with another oracle is refused (``TrainLoop._identity``). The fingerprint
         covers the name, what ``score_fn`` takes, ``clip``, ``settings`` and the scoring function's
         qualified name (not its closure: give a task's parameters in ``settings``)."""
         from marabook.checkpoints import settings_fingerprint

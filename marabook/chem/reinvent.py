@@ -481,7 +481,7 @@ class ReinventTrainer(TrainLoop):
     def _identity(self) -> dict:
         """The oracle a checkpoint of this run belongs to (its name and a fingerprint of its settings): a resume
         with another oracle is refused, so its records never mix with another task's
-        (:meth:`marabook.plumbing.TrainLoop._identity`; the prior is covered by the start-weights fingerprint)."""
+        (``TrainLoop._identity``; the prior is covered by the start-weights fingerprint)."""
         return {"oracle": self.oracle.identity()}
 
     # ---- the parts of the state the shared checkpoint does not know about ----------------------

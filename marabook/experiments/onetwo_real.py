@@ -42,7 +42,7 @@ __all__ = ["SYSTEMS", "USERS", "PREFIXES", "ACCEPTED", "CANDIDATES", "MIN_ANSWER
            "predicted_shares", "run", "study", "collect", "summarize", "summary_table", "main"]
 
 # ------------------------------------------------------------------------------ candidate designs
-#: System messages tried: none (the template's default "You are a helpful AI assistant named SmolLM...") and one.
+#: The system messages tried (none, i.e. the template's default "You are a helpful AI assistant...", and one).
 SYSTEMS = (None, "Answer briefly.")
 #: The question, four wordings (the first is the issue's preview).
 USERS = ("Pick a number: 1 or 2. Answer with the number only.",
@@ -63,7 +63,7 @@ def _candidates() -> list[dict]:
             for i, (s, u, p, n) in enumerate(grid)]
 
 
-#: Every design measured, fixed before measuring: system x user x prefix x accepted set (48).
+#: Every design measured, fixed before measuring (system x user x prefix x accepted set, 48).
 CANDIDATES = tuple(_candidates())
 #: The rule's thresholds (:func:`select_design`).
 MIN_ANSWER_PROB = 0.01
@@ -179,7 +179,7 @@ def string_census(model, tokenizer, design: dict | None = None, *, n: int = 256,
 
 
 # ------------------------------------------------------------------------------ the study
-#: The chosen task (:data:`marabook.lm.SMOLLM2_ONETWO`) and training settings (reasons in :func:`configs`).
+#: The chosen task (``marabook.lm.SMOLLM2_ONETWO``) and training settings (reasons in :func:`configs`).
 DESIGN = {"task": SMOLLM2_ONETWO, "max_new_tokens": 3, "group_size": 16, "prompts_per_step": 1, "lr": 3e-6,
           "advantage": "rloo", "max_grad_norm": 1.0, "betas": (0.03, 0.1, 0.01), "steps": 200, "eval_every": 10}
 BETAS = DESIGN["betas"]
@@ -480,7 +480,7 @@ def main(argv=None):
     ap.add_argument("--out", default=default_out("onetwo_smollm2.json"),
                     help="where to write (default results/onetwo_smollm2.json)")
     args = ap.parse_args(argv)
-    command = "marabook-onetwo-real " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = "python scripts/run_onetwo_real.py " + " ".join(sys.argv[1:] if argv is None else argv)
     prov = provenance(command)
     grid = configs(args.betas, range(args.seeds), args.steps, lr=args.lr)
     if args.collect:

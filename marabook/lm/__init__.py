@@ -6,7 +6,7 @@
   sentence encoder for semantic diversity and :class:`RewardModelScorer`;
 * :mod:`marabook.lm.tasks`: :class:`OneTwoTask` (chapter 5), :class:`NameTask` (chapter 6),
   :class:`ScoredTask` (any reward model), exact answer probabilities; :class:`ChatOneTwoTask` (the 1-2 task
-  on a chat model, :data:`SMOLLM2_ONETWO`) and the per-answer string counts;
+  on a chat model, ``SMOLLM2_ONETWO``) and the per-answer string counts;
 * :mod:`marabook.lm.pretrain`: the synthetic corpus and the reference LM's pretraining.
 
 The experiments built on these (:mod:`marabook.experiments.onetwo`, :mod:`marabook.experiments.open_ended`) live

@@ -76,7 +76,7 @@ class OneTwoTask:
 
     @classmethod
     def for_smollm2(cls, tokenizer, design: dict | None = None) -> "ChatOneTwoTask":
-        """The 1-2 task designed for SmolLM2-135M-Instruct (:data:`SMOLLM2_ONETWO`, chosen by the rule of
+        """The 1-2 task designed for SmolLM2-135M-Instruct (``SMOLLM2_ONETWO``, chosen by the rule of
         :func:`marabook.experiments.onetwo_real.select_design`), or another ``design`` dict: a
         :class:`ChatOneTwoTask`."""
         return ChatOneTwoTask.from_design(tokenizer, SMOLLM2_ONETWO if design is None else design)
@@ -198,7 +198,7 @@ class ChatOneTwoTask(OneTwoTask):
     """The 1-2 task with an explicit set of accepted strings per answer, each followed by end of turn.
 
     ``ChatOneTwoTask(prompts, tokenizer, accepted={"1": ("1",), "2": ("2",)})``; :meth:`from_design` builds the
-    prompt from a design dict (:data:`SMOLLM2_ONETWO`). The reward is 1.0 for a completion that is exactly one
+    prompt from a design dict (``SMOLLM2_ONETWO``). The reward is 1.0 for a completion that is exactly one
     accepted string (no surrounding whitespace) *ended by the EOS token* (``<|im_end|>`` for a ChatML model),
     else 0.0. The trainer decodes completions without their final EOS, so the reward checks the end of turn
     through the token ids, which the trainer passes as ``completion_ids``: a completion is accepted when its ids
@@ -229,7 +229,7 @@ class ChatOneTwoTask(OneTwoTask):
         self._answer_of = {s: a for a in ("1", "2") for s in self.accepted[a]}
         self._ids = {tuple(tokenizer(s, add_special_tokens=False)["input_ids"]): a
                      for s, a in self._answer_of.items()}
-        #: the fewest new tokens a run needs: the longest accepted string's tokens plus EOS
+        #: the fewest new tokens a run needs (the longest accepted string's tokens plus EOS)
         self.max_new_tokens = max(len(i) for i in self._ids) + 1
 
     @classmethod

@@ -197,8 +197,10 @@ class RLConfig:
 
     @cached_property
     def kl_placement(self) -> str | None:
-        """Where the KL term goes, decided once: ``"k1_reward"`` (k1 in the reward, eq. 5.3), ``"k3_loss"``
-        (k3 in the loss, eq. 5.4), ``"sft"`` (forward KL, eq. 5.5), or None (``kl="none"`` or ``beta = 0``)."""
+        """The KL term's placement, decided once.
+
+        ``"k1_reward"`` (k1 in the reward, eq. 5.3), ``"k3_loss"`` (k3 in the loss, eq. 5.4), ``"sft"`` (forward
+        KL, eq. 5.5), or None (``kl="none"`` or ``beta = 0``)."""
         return kl_placement(self.kl, self.kl_estimator, self.beta)
 
     @cached_property

@@ -145,7 +145,7 @@ def shared_prompt_logprobs(model, prompt_ids, prompt_mask, prompt_index, complet
        completion token;
     2. each *distinct* completion (``dedupe``) reads its prompt's cache and runs only its own tokens but the
        last (the last token is scored, never read);
-    3. the head and the float32 log-softmax run only at completion positions (:func:`_chosen_logprobs`).
+    3. the head and the float32 log-softmax run only at completion positions (``_chosen_logprobs``).
 
     In an RL batch of P prompts x k completions of length T after prompts of length L this costs P x L +
     P x k x T token positions instead of P x k x (L + T), and the 49k- to 152k-way head runs P x k x T

@@ -12,7 +12,7 @@ dividing by the group std (GRPO) rescales rewards but not ``beta``, which breaks
 
 Only the necessary work is done: each prompt of a step runs through the policy and the reference once and its
 key/value cache serves all of its completions; the language-model head runs only where a token is scored
-(:func:`marabook.rl.sequences.shared_prompt_logprobs`).
+(:func:`marabook.rl.shared_prompt_logprobs`).
 """
 
 from __future__ import annotations
@@ -265,7 +265,7 @@ class Trainer(TrainLoop):
 
     def logprobs(self, model, prompt_ids, prompt_mask, prompt_index, comp, cmask):
         """Token log-probs of completions ``comp`` of the prompts ``prompt_ids[prompt_index]`` under ``model``
-        (each prompt computed once, :func:`~marabook.rl.sequences.shared_prompt_logprobs`)."""
+        (each prompt computed once, :func:`~marabook.rl.shared_prompt_logprobs`)."""
         return shared_prompt_logprobs(model, prompt_ids, prompt_mask, prompt_index, comp, cmask, self._autocast)
 
     def score(self, prompts, comp, cmask):
@@ -286,7 +286,7 @@ class Trainer(TrainLoop):
         return texts, rewards
 
     def shape_rewards(self, rewards, logp, ref_logp, groups):
-        """Step 2 with this trainer's checked config: :func:`~marabook.rl.config.shape_rewards` without
+        """Step 2 with this trainer's checked config: :func:`~marabook.rl.shape_rewards` without
         re-checking the tensors (the trainer's own forward passes guarantee them)."""
         c = self.config
         return shape_rewards(rewards, logp, ref_logp, beta=c.beta, kl=c.kl, kl_estimator=c.kl_estimator,
@@ -331,7 +331,7 @@ class Trainer(TrainLoop):
     def _identity(self) -> dict:
         """What a checkpoint of this run belongs to besides its config and start weights: the task (its class,
         prompts and reward function) and the reference model's weights; a resume under another task or
-        reference is refused (:meth:`marabook.plumbing.TrainLoop._identity`)."""
+        reference is refused (``TrainLoop._identity``)."""
         from marabook.checkpoints import module_fingerprint, settings_fingerprint
 
         if getattr(self, "_identity_cache", None) is None:
