@@ -219,7 +219,7 @@ def test_summarize_counts_failed_collapsed_and_errors_and_keeps_checkpoints():
     assert (mara["runs"], mara["errors"], mara["failed"], mara["collapsed"]) == (3, 1, 1, 0)
     assert mara["share_mean"] == pytest.approx(0.5) and mara["target"] == pytest.approx(0.5)
     text = real.summary_table(rows)
-    assert "vanilla" in text and "share @20" in text
+    assert "vanilla" in text and "20: 0.95" in text and "of 2" in text
     assert real.summarize([results[3]])[0]["share_mean"] != real.summarize([results[3]])[0]["share_mean"]  # NaN
     with pytest.raises(ValueError, match=r"results\[0\]"):
         real.summarize([{"no": "config"}])

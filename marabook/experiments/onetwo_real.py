@@ -439,19 +439,20 @@ def summarize(results: Sequence, checkpoints=(0, 20, 50, 100, 200), collapse_bit
 
 
 def summary_table(rows: Sequence[dict]) -> Table:
-    """:func:`summarize`'s rows as a table: failures and collapses counted, the share of "1" at checkpoints."""
-    steps = sorted({s for r in rows for s in r["share_at"]})
-
+    """:func:`summarize`'s rows as a table that fits the book's column: failures and collapses counted (out of the
+    runs), the final share of "1" (mean and sd) against the target, the valid mass, and the mean share of "1" at
+    the checkpoints the runs reached (one column, "step: share" pairs)."""
     def f(x, fmt=".3f"):
         return format(x, fmt) if np.isfinite(x) else "undefined"
 
-    cols = ["KL", "method", "beta", "runs", "errors", "failed", "collapsed", "ever collapsed", 'final share of "1"',
-            "target", "valid", *[f"share @{s}" for s in steps]]
-    cells = [[r["kl"], r["method"], f"{r['beta']:g}", str(r["runs"]), str(r["errors"]), str(r["failed"]),
-              str(r["collapsed"]), str(r["ever_collapsed"]),
+    cols = ["KL", "method", "beta", "failed / collapsed / ever / raised of runs", 'final share of "1"', "target",
+            "valid", 'share of "1" by step']
+    cells = [[r["kl"], r["method"], f"{r['beta']:g}",
+              f"{r['failed']} / {r['collapsed']} / {r['ever_collapsed']} / {r['errors']} of {r['runs']}",
               f"{f(r['share_mean'])} ± {r['share_sd']:.3f}" if np.isfinite(r["share_mean"]) else "undefined",
               f(r["target"]), f(r["p_valid_mean"]),
-              *[f(r["share_at"][s]) if s in r["share_at"] else "-" for s in steps]] for r in rows]
+              ", ".join(f"{s}: {f(v, '.2f')}" for s, v in sorted(r["share_at"].items(), key=lambda kv: int(kv[0])))]
+             for r in rows]
     return Table(cols, cells)
 
 
