@@ -13,8 +13,10 @@ carry a number only when it is
   digits inside a name (k3, GPT-2, OB100, p90, SmolLM2-135M, 3e-6), or an integer inside inline maths
   (exponents and indices are notation; a decimal inside inline maths, ``$p = 0.036$``, still counts).
 
-Display maths, code spans and code blocks are not prose. Declared constants that the prose no longer uses
-fail too, so the lists stay short and true.
+Display maths, code spans and code blocks are not prose. The "Exercises" section at a chapter's end is left
+out: its numbers are problem data the exercise poses and worked solutions derived from them (the numeric
+ones are checked against ``marabook.exercises`` by tests/test_exercises.py), not results of a run.
+Declared constants that the prose no longer uses fail too, so the lists stay short and true.
 """
 
 from __future__ import annotations
@@ -72,9 +74,18 @@ def _drop_non_prose_blocks(text: str) -> str:
     return "\n".join(out)
 
 
+def _drop_exercises(text: str) -> str:
+    m = re.search(r"^(#+)\s*Exercises\b", text, re.M)
+    if not m:
+        return text
+    level = len(m.group(1))
+    end = re.compile(rf"^#{{1,{level}}}\s", re.M).search(text, m.end())
+    return text[:m.start()] + (text[end.start():] if end else "")
+
+
 def prose_numbers(markdown: str) -> list[tuple[str, str]]:
     """``(literal, context)`` for every number in ``markdown`` that must be glued or declared."""
-    text = _drop_non_prose_blocks(markdown)
+    text = _drop_non_prose_blocks(_drop_exercises(markdown))
     text = _DISPLAY.sub(" ", text)
     text = _ROLE.sub(" ", text)
     text = _CODE.sub(" ", text)
@@ -136,6 +147,11 @@ def test_scanner_accepts_glue_references_names_and_notation():
             "```python\nx = 12.5\n```\n## 5.9 Target versus dynamics\nthe answers 1 and 2")
     literals = [lit for lit, _ in prose_numbers(text)]
     assert literals == ["1.34", "1.34", "0.25"]
+
+
+def test_scanner_leaves_out_the_exercises_section_only():
+    text = "Results: 0.37.\n## Exercises\n**4.1** With beta = 0.25 ...\n## Summary\nAnd 0.42."
+    assert [lit for lit, _ in prose_numbers(text)] == ["0.37", "0.42"]
 
 
 def test_scanner_counts_decimals_inside_inline_maths():
