@@ -41,7 +41,8 @@ _HTML = re.compile(r"<[^>\n]+>")
 _INLINE_MATH = re.compile(r"(?<![\\$])\$([^$\n]+?)\$")
 _HEADING_NUMBER = re.compile(r"^(#+\s*)[\d.]+", re.M)
 _REF_WORDS = (r"chapters?|sections?|§|eqs?\.|equations?|exercises?|figures?|figs?\.|tables?|algorithms?|"
-              r"appendix|cells?|items?|steps? of algorithm|lines?|issue")
+              r"appendix|cells?|items?|steps? of algorithm|lines?|issue|definitions?|theorems?|propositions?|lemmas?|"
+              r"corollar(?:y|ies)|remarks?")
 _NUM = r"\(?\d+(?:\.\d+)*\)?"
 _CROSS_REF = re.compile(rf"\b(?:{_REF_WORDS})\s+{_NUM}(?:\s*(?:,|-|–|and|or|to)\s*{_NUM})*", re.I)
 _EQ_NUMBER = re.compile(r"\(\d+\.\d+[a-z]?\)")
