@@ -152,7 +152,7 @@ def summarize(results: Sequence[dict], collapse_bits: float = 0.2, fail_below: f
     reward (the exact valid mass, over every run); how many runs *failed* (valid mass below ``fail_below``:
     the policy stopped answering the task, so its share of "1" says nothing); and, over the runs that did
     not fail, the valid-answer entropy, how many collapsed at the end (entropy below ``collapse_bits``: 0.2 bits
-    is the book's own threshold, the paper states none; :mod:`marabook.experiments.onetwo_transient` reads the
+    is the book's own threshold, the paper states none; ``marabook.experiments.onetwo_transient`` reads the
     whole trajectory) and the mean and std of the share of "1" (NaN, shown as undefined, when every run
     failed). ``results`` may hold :class:`~marabook.experiments.sweep.JobFailure` records (jobs that raised):
     each row counts them as ``errors`` (included in ``runs``) and averages only the finished runs."""
