@@ -7,7 +7,9 @@ previous/next navigation follows the table of contents, and saves full-page scre
 390 px (a phone) to _build/screenshots/.
 
 What a reader sees is checked too, on every page at 1280 px: nothing is wider than the content column (no
-sideways scrolling in code, outputs, tables or equations). Code and printed text wrap (book/_static/
+sideways scrolling in code, outputs or tables); at 1280 px and at 390 px every display equation is fully
+visible or scrolls inside its own box with every symbol reachable, shows at most one number, and the page
+itself never scrolls sideways; only a page with widgets loads the widgets' JavaScript. Code and printed text wrap (book/_static/
 marabook.css): a wrapped sentence still reads, a wrapped table does not, so a printed line with aligned
 columns (three or more runs of two spaces) that is wider than the column fails, as a wide `print` table would;
 every figure spans at least 80% of the column and its smallest type (marabook.plotting.MIN_FONT_PT, at
@@ -164,6 +166,18 @@ def test_page_in_browser(page, site, driver, built_book):
     wide = driver.execute_script(WIDER_THAN_COLUMN)
     assert not wide, f"{page}: {len(wide)} element(s) wider than the content column: {wide[:5]}"
     _assert_figures_readable(driver, page, built_book)
+    n_widget_js = driver.execute_script(WIDGET_SCRIPTS)
+    has_widgets = driver.execute_script("return document.querySelectorAll('.jupyter-widgets, script[type*=widget-view]').length")
+    assert has_widgets or n_widget_js == 0, f"{page}: loads {n_widget_js} widget script(s) and has no widget"
+
+    # equations and the page at desktop and phone width
+    for width in (1280, 390):
+        driver.set_window_size(width, 900)
+        time.sleep(0.3)
+        math = driver.execute_script(DISPLAY_MATH)
+        assert not math, f"{page} at {width}px: {math[:5]}"
+        sideways = driver.execute_script(PAGE_SCROLLS_SIDEWAYS)
+        assert not sideways, f"{page} at {width}px: the page is {sideways}px wide and scrolls sideways"
 
     # full-page screenshots at desktop and phone width, kept as test artifacts
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
@@ -195,7 +209,8 @@ for (const e of art.querySelectorAll('*')) {
   if (e.closest('mjx-assistive-mml') || e.closest('.toggle-hidden, details:not([open])')) continue;
   const r = e.getBoundingClientRect();
   if (r.width === 0 || r.height === 0) continue;
-  if (e.matches('span.math, div.math, mjx-container')) {
+  if (e.closest('div.math')) continue;  // display maths: DISPLAY_MATH (it may scroll inside its own box)
+  if (e.matches('span.math, mjx-container')) {
     const m = e.querySelector('mjx-math');
     if (m && m.getBoundingClientRect().right > right + 1) out.push(describe(e, m.getBoundingClientRect().width));
     continue;
@@ -218,6 +233,37 @@ for (const pre of art.querySelectorAll('.cell_output pre')) {
 }
 return out;
 """
+
+# Display equations a reader cannot fully see, and equations that show more than one number. An equation wider
+# than its box must be reachable: its box scrolls sideways and no symbol sits left of where scrolling starts
+# (the theme's reversed flex row used to push wide tagged equations off the LEFT edge, with no scrollbar).
+# Numbers: Sphinx's span.eqno plus MathJax's \tag labels; an amsmath environment once showed "(4.1) (1)".
+DISPLAY_MATH = """
+const out = [];
+for (const d of document.querySelectorAll('article.bd-article div.math')) {
+  if (d.closest('.toggle-hidden, details:not([open])') || d.getBoundingClientRect().width === 0) continue;
+  const m = d.querySelector('mjx-math');
+  if (!m) continue;
+  const dr = d.getBoundingClientRect(), mr = m.getBoundingClientRect();
+  const text = (d.textContent || '').trim().replace(/\\s+/g, ' ').slice(0, 50);
+  const ox = getComputedStyle(d).overflowX;
+  const scrolls = (ox === 'auto' || ox === 'scroll') && d.scrollWidth > d.clientWidth + 1;
+  const fits = mr.left >= dr.left - 1 && mr.right <= dr.right + 1;
+  const reachable = scrolls && mr.left >= dr.left - 1 && mr.right - dr.left <= d.scrollWidth + 1;
+  if (!fits && !reachable) out.push('clipped equation (' + Math.round(mr.width) + 'px in ' + Math.round(dr.width) + 'px): ' + text);
+  const numbers = d.querySelectorAll('span.eqno').length + d.querySelectorAll('mjx-labels mjx-mtr').length;
+  if (numbers > 1) out.push(numbers + ' numbers on one equation: ' + text);
+}
+return out;
+"""
+
+# The page itself never scrolls sideways (a phone shows wide tables inside their own scrolling box).
+PAGE_SCROLLS_SIDEWAYS = "return document.documentElement.scrollWidth > window.innerWidth + 1 ? " \
+                        "document.documentElement.scrollWidth : 0"
+
+# The widgets' JavaScript and widget state: only a page with widgets (chapter 3's explorer) loads them.
+WIDGET_SCRIPTS = ("return Array.from(document.scripts).filter(s => /embed-amd|html-manager|widgets-paths/.test(s.src || '') "
+                  "|| s.type === 'application/vnd.jupyter.widget-state+json').length")
 
 # Every image in the article: its rendered and natural width, source and alt text, and the column width.
 IMAGES = """
@@ -325,6 +371,26 @@ def test_the_width_check_catches_a_wide_printed_table(site, driver):
         "document.querySelector('article.bd-article section').appendChild(d);", row + "\n" + row)
     wide = driver.execute_script(WIDER_THAN_COLUMN)
     assert wide and any("KL" in w for w in wide), wide
+
+
+def test_the_math_check_catches_a_clipped_or_doubly_numbered_equation(site, driver):
+    """Restore the theme's layout (reversed flex row, hidden overflow) on a real page at phone width: the wide
+    tagged equations must be reported as clipped; a second number on an equation must be reported too."""
+    _load(driver, urljoin(site, "book/01_distribution_matching.html"))
+    driver.set_window_size(390, 900)
+    time.sleep(0.3)
+    assert driver.execute_script(DISPLAY_MATH) == []
+    driver.execute_script(
+        "const s = document.createElement('style'); s.textContent = '.bd-article div.math { flex-direction: row-reverse "
+        "!important; overflow: hidden !important; }'; document.head.appendChild(s);")
+    time.sleep(0.3)
+    found = driver.execute_script(DISPLAY_MATH)
+    assert any(f.startswith("clipped equation") for f in found), found
+    driver.execute_script(
+        "const d = document.querySelector('article.bd-article div.math'); const n = document.createElement('span');"
+        "n.className = 'eqno'; n.textContent = '(1)'; d.appendChild(n);")
+    assert any("2 numbers on one equation" in f for f in driver.execute_script(DISPLAY_MATH))
+    driver.set_window_size(1280, 900)
 
 
 def test_the_figure_check_catches_small_type_narrow_figures_and_file_name_alts():

@@ -14,6 +14,9 @@
   module, by its longest documented parent. What is still
   unresolved stays a warning, so the build (``-W -n``) fails on it.
 * Docstrings say "chapter 4" and "eq. (4.2)"; on the API pages these become links to the chapter.
+* The widgets' JavaScript (4 MB) and a page's widget state are registered by MyST-NB while that page is
+  written, into Sphinx's list of scripts for every page written after it; they are dropped from every page
+  whose own notebook has no widget state, so only chapter 3 loads them.
 * Embedded widgets (chapter 3's explorer) need RequireJS and the Jupyter widgets HTML manager. MyST-NB
   loads both from public CDNs, so pages opened from disk show empty boxes. When ``make`` has fetched them
   into ``book/_static/vendor-widgets`` (from the npm registry), they are copied into the site's ``_static``
@@ -67,11 +70,34 @@ def _serve_widget_js(app, config):
         config.nb_ipywidgets_js = {"require.js": {}, "widgets-paths.js": {}, "embed-amd.js": {}}
 
 
+_WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+
+
+def _widget_script(app, js) -> bool:
+    """Whether ``js`` (a Sphinx JavaScript entry) is one of the widgets' files or a page's widget state."""
+    name = str(getattr(js, "filename", js) or "")
+    attrs = getattr(js, "attributes", {}) or {}
+    widget_files = {Path(str(k)).name for k in (getattr(app.config, "nb_ipywidgets_js", None) or {})}
+    return attrs.get("type") == _WIDGET_STATE or (name != "" and Path(name.split("?")[0]).name in widget_files)
+
+
+def _page_has_widgets(app, pagename) -> bool:
+    try:
+        from myst_nb.sphinx_ import NbMetadataCollector
+
+        return bool(NbMetadataCollector.get_js_files(app.env, pagename))
+    except (ImportError, KeyError, AttributeError):
+        return True  # cannot tell: keep the scripts
+
+
 def _clean_page(app, pagename, templatename, context, doctree):
     files = context.get("script_files")
     if files:
         seen, kept = set(), []
+        own_widgets = _page_has_widgets(app, pagename)
         for js in files:
+            if not own_widgets and _widget_script(app, js):
+                continue
             # inline scripts come back from the pickled environment with filename "" instead of None
             key = (str(getattr(js, "filename", js) or ""), repr(sorted(getattr(js, "attributes", {}).items())))
             if key not in seen:
