@@ -32,6 +32,8 @@ import numpy as np
 import torch
 
 from marabook._validate import check_beta, check_finite, check_int, check_number
+from marabook.chem.dedup import check_tabular as _check_tabular
+from marabook.chem.dedup import dedup_fixed_point, dedup_stationarity  # noqa: F401 - re-exported (chapter 7)
 from marabook.chem.oracles import Oracle, murcko_scaffold
 from marabook.chem.prior import SmilesGRU, collate_ids
 from marabook.mara import Threshold, mara_rewards
@@ -69,89 +71,6 @@ def dap_fixed_point(prior_probs, scores, sigma: float) -> np.ndarray:
     ``beta = 1 / sigma``."""
     s = check_beta(sigma, "sigma")
     return reverse_kl_target(prior_probs, scores, 1.0 / s)
-
-
-def _check_tabular(prior_probs, scores):
-    p = np.asarray(prior_probs, dtype=float)
-    sc = check_finite(scores, "scores")
-    if p.ndim != 1 or p.shape != sc.shape or not np.all(np.isfinite(p)) or np.any(p <= 0) or abs(p.sum() - 1) > 1e-6:
-        raise ValueError("prior_probs must be a positive 1-D distribution with the shape of scores")
-    return p, sc
-
-
-def _inclusion(pi, batch_size: int):
-    """q = 1 - (1 - pi)^B, the probability that a batch of B draws contains each molecule (stable form)."""
-    with np.errstate(divide="ignore"):  # pi = 1 gives log1p(-1) = -inf and q = 1, as it should
-        return -np.expm1(batch_size * np.log1p(-np.minimum(pi, 1.0)))
-
-
-def dedup_stationarity(agent_probs, prior_probs, scores, sigma: float, batch_size: int) -> np.ndarray:
-    """The exact expected gradient (w.r.t. the logits of a tabular agent, up to the factor -2) of the DAP loss
-    *summed over a batch's distinct molecules*, as REINVENT's de-duplication trains it (chapter 7, eq. 7.3):
-
-        g(k) = q(k) d(k) - pi(k) sum_y q(y) d(y),   q = 1 - (1 - pi)^B,   d = log pi_prior + sigma S - log pi.
-
-    Zero exactly at :func:`dedup_fixed_point`; with ``batch_size=1`` (q = pi) it is the gradient of eq. 7.1.
-    """
-    p, sc = _check_tabular(prior_probs, scores)
-    s = float(check_beta(sigma, "sigma"))
-    b = check_int(batch_size, "batch_size")
-    pi = np.asarray(agent_probs, dtype=float)
-    if pi.shape != p.shape or np.any(pi <= 0) or abs(pi.sum() - 1) > 1e-6:
-        raise ValueError("agent_probs must be a positive distribution with the shape of prior_probs")
-    q = _inclusion(pi, b)
-    d = np.log(p) + s * sc - np.log(pi)
-    return q * d - pi * np.sum(q * d)
-
-
-def dedup_fixed_point(prior_probs, scores, sigma: float, batch_size: int) -> np.ndarray:
-    """REINVENT's fixed point when each distinct molecule of a batch enters the loss once (chapter 7, eq. 7.4).
-
-    REINVENT keeps each distinct SMILES of a batch once, so molecule k enters the loss with the probability
-    ``q(k) = 1 - (1 - pi(k))^B`` that a batch of B contains it, not with weight ``pi(k)``. The expected
-    gradient (:func:`dedup_stationarity`) vanishes where ``q(k) d(k) = pi(k) lambda`` with
-    ``lambda = sum_y q(y) d(y)``, i.e. where
-
-        log pi(k) + lambda * pi(k) / q(k) = log pi_prior(k) + sigma S(k)   for every k,
-
-    with lambda fixed by normalisation. ``pi / q`` grows from 1/B (rare molecules) to 1 (certain ones), so
-    likely molecules are pulled down harder than under eq. 7.2: the de-duplicated fixed point is flatter than
-    the Gibbs target :func:`dap_fixed_point`, and equals it when ``batch_size=1`` or when every pi(k) << 1/B.
-    Solved in log space: an inner bisection per molecule, an outer root-find for lambda. Needs
-    ``sum pi_prior exp(sigma S) >= 1`` (true for scores >= 0), which makes lambda >= 0.
-    """
-    from scipy.optimize import brentq
-
-    p, sc = _check_tabular(prior_probs, scores)
-    s = float(check_beta(sigma, "sigma"))
-    b = check_int(batch_size, "batch_size")
-    a = np.log(p) + s * sc
-    if np.logaddexp.reduce(a) < 0:
-        raise ValueError("scores must make sum(prior_probs * exp(sigma * scores)) >= 1 (scores >= 0 do)")
-
-    def solve(lam: float) -> np.ndarray:
-        # u = log pi(k) solves u + lam * h(e^u) = a(k); h = pi / q lies in [1/B, 1], so u is bracketed
-        lo = a - lam - 1e-12
-        hi = np.minimum(a - lam / b, 0.0)
-        for _ in range(200):
-            mid = 0.5 * (lo + hi)
-            pi = np.exp(mid)
-            g = mid + lam * pi / _inclusion(pi, b) - a
-            lo, hi = np.where(g < 0, mid, lo), np.where(g < 0, hi, mid)
-        return np.exp(0.5 * (lo + hi))
-
-    def excess(lam: float) -> float:
-        return float(np.sum(solve(lam))) - 1.0
-
-    lam_lo = max(0.0, float(a.max()))  # below a.max() the likeliest molecule would need pi > 1
-    if excess(lam_lo) < 0:
-        lam_lo = 0.0
-    lam_hi = max(1.0, 2 * lam_lo)
-    while excess(lam_hi) > 0:
-        lam_hi *= 2.0
-    lam = brentq(excess, lam_lo, lam_hi, xtol=1e-14, rtol=1e-15, maxiter=500)
-    pi = solve(lam)
-    return pi / pi.sum()
 
 
 def fit_dap_tabular(prior_probs, scores, sigma: float, steps: int = 4000, lr: float = 0.05,
