@@ -3,6 +3,14 @@ the reading, hashing and fsync helpers (the loop that writes them is :class:`mar
 how a checkpoint survives a kill is described there).
 
 Torch and safetensors are imported only inside functions, so importing this module costs nothing.
+
+**Growing a config without invalidating old runs.** A dataclass config is fingerprinted by all its fields
+(:func:`settings_fingerprint`, the key of a resumable sweep's stored jobs), and a checkpoint records it as JSON
+(:func:`config_record`). A field added later would change both for every run already stored, and the store or
+checkpoint would refuse to resume. A field declared with ``metadata={"fingerprint": "omit_default"}``
+(:data:`OMIT_DEFAULT`), e.g. ``mara_form: str = field(default="reward", metadata=OMIT_DEFAULT)``, is left out
+of both while it equals its default: a new knob keeps every older store and checkpoint valid, and a run that
+sets it to anything else gets a new fingerprint, as it must.
 """
 
 from __future__ import annotations
@@ -11,19 +19,22 @@ import hashlib
 import json
 import os
 import re
-from dataclasses import asdict, fields, is_dataclass
+from dataclasses import MISSING, fields, is_dataclass
 from pathlib import Path
 
 from marabook._validate import check_int
 
 __all__ = ["CHECKPOINT_FORMAT", "READABLE_FORMATS", "CheckpointError", "module_fingerprint", "settings_fingerprint",
-           "optimizer_to_safe", "optimizer_from_safe", "checkpoint_files", "read_record", "fsync", "file_sha256"]
+           "OMIT_DEFAULT", "fingerprinted_fields", "config_record", "optimizer_to_safe", "optimizer_from_safe", "checkpoint_files", "read_record", "fsync", "file_sha256"]
 
 
 CHECKPOINT_FORMAT = 2
 READABLE_FORMATS = (1, 2)
 VERSIONED_FILE = re.compile(r"^(model|state)-\d{8}-[0-9a-f]{8}\.safetensors$")
 TEMPORARY_FILE = re.compile(r"^state\.json(\.[0-9a-f\-]+)?\.tmp$")
+#: Field metadata of a config knob added after runs were stored: the field counts in fingerprints and checkpoint
+#: records only when it differs from its default (``field(default=..., metadata=OMIT_DEFAULT)``).
+OMIT_DEFAULT = {"fingerprint": "omit_default"}
 
 
 class CheckpointError(ValueError):
@@ -77,6 +88,52 @@ def module_fingerprint(module, sample: int = 1024) -> str:
     return h.hexdigest()[:16]
 
 
+def _default_of(f):
+    if f.default is not MISSING:
+        return f.default
+    if f.default_factory is not MISSING:
+        return f.default_factory()
+    return MISSING
+
+
+def fingerprinted_fields(config) -> dict:
+    """``{name: value}`` of the fields of the dataclass instance ``config`` that define it: every field, except
+    one whose ``metadata`` holds ``{"fingerprint": "omit_default"}`` (:data:`OMIT_DEFAULT`) while its value
+    equals its default (see the module docstring). Values are returned as they are (not converted)."""
+    if not is_dataclass(config) or isinstance(config, type):
+        raise ValueError(f"config must be a dataclass instance, got {type(config).__name__}")
+    out = {}
+    for f in fields(config):
+        value = getattr(config, f.name)
+        rule = f.metadata.get("fingerprint")
+        if rule not in (None, "omit_default"):
+            raise ValueError(f"field {f.name!r} of {type(config).__qualname__}: fingerprint metadata must be "
+                             f"'omit_default', got {rule!r}")
+        if rule == "omit_default":
+            default = _default_of(f)
+            if default is MISSING:
+                raise ValueError(f"field {f.name!r} of {type(config).__qualname__} is marked 'omit_default' "
+                                 "but has no default")
+            if type(value) is type(default) and value == default:
+                continue
+        out[f.name] = value
+    return out
+
+
+def config_record(config) -> dict:
+    """The JSON record of a dataclass config that a checkpoint stores and compares on resume: the fields of
+    :func:`fingerprinted_fields` (nested dataclasses recursively, by the same rule), as JSON data."""
+    def plain(v):
+        if is_dataclass(v) and not isinstance(v, type):
+            return {k: plain(x) for k, x in fingerprinted_fields(v).items()}
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        return v
+    return json.loads(json.dumps(plain(config)))
+
+
 def _plain(value):
     """``value`` as JSON-able data for :func:`settings_fingerprint` (callables by their qualified name)."""
     if isinstance(value, (str, int, float, bool)) or value is None:
@@ -88,9 +145,9 @@ def _plain(value):
         return sorted(items, key=repr) if isinstance(value, (set, frozenset)) else items
     if hasattr(value, "tolist"):  # NumPy arrays and scalars
         return _plain(value.tolist())
-    if is_dataclass(value) and not isinstance(value, type):  # configs: their fields count
+    if is_dataclass(value) and not isinstance(value, type):  # configs: their fields count (fingerprinted_fields)
         return {"__type__": type(value).__qualname__,
-                **{f.name: _plain(getattr(value, f.name)) for f in fields(value)}}
+                **{name: _plain(v) for name, v in fingerprinted_fields(value).items()}}
     if callable(value):
         return f"{getattr(value, '__module__', '?')}.{getattr(value, '__qualname__', type(value).__qualname__)}"
     return f"{type(value).__module__}.{type(value).__qualname__}"

@@ -260,7 +260,7 @@ KL_PLACEMENTS = ("k1_reward", "k3_loss", "sft", None)
 
 
 def policy_loss(token_logprobs, completion_mask, advantages, *, beta: float = 0.0, kl_placement=None,
-                ref_token_logprobs=None, sft_token_logprobs=None, normalizer=None) -> dict:
+                ref_token_logprobs=None, sft_token_logprobs=None, normalizer=None, sft_weights=None) -> dict:
     """The trainer's loss for one (micro-)batch of completions, as named terms (chapter 5, torch tensors).
 
     ``token_logprobs`` (N, T): ``log pi`` of each sampled completion token under the policy (with
@@ -275,7 +275,9 @@ def policy_loss(token_logprobs, completion_mask, advantages, *, beta: float = 0.
       gradient is the *forward* KL's (eq. 5.4). Zero otherwise;
     * ``"sft_loss"``: with ``kl_placement="sft"``, ``-sum_j log pi(y'_j) / normalizer`` over the
       reference samples ``y' ~ pi_ref`` whose token log-probs under the policy are ``sft_token_logprobs``
-      (eq. 5.5: ``KL(pi_ref || pi)`` up to a constant). Zero otherwise;
+      (eq. 5.5: ``KL(pi_ref || pi)`` up to a constant); with ``sft_weights`` (one per reference sample, no
+      gradient) ``-sum_j w_j log pi(y'_j) / normalizer``, Algorithm 2's forward term (eq. 4.3, weights from
+      ``marabook.rl.config.alg2_sft_weights``). Zero otherwise;
     * ``"entropy"``: ``sum_i -log pi(y_i) / normalizer`` (no gradient), the Monte-Carlo estimate of the
       sequence entropy ``H(pi)``; a diagnostic (the entropy *bonus* acts through the reward, see
       :func:`marabook.rl.shape_rewards`);
@@ -317,7 +319,13 @@ def policy_loss(token_logprobs, completion_mask, advantages, *, beta: float = 0.
     elif kl_placement == "sft":
         if not isinstance(sft_token_logprobs, torch.Tensor) or sft_token_logprobs.ndim != 2:
             raise ValueError("sft_token_logprobs must be a 2-D tensor with kl_placement='sft'")
-        sft_loss = -sft_token_logprobs.sum() / normalizer                           # eq. 5.5
+        if sft_weights is None:
+            sft_loss = -sft_token_logprobs.sum() / normalizer                       # eq. 5.5
+        else:                                                                       # eq. 4.3, weighted
+            if not isinstance(sft_weights, torch.Tensor) or sft_weights.shape != sft_token_logprobs.shape[:1]:
+                raise ValueError(f"sft_weights must be a tensor of shape ({sft_token_logprobs.shape[0]},), one "
+                                 "weight per reference sample")
+            sft_loss = -(sft_weights.detach()[:, None] * sft_token_logprobs).sum() / normalizer
     loss = pg_loss + beta * (kl_loss + sft_loss)
     return {"loss": loss, "pg_loss": pg_loss, "kl_loss": kl_loss, "sft_loss": sft_loss,
             "entropy": -logp.detach().sum() / normalizer}

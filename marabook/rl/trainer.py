@@ -28,7 +28,8 @@ import numpy as np
 
 from marabook.estimators import compute_advantages, policy_loss
 from marabook.plumbing import TrainLoop, autocast_dtype, default_device as _default_device, pad_right
-from marabook.rl.config import RLConfig, shape_rewards
+from marabook.checkpoints import config_record
+from marabook.rl.config import RLConfig, alg2_sft_weights, shape_rewards
 from marabook.rl.scaling import AdaptersOff, TrainingMode, add_lora, enable_checkpointing
 from marabook.rl.sequences import (completion_token_ids, decode_completions, encode_prompts, sample_completions,
                                    sample_texts, shared_prompt_logprobs)
@@ -45,8 +46,9 @@ class Rollout:
     ``group_size`` each, so it is also the MARA/advantage group); ``completion_ids``/``completion_mask``
     (N, T): the sampled tokens up to and including EOS; ``rewards`` (N,): the task's raw rewards;
     ``ref_token_logprobs`` (N, T): ``log pi_ref`` of each completion token; ``ref_sample_ids`` /
-    ``ref_sample_mask`` (N, T'): completions sampled from the reference (forward KL only, eq. 5.5);
-    ``prompts``/``texts``: the prompt of each completion and its decoded text; ``seconds``: where the time went.
+    ``ref_sample_mask`` (N, T'): completions sampled from the reference (forward KL only, eq. 5.5), laid out like
+    the completions; ``ref_sample_rewards`` / ``ref_sample_logprobs`` (N,): their task rewards and ``log pi_ref``
+    (Algorithm 2 only, ``mara_form="alg2"``: they set the weights of its SFT term, eq. 4.3); ``prompts``/``texts``: the prompt of each completion and its decoded text; ``seconds``: where the time went.
     """
 
     prompt_ids: object
@@ -61,6 +63,8 @@ class Rollout:
     ref_sample_ids: object = None
     ref_sample_mask: object = None
     seconds: dict = field(default_factory=dict)
+    ref_sample_rewards: object = None
+    ref_sample_logprobs: object = None
 
     @property
     def size(self) -> int:
@@ -85,9 +89,12 @@ class Trainer(TrainLoop):
        decode (special tokens inside a completion stay visible) and score with ``task.reward`` (which also
        receives ``completion_ids`` when it accepts them); reference log-probs (:meth:`rollout`);
     2. (MARA) augment the rewards per prompt group with the reference sequence log-probs (eq. 4.1);
-       (reverse KL, k1 in the reward) subtract ``beta * k1`` per sequence (eq. 5.3);
+       (reverse KL, k1 in the reward) subtract ``beta * k1`` per sequence (eq. 5.3); (MARA in Algorithm 2's
+       form, ``mara_form="alg2"``, forward KL) good completions score the anchor's reward ``R(z)`` instead;
     3. advantages per group (eq. 5.2); the loss :func:`marabook.estimators.policy_loss`: policy gradient
-       plus ``beta`` times the k3 or SFT term (:meth:`loss`);
+       plus ``beta`` times the k3 or SFT term (:meth:`loss`); under Algorithm 2 each reference sample's SFT
+       term is weighted by ``q(y')/pi_ref(y')``, ``pi_ref(z)/pi_ref(y')`` for a good ``y'``
+       (``marabook.rl.config.alg2_sft_weights``, eq. 4.3), so the term estimates ``-sum_y q(y) log pi(y)``;
     4. one Adam step; log reward, KL, the loss terms, task metrics, and where the time went.
 
     With ``config.micro_batch_size`` the loss runs over micro-batches of completions with gradient
@@ -187,14 +194,19 @@ class Trainer(TrainLoop):
         t1 = time.perf_counter()
         texts, rewards = self.score(prompts, comp, cmask)
         t2 = time.perf_counter()
-        ref_ids = ref_mask = None
+        ref_ids = ref_mask = ref_rewards = ref_sample_lp = None
         with torch.no_grad(), self.reference() as ref:
             if c.kl_placement == "sft":  # fresh reference samples for the SFT term (eq. 5.5)
                 ref_ids, ref_mask = self.sample(ref, p_ids, p_mask, num_samples=c.group_size)
+                if c.mara_form == "alg2":  # Algorithm 2 weighs them by q/pi_ref: their log pi_ref and reward (eq. 4.3)
+                    ref_sample_lp = self.logprobs(ref, p_ids, p_mask, prompt_index, ref_ids, ref_mask).sum(-1)
             ref_tok_lp = self.logprobs(ref, p_ids, p_mask, prompt_index, comp, cmask)
+        if ref_sample_lp is not None:
+            ref_rewards = self.score(prompts, ref_ids, ref_mask)[1]
         t3 = time.perf_counter()
         return Rollout(p_ids, p_mask, prompt_index, comp, cmask, rewards, ref_tok_lp, prompts, texts, ref_ids,
-                       ref_mask, {"sample": t1 - t0, "reward": t2 - t1, "reference": t3 - t2})
+                       ref_mask, {"sample": t1 - t0, "reward": t2 - t1, "reference": t3 - t2}, ref_rewards,
+                       ref_sample_lp)
 
     def loss(self, batch: Rollout, *, backward: bool = False):
         """Steps 2-3 on a :class:`Rollout`: ``(loss, stats)``.
@@ -205,7 +217,8 @@ class Trainer(TrainLoop):
         that the sum is the loss of the batch in one piece. ``backward=True`` runs each micro-batch's backward
         pass before the next forward (bounded memory) and returns the loss detached; ``backward=False`` returns
         the loss with its graph, e.g. to check it against your own computation. ``stats`` holds the mean shaped
-        reward, the k1 estimate of the KL per sequence (``kl``) and the named terms of the loss.
+        reward, the k1 estimate of the KL per sequence (``kl``) and the named terms of the loss (under Algorithm 2
+        also ``sft_weight_mean``, the mean weight of its SFT term).
         """
         import torch
 
@@ -227,12 +240,13 @@ class Trainer(TrainLoop):
             shaped = self.shape_rewards(batch.rewards, logp if logp is not None else torch.zeros_like(batch.rewards),
                                         batch.ref_logprobs, batch.prompt_index)
             adv = compute_advantages(shaped, c.group_size, c.algorithm, validate=False)         # eq. 5.2
+            sft_w = self.sft_weights(batch)                  # Algorithm 2's q/pi_ref per reference sample, or None
             total, sums, seen = 0.0, {}, []
             for s in chunks:
                 tok_lp, sft_lp = terms if terms is not None else self._policy_terms(batch, s)
                 t = policy_loss(tok_lp, batch.completion_mask[s], adv[s], beta=c.beta, kl_placement=c.kl_placement,
                                 ref_token_logprobs=batch.ref_token_logprobs[s], sft_token_logprobs=sft_lp,
-                                normalizer=n)
+                                normalizer=n, sft_weights=None if sft_w is None else sft_w[s])
                 if backward:
                     self._backward(t["loss"])
                 total = total + (t["loss"].detach() if backward else t["loss"])
@@ -240,6 +254,8 @@ class Trainer(TrainLoop):
                 seen.append(tok_lp.sum(-1).detach())
         logp = torch.cat(seen) if logp is None else logp
         stats = {"shaped_reward": float(shaped.mean()), "kl": float((logp - batch.ref_logprobs).mean()), **sums}
+        if sft_w is not None:
+            stats["sft_weight_mean"] = float(sft_w.mean())
         return total, stats
 
     # ---- pieces of a step --------------------------------------------------------------------
@@ -290,8 +306,21 @@ class Trainer(TrainLoop):
         re-checking the tensors (the trainer's own forward passes guarantee them)."""
         c = self.config
         return shape_rewards(rewards, logp, ref_logp, beta=c.beta, kl=c.kl, kl_estimator=c.kl_estimator,
-                             mara_tau=c.mara_tau, tau_scope=c.tau_scope, groups=groups,
+                             mara_tau=c.mara_tau, tau_scope=c.tau_scope, groups=groups, mara_form=c.mara_form,
                              entropy_coef=c.entropy_coef, validate=False)
+
+    def sft_weights(self, batch: Rollout):
+        """Algorithm 2's weight ``q(y')/pi_ref(y')`` of each reference sample's SFT term (eq. 4.3,
+        ``marabook.rl.config.alg2_sft_weights``, anchors and thresholds from the policy's groups), or None when
+        the run is not Algorithm 2 with the forward KL (every weight is then 1)."""
+        c = self.config
+        if c.mara_form != "alg2" or c.kl_placement != "sft":
+            return None
+        if batch.ref_sample_rewards is None or batch.ref_sample_logprobs is None:
+            raise ValueError("batch must carry ref_sample_rewards and ref_sample_logprobs under mara_form='alg2' "
+                             "(a Rollout from this trainer's rollout())")
+        return alg2_sft_weights(batch.rewards, batch.ref_logprobs, batch.ref_sample_rewards, batch.ref_sample_logprobs,
+                                c.threshold, batch.prompt_index)
 
     def _policy_terms(self, batch: Rollout, s: slice):
         """The policy's token log-probs (with gradient) of the completions ``s`` and, for the forward KL, of the
@@ -340,6 +369,11 @@ class Trainer(TrainLoop):
             ref = module_fingerprint(self.ref) if self.ref is not None else "the policy with its adapters off"
             self._identity_cache = {"task": task, "reference": ref}
         return self._identity_cache
+
+    def _config_json(self) -> dict:
+        """The config as checkpoints record and compare it: fields added later, at their defaults, left out
+        (:func:`marabook.checkpoints.config_record`), so checkpoints written before they existed still resume."""
+        return config_record(self.config)
 
     def _extra_state(self) -> dict:
         return {"scaler": self.scaler.state_dict() if self.scaler is not None else None}
