@@ -9,6 +9,8 @@ browser test (tests/test_browser.py) measures every rendered figure against thes
 
 from __future__ import annotations
 
+import os
+
 import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
@@ -44,7 +46,9 @@ COLORS = {
 
 def use_book_style() -> None:
     """Apply the book's matplotlib style: one-column figures, type no smaller than :data:`MIN_FONT_PT`, and
-    (inside a Jupyter kernel) retina PNGs, so figures stay sharp at the column's width."""
+    (inside a Jupyter kernel) retina PNGs, so figures stay sharp at the column's width. With the environment
+    variable ``MARABOOK_CHECK_FIGURES=1`` every figure drawn afterwards is checked for overlapping text
+    (:func:`marabook.figure_checks.record`)."""
     mpl.rcParams.update({
         "figure.figsize": (COLUMN_IN, 3.0),
         "figure.dpi": DPI,
@@ -64,6 +68,10 @@ def use_book_style() -> None:
         "legend.frameon": False,
     })
     _retina_in_jupyter()
+    if os.environ.get("MARABOOK_CHECK_FIGURES") == "1":  # the test suite: every drawn figure is checked
+        from marabook import figure_checks
+
+        figure_checks.record(True)
 
 
 def _retina_in_jupyter() -> None:

@@ -11,8 +11,9 @@ from marabook.targets import forward_kl_target, reverse_kl_target
 
 __all__ = ["explorer_problem", "draw_explorer", "target_explorer", "explorer_grid"]
 
-def draw_explorer(ax, beta: float, reward_gap: float, ref_gap: float):
-    """One explorer panel: both targets at ``beta`` and the mass each puts on each mode."""
+def draw_explorer(ax, beta: float, reward_gap: float, ref_gap: float, full_title: bool = True):
+    """One explorer panel: both targets at ``beta`` and the mass each puts on each mode. ``full_title=False``
+    leaves the reference gap and the words out of the title (a grid says them once, in its own title)."""
     prob = explorer_problem(reward_gap, ref_gap)
     plot_targets(ax, prob, beta, title="")
     m1, m2 = prob.modes.values()
@@ -20,8 +21,11 @@ def draw_explorer(ax, beta: float, reward_gap: float, ref_gap: float):
     for name, fn in (("rev", reverse_kl_target), ("fwd", forward_kl_target)):
         g = fn(prob.ref_probs, prob.rewards, beta)
         rows.append(f"{name} {mass_on(g, m1):.2f}|{mass_on(g, m2):.2f}")
-    ax.set_title(rf"$\beta$={beta:g}, $\Delta R$={reward_gap:g}, $\Delta\log\pi_{{ref}}$={ref_gap:g}"
-                 + "\nmass on mode 1|2: " + ", ".join(rows))
+    if full_title:
+        ax.set_title(rf"$\beta$={beta:g}, $\Delta R$={reward_gap:g}, $\Delta\log\pi_{{ref}}$={ref_gap:g}"
+                     + "\nmass on mode 1|2: " + ", ".join(rows))
+    else:
+        ax.set_title(rf"$\beta$={beta:g}, $\Delta R$={reward_gap:g}" + "\n" + ", ".join(rows))
     return ax
 
 
@@ -66,6 +70,7 @@ def explorer_grid(betas=(0.02, 0.13, 1.0), reward_gaps=(0.05, 0.25), ref_gap: fl
                            sharex=True, squeeze=False)
     for i, gap in enumerate(reward_gaps):
         for j, beta in enumerate(betas):
-            draw_explorer(axes[i, j], beta, gap, ref_gap)
+            draw_explorer(axes[i, j], beta, gap, ref_gap, full_title=False)
     axes[0, 0].legend(loc="upper right")
+    fig.suptitle(rf"reference log-gap $\Delta\log\pi_{{ref}}$={ref_gap:g}; each title: mass on mode 1|2, reverse and forward")
     return fig

@@ -36,7 +36,9 @@ settings.register_profile("explore", max_examples=2000, database=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "marabook"))
 
 # appended to every chapter while it runs: the kernel itself must be at smoke scale
-SMOKE_CHECK = "import marabook.config\nassert marabook.config.scale() == 'smoke'\nprint('SMOKE-CHECK-OK')"
+SMOKE_CHECK = ("import marabook.config, marabook.figure_checks\nassert marabook.config.scale() == 'smoke'\n"
+               "assert not marabook.figure_checks.RECORDED, 'text overlaps in figures: ' + repr(marabook.figure_checks.RECORDED)\n"
+               "print('SMOKE-CHECK-OK')")
 
 
 def toc_files():
@@ -95,8 +97,9 @@ def book_source(tmp_path_factory):
 def executed_chapters(book_source):
     """Every chapter executed once, in the copied book folder; executed notebooks written back there."""
     saved = {k: os.environ.get(k) for k in ("MARABOOK_SMOKE", "MPLBACKEND", "TQDM_DISABLE",
-                                            "HF_HUB_DISABLE_PROGRESS_BARS")}
+                                            "HF_HUB_DISABLE_PROGRESS_BARS", "MARABOOK_CHECK_FIGURES")}
     os.environ["MARABOOK_SMOKE"] = "1"
+    os.environ["MARABOOK_CHECK_FIGURES"] = "1"  # every figure a chapter draws is checked for overlapping text
     os.environ["TQDM_DISABLE"] = os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # as `make book` does
     os.environ.pop("MPLBACKEND", None)  # let the kernel use its inline backend
     try:
