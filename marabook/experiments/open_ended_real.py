@@ -16,17 +16,22 @@ from the reference's exact probabilities and samples, by a rule fixed before mea
 
 from __future__ import annotations
 
+import copy
+from dataclasses import asdict
 from typing import Sequence
 
 import numpy as np
 
 from marabook._validate import check_int, check_number
+from marabook.experiments.sweep import local_pool, run_sweep
 from marabook.lm.naming import NAME_LISTS, ChatNameTask, read_answer
+from marabook.rl import RLConfig, Trainer
 from marabook.tables import Table
 
 __all__ = ["FORMATS", "CATEGORIES", "HOLDOUT_ORDER", "MIN_VALID", "MIN_ANSWER_PROB", "MIN_REACHABLE",
            "MIN_TOP_SHARE", "MAX_TRAIN", "MAX_OUT", "answer_stats", "measure_candidates", "select_design",
-           "candidate_table"]
+           "candidate_table", "DESIGN", "METHODS", "PENDING_METHODS", "COVERAGE_K", "COVERAGE_M", "configs", "tasks",
+           "exact_state", "evaluate", "run", "base", "study", "COLUMNS", "summarize", "table"]
 
 # ------------------------------------------------------------------------------ candidates (fixed before measuring)
 #: The prompt formats tried. ``{a}``/``{cat}``: the article and the category. A prefix ending in a word makes the
@@ -219,3 +224,268 @@ def candidate_table(rows: Sequence[dict], design: dict | None = None) -> Table:
                   "effective answers", "sampled valid / lenient"], cells,
                  caption='"Name a ..." on SmolLM2-135M-Instruct: candidate formats and categories, measured before '
                          'training')
+
+
+# ------------------------------------------------------------------------------ the study
+#: The chosen design (:func:`select_design` on :func:`measure_candidates`' rows) and training settings (reasons in
+#: :func:`configs`).
+DESIGN = {"format": FORMATS[3], "train": ("color", "country", "sport"), "out": ("animal",), "held_out_family": "animals",
+          "max_new_tokens": 6, "group_size": 8, "prompts_per_step": 2, "lr": 3e-6, "beta": 0.05, "tau": 0.9,
+          "max_grad_norm": 1.0, "steps": 200, "eval_every": 50, "n_eval": 64}
+#: The trainers compared (RLConfig overrides by name), as chapter 6's :data:`marabook.experiments.open_ended.OPEN_ENDED_METHODS`
+#: plus the ablation of GRPO's std scaling ("GRPO no std": the same k3-in-loss KL, the group mean subtracted, no
+#: division by the std). ``"tau"``/``"eta"`` are filled from :data:`DESIGN`.
+METHODS = {
+    "RLOO": dict(kl="reverse", advantage="rloo"),
+    "GRPO": dict(kl="reverse", kl_estimator="k3_loss", advantage="grpo"),
+    "GRPO no std": dict(kl="reverse", kl_estimator="k3_loss", advantage="dr_grpo"),
+    "entropy": dict(kl="reverse", advantage="rloo", entropy_coef="eta"),
+    "MARA-rev": dict(kl="reverse", advantage="rloo", mara_tau="tau"),
+    "MARA-fwd": dict(kl="forward", advantage="rloo", mara_tau="tau"),
+}
+#: Methods the issue asks for that :class:`marabook.rl.Trainer` cannot run yet, and why.
+PENDING_METHODS = {"MARA-fwd alg2": "Algorithm 2's forward form (eq. 4.3) exists in marabook.bandit (mara_form='alg2') "
+                                    "but not in marabook.rl.Trainer"}
+#: The coverage column: the probability that COVERAGE_K samples hold at least COVERAGE_M distinct valid answers.
+COVERAGE_K, COVERAGE_M = 16, 5
+
+
+def configs(seeds=range(5), methods=None, *, steps: int | None = None, **overrides) -> list[tuple]:
+    """The study's grid, ``[(method, RLConfig), ...]``, seed-major (every method of seed 0, then seed 1, ...: a
+    study stopped part-way and resumed later, :func:`study` with ``store=``, always holds paired comparisons).
+
+    Settings (:data:`DESIGN`, overridable): 2 prompts (categories drawn with replacement) x 8 completions per step
+    with the KL coefficient beta and Adam at lr 3e-6 with gradient-norm clipping 1 (the 1-2 study's step size on the
+    same model), ``max_new_tokens`` the format's need, 200 steps; MARA's threshold tau = 0.9 (the top half of the
+    reward range 0.8-1.0, as chapter 6's toy); the entropy bonus's eta = beta."""
+    seeds = list(seeds)
+    methods = list(METHODS) if methods is None else list(methods)
+    if not seeds:
+        raise ValueError("seeds must be non-empty")
+    for m in methods:
+        if m not in METHODS:
+            raise ValueError(f"methods must be drawn from {list(METHODS)}, got {m!r}"
+                             + (f" ({PENDING_METHODS[m]})" if m in PENDING_METHODS else ""))
+    common = dict(beta=DESIGN["beta"], lr=DESIGN["lr"], max_grad_norm=DESIGN["max_grad_norm"],
+                  max_new_tokens=DESIGN["max_new_tokens"], group_size=DESIGN["group_size"],
+                  prompts_per_step=DESIGN["prompts_per_step"], steps=DESIGN["steps"] if steps is None else steps)
+    common.update(overrides)
+    fill = {"tau": DESIGN["tau"], "eta": common["beta"]}
+    return [(m, RLConfig(**common, seed=int(s), **{k: fill.get(v, v) if isinstance(v, str) and v in fill else v
+                                                   for k, v in METHODS[m].items()}))
+            for s in seeds for m in methods]
+
+
+def tasks(tokenizer, design: dict | None = None) -> tuple:
+    """``(train_task, {"in": task, "out": task})`` of a design (default :data:`DESIGN`):
+    :class:`~marabook.lm.naming.ChatNameTask` over its training and held-out categories."""
+    d = DESIGN if design is None else design
+    train = ChatNameTask(tokenizer, list(d["train"]), d["format"])
+    return train, {"in": train, "out": ChatNameTask(tokenizer, list(d["out"]), d["format"])}
+
+
+def exact_state(model, task) -> dict:
+    """Per category of ``task``: the exact valid mass and :func:`answer_stats` of the answer distribution, the
+    expected reward, and every answer's probability (teacher-forced, no sampling)."""
+    out = {}
+    for c, e in task.exact_probs(model).items():
+        p = e["answers"]
+        out[c] = {"p_valid": e["p_valid"], "reward": float(sum(p[a] * e["rewards"][a] for a in p)),
+                  **answer_stats(list(p.values())), "answers": p}
+    return out
+
+
+def evaluate(model, tokenizer, task, *, n: int | None = None, seed: int = 10_000, embedder=None,
+             max_new_tokens: int | None = None) -> dict:
+    """Sample ``n`` completions per prompt and score them as the paper's Table 1 (plus coverage), per category and
+    averaged over categories: mean ``reward``, ``valid`` rate, ``distinct`` valid answers among the ``n``, EAD-1 of
+    the completions (:func:`marabook.metrics.ead`, the model's tokens, V = its vocabulary), ``semantic`` diversity
+    (:func:`marabook.metrics.mean_pairwise_cosine_distance` of ``embedder``'s embeddings, when given),
+    ``coverage`` (:func:`~marabook.lm.naming.coverage_probability` of :data:`COVERAGE_M` distinct valid answers in
+    :data:`COVERAGE_K` samples) and ``expected_distinct`` (in :data:`COVERAGE_K`). Acceptance is checked on the
+    token ids, as in training."""
+    import torch
+
+    from marabook import metrics as M
+    from marabook.lm.naming import coverage_probability, expected_distinct
+    from marabook.rl.sequences import completion_token_ids, decode_completions, encode_prompts, sample_completions
+
+    n = DESIGN["n_eval"] if n is None else n
+    check_int(n, "n", minimum=COVERAGE_K)
+    mnt = task.max_new_tokens if max_new_tokens is None else check_int(max_new_tokens, "max_new_tokens")
+    device = next(model.parameters()).device
+    ids, mask = encode_prompts(tokenizer, task.prompts, device)
+    gen = torch.Generator(device=device).manual_seed(int(seed))
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    comp, cmask = sample_completions(model, ids, mask, max_new_tokens=mnt, eos_token_id=int(tokenizer.eos_token_id),
+                                     pad_token_id=int(pad), generator=gen, num_samples=n)
+    texts = decode_completions(tokenizer, comp, cmask)
+    cids = completion_token_ids(comp, cmask, tokenizer.eos_token_id)
+    tok = lambda t: tokenizer(t, add_special_tokens=False)["input_ids"]  # noqa: E731
+    per = {}
+    for i, (p, c) in enumerate(zip(task.prompts, task.categories)):
+        sl = slice(i * n, (i + 1) * n)
+        got = task.answers([p] * n, texts[sl], cids[sl])
+        valid = [a for a in got if a is not None]
+        counts = [valid.count(a) for a in set(valid)]
+        row = {"reward": float(np.mean(task.reward([p] * n, texts[sl], cids[sl]))), "valid": len(valid) / n,
+               "distinct": float(len(counts)), "ead1": M.ead(texts[sl], 1, vocab_size=len(tokenizer), tokenize=tok),
+               "coverage": coverage_probability(counts, n, COVERAGE_K, COVERAGE_M),
+               "expected_distinct": expected_distinct(counts, n, COVERAGE_K)}
+        if embedder is not None:
+            row["semantic"] = M.mean_pairwise_cosine_distance(embedder([t.strip() or "(empty)" for t in texts[sl]]))
+        per[c] = row
+    out = {k: float(np.mean([r[k] for r in per.values()])) for k in next(iter(per.values()))}
+    return {**out, "categories": per, "samples": texts}
+
+
+_HISTORY_KEYS = ("step", "reward", "shaped_reward", "kl", "valid", "distinct_valid", "top_share", "grad_norm",
+                 "seconds")
+
+
+def run(method: str, config: RLConfig, model=None, tokenizer=None, *, design: dict | None = None,
+        eval_every: int | None = None, n_eval: int | None = None, embedder=None, device="cpu",
+        progress: bool = False) -> dict:
+    """Train one ``config`` (method name ``method``) from a copy of the reference (``model``, default
+    :func:`marabook.lm.load_smollm2` on the CPU; not modified) on the design's training categories, with the exact
+    answer distribution of every training category (:func:`exact_state`) at step 0 and every ``eval_every``
+    steps, and the held-out ones at the start and the end; then :func:`evaluate` in and out of distribution
+    (``n_eval`` samples per prompt, seed 10,000 + the run's seed). Returns ``{"method", "config", "trajectory",
+    "exact_out", "history", "eval", "seconds_per_step"}``."""
+    from marabook.lm import load_smollm2
+
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {list(METHODS)}, got {method!r}")
+    if not isinstance(config, RLConfig):
+        raise ValueError(f"config must be an RLConfig, got {type(config).__name__}")
+    eval_every = DESIGN["eval_every"] if eval_every is None else check_int(eval_every, "eval_every")
+    if model is None or tokenizer is None:
+        model, tokenizer = load_smollm2(device=device)
+    train, evals = tasks(tokenizer, design)
+    if config.max_new_tokens < max(train.max_new_tokens, evals["out"].max_new_tokens):
+        raise ValueError(f"max_new_tokens must be >= {max(train.max_new_tokens, evals['out'].max_new_tokens)} for "
+                         f"this design (its longest accepted string plus end of turn), got {config.max_new_tokens}")
+    policy = copy.deepcopy(model)
+    for p in policy.parameters():
+        p.requires_grad_(True)
+    trainer = Trainer(policy, tokenizer, train, config, ref_model=None if config.lora else model, device=device,
+                      progress=progress)
+    trajectory = [{"step": 0, "state": exact_state(trainer.policy, train)}]
+    exact_out = {"start": exact_state(trainer.policy, evals["out"])}
+    for stop in [*range(eval_every, config.steps, eval_every), config.steps]:
+        trainer.train(until=stop)
+        trajectory.append({"step": trainer.step, "state": exact_state(trainer.policy, train)})
+    exact_out["end"] = exact_state(trainer.policy, evals["out"])
+    ev = {k: {m: v for m, v in evaluate(trainer.policy, tokenizer, t, n=n_eval, seed=10_000 + config.seed,
+                                         embedder=embedder, max_new_tokens=config.max_new_tokens).items()
+              if m != "samples"} for k, t in evals.items()}
+    return {"method": method, "config": asdict(config), "trajectory": trajectory, "exact_out": exact_out,
+            "history": [{k: h[k] for k in _HISTORY_KEYS if k in h} for h in trainer.history], "eval": ev,
+            "seconds_per_step": float(np.mean([h["seconds"] for h in trainer.history]))}
+
+
+def base(model, tokenizer, seeds=range(5), *, design: dict | None = None, n_eval: int | None = None,
+         embedder=None) -> list[dict]:
+    """The untrained reference evaluated like a trained run (:func:`evaluate`, in and out, with the eval seed of
+    each run seed), one row per seed: the base model's row carries the same sampling noise as the others."""
+    _, evals = tasks(tokenizer, design)
+    mnt = (DESIGN if design is None else design).get("max_new_tokens")
+    return [{"method": "base", "config": {"seed": int(s)},
+             "eval": {k: {m: v for m, v in evaluate(model, tokenizer, t, n=n_eval, seed=10_000 + int(s),
+                                                     embedder=embedder, max_new_tokens=mnt).items() if m != "samples"}
+                      for k, t in evals.items()}} for s in seeds]
+
+
+_LOADED: dict = {}
+
+
+def _job(args):
+    """One study run in a worker process: SmolLM2 and the sentence encoder loaded once per process, on the CPU."""
+    method, config = args
+    if "smollm2" not in _LOADED:
+        from marabook.lm import load_sentence_embedder, load_smollm2
+
+        _LOADED["smollm2"] = load_smollm2(device="cpu")
+        try:
+            _LOADED["embedder"] = load_sentence_embedder()
+        except ValueError:  # the offline MiniLM package is missing: no semantic column
+            _LOADED["embedder"] = None
+    model, tok = _LOADED["smollm2"]
+    return run(method, config, model, tok, embedder=_LOADED["embedder"])
+
+
+def study(store=None, workers: int = 1, grid: Sequence[tuple] | None = None, *, model=None, tokenizer=None,
+          design: dict | None = None, eval_every: int | None = None, n_eval: int | None = None, embedder=None,
+          progress: bool = True):
+    """:func:`run` for every ``(method, config)`` of ``grid`` (default :func:`configs`) through
+    :func:`~marabook.experiments.sweep.run_sweep`: ``workers`` spawned processes with one torch thread each, each
+    loading SmolLM2 and MiniLM once; ``store=<dir>`` saves every finished run as it arrives and a restart skips it
+    (resumable in parts). A run that raises leaves a :class:`~marabook.experiments.sweep.JobFailure` (counted by
+    :func:`summarize`). ``model``/``tokenizer`` (and ``design``, ``eval_every``, ``n_eval``, ``embedder``): run in
+    this process on that model instead (e.g. the tiny reference LM in the tests; ``workers`` must be 1)."""
+    grid = configs() if grid is None else list(grid)
+    if not grid or not all(isinstance(g, tuple) and len(g) == 2 and isinstance(g[1], RLConfig) for g in grid):
+        raise ValueError("grid must be a non-empty list of (method, RLConfig) pairs")
+    check_int(workers, "workers", minimum=1)
+    if model is not None:
+        if workers != 1:
+            raise ValueError("workers must be 1 when a model is passed (it runs in this process)")
+        return run_sweep(lambda job: run(job[0], job[1], model, tokenizer, design=design, eval_every=eval_every,
+                                         n_eval=n_eval, embedder=embedder), grid, store=store,
+                         desc="naming runs", progress=progress)
+    pool = local_pool(workers)
+    try:
+        return run_sweep(_job, grid, executor=pool, store=store, desc="naming runs (SmolLM2)", progress=progress)
+    finally:
+        pool.shutdown()
+
+
+# ------------------------------------------------------------------------------ reading the runs
+#: The Table-1 columns: (header, evaluation set, metric of :func:`evaluate`).
+COLUMNS = [("reward (in)", "in", "reward"), ("reward (out)", "out", "reward"), ("EAD-1", "in", "ead1"),
+           ("semantic", "in", "semantic"), ("distinct", "in", "distinct"),
+           (f"P(>= {COVERAGE_M} of {COVERAGE_K})", "in", "coverage")]
+
+
+def summarize(results, base_rows: Sequence[dict] = ()) -> list[dict]:
+    """One row per method (``"base"`` first when :func:`base` rows are given): ``n`` finished runs, ``errors``
+    (:class:`~marabook.experiments.sweep.JobFailure` records: counted, never averaged), and per column of
+    :data:`COLUMNS` the mean over seeds and its 95% bootstrap interval (:func:`marabook.stats.bootstrap_ci`;
+    ``(mean, low, high)``, the interval NaN with one run)."""
+    from marabook.experiments.sweep import failure_counts, split_failures
+    from marabook.stats import bootstrap_ci
+
+    if isinstance(results, (str, dict)):
+        raise ValueError("results must be a list of run results")
+    done, fails = split_failures(list(base_rows) + list(results))
+    errors = failure_counts(fails, lambda job: job[0])
+    by: dict = {}
+    for i, r in enumerate(done):
+        if not isinstance(r, dict) or "method" not in r or "eval" not in r:
+            raise ValueError(f"results[{i}] must be a run result (a dict with 'method' and 'eval') or a JobFailure")
+        by.setdefault(r["method"], []).append(r["eval"])
+    for m in errors:
+        by.setdefault(m, [])
+    rows = []
+    for method in sorted(by, key=lambda m: (m != "base", list(METHODS).index(m) if m in METHODS else -1)):
+        evals = by[method]
+        row = {"method": method, "n": len(evals), "errors": errors.get(method, 0)}
+        for head, split, metric in COLUMNS:
+            vals = np.array([e[split][metric] for e in evals if metric in e.get(split, {})], dtype=float)
+            if vals.size:
+                low, high = bootstrap_ci(vals) if vals.size > 1 else (float("nan"), float("nan"))
+                row[head] = (float(vals.mean()), low, high)
+        rows.append(row)
+    return rows
+
+
+def table(rows) -> Table:
+    """:func:`summarize`'s rows, ``mean [low, high]`` per column; a method some of whose runs raised says how many."""
+    cells = []
+    for r in rows:
+        row = [f"{r['method']} ({r['n']}" + (f", {r['errors']} raised)" if r.get("errors") else ")")]
+        for h, _, _ in COLUMNS:
+            m = r.get(h)
+            row.append("" if m is None else f"{m[0]:.3f}" + (f" [{m[1]:.3f}, {m[2]:.3f}]" if np.isfinite(m[1]) else ""))
+        cells.append(row)
+    return Table(["method (runs)"] + [h for h, _, _ in COLUMNS], cells)

@@ -8,7 +8,7 @@
   :class:`ScoredTask` (any reward model), exact answer probabilities; :class:`ChatOneTwoTask` (the 1-2 task
   on a chat model, ``SMOLLM2_ONETWO``) and the per-answer string counts;
 * :mod:`marabook.lm.naming`: "Name a ..." on a chat model (chapter 6 on SmolLM2): the categories, the reward,
-  :class:`ChatNameTask` with exact answer probabilities, and the unbiased coverage estimator;
+  :class:`~marabook.lm.naming.ChatNameTask` with exact answer probabilities, and the unbiased coverage estimator;
 * :mod:`marabook.lm.pretrain`: the synthetic corpus and the reference LM's pretraining.
 
 The experiments built on these (:mod:`marabook.experiments.onetwo`, :mod:`marabook.experiments.open_ended`) live
@@ -25,7 +25,6 @@ from marabook.lm.models import (EOS, REFERENCE_LM_DIR, SMOLLM2_GGUF, SMOLLM2_HUB
                                 load_sentence_embedder, load_smollm2, smollm2_cache_dir)
 from marabook.lm.pretrain import build_tokenizer, pretrain_reference_lm, reference_corpus
 from marabook.lm import naming, sizing
-from marabook.lm.naming import ChatNameTask
 from marabook.lm.tasks import (NAME_CATEGORIES, ONE_TWO_CORPUS_ANSWERS, ONE_TWO_QUESTIONS, SMOLLM2_ONETWO,
                                ChatOneTwoTask, NameTask, OneTwoTask, ScoredTask, answer_logprobs, answer_strings,
                                chat_prompt, distinct_strings_per_answer, lenient_answer, onetwo_answer_probs)
@@ -36,4 +35,4 @@ __all__ = ["EOS", "REFERENCE_LM_DIR", "load_causal_lm", "load_reference_lm", "Se
            "NameTask", "ScoredTask", "answer_logprobs", "onetwo_answer_probs", "sizing",
            "load_smollm2", "smollm2_cache_dir", "SMOLLM2_HUB_ID", "SMOLLM2_GGUF", "SMOLLM2_INSTALL",
            "ChatOneTwoTask", "SMOLLM2_ONETWO", "chat_prompt", "lenient_answer", "answer_strings",
-           "distinct_strings_per_answer", "naming", "ChatNameTask"]
+           "distinct_strings_per_answer", "naming"]
