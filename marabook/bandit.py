@@ -20,22 +20,30 @@ forward KL Algorithm 2 weights each good reference sample's SFT term by ``pi_ref
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.integrate import solve_ivp
 from scipy.special import log_softmax, softmax
 
 from marabook.config import show_progress
-from marabook._validate import check_beta, check_distribution, check_finite, check_int
+from marabook._validate import check_beta, check_distribution, check_finite, check_int, check_number
 from marabook.estimators import rloo_advantages
 from marabook.mara import alg2_terms, batch_anchors, mara_rewards, mara_rewards_global
 from marabook.targets import kl_regularized_gradient
 
-__all__ = ["Trajectory", "augmented_rewards_global", "train_exact", "train_sampled", "sample_target",
-           "filtered_self_training"]
+__all__ = ["Trajectory", "OPTIMIZERS", "augmented_rewards_global", "train_exact", "train_sampled", "sample_target",
+           "filtered_self_training", "settle_step"]
 
 _DIRECTIONS = ("reverse", "forward")
 _MARA_FORMS = ("reward", "alg2")
+#: The update rules :func:`train_exact` can apply to the exact gradient: ``"adam"`` (Adam on the logits, the
+#: default), ``"sgd"`` (plain gradient ascent ``theta += lr * grad``; on the expected gradient nothing is
+#: sampled, so SGD is gradient ascent) and ``"flow"`` (the gradient flow ``d theta / dt = grad J``, the limit of
+#: ``"sgd"`` as ``lr`` shrinks, solved by an ODE solver and read at ``t = lr * step``): chapter 5, section 5.9.
+OPTIMIZERS = ("adam", "sgd", "flow")
+#: Tolerances of the ODE solver behind ``optimizer="flow"`` (LSODA, relative and absolute, on the logits).
+FLOW_RTOL, FLOW_ATOL = 1e-9, 1e-9
 
 
 @dataclass
@@ -44,7 +52,9 @@ class Trajectory:
 
     ``steps``: the step index of each snapshot; ``policies``: snapshots, shape (T, V) for exact runs
     and (T, S, V) for sampled runs over S seeds; ``objective`` and ``entropy`` (nats) at each
-    snapshot (same leading shape); ``final``: the final policy, (V,) or (S, V).
+    snapshot (same leading shape); ``final``: the final policy, (V,) or (S, V); ``settings``: the optimiser
+    settings the run used (:func:`train_exact` records ``optimizer``, ``lr`` and ``steps``, with Adam's
+    ``adam_betas`` and ``adam_eps`` or the flow's ``time_per_step``, ``rtol`` and ``atol``; empty for sampled runs).
     """
 
     steps: np.ndarray
@@ -52,6 +62,7 @@ class Trajectory:
     objective: np.ndarray
     entropy: np.ndarray
     final: np.ndarray
+    settings: dict = field(default_factory=dict)
 
 
 def augmented_rewards_global(ref_probs, rewards, beta, tau):
@@ -107,12 +118,76 @@ class _Adam:
         return theta + (self.lr if lr is None else lr) * m_hat / (np.sqrt(v_hat) + self.eps)
 
 
+def _logsumexp(th):
+    """``scipy.special.logsumexp(th, axis=-1, keepdims=True)`` for finite real logits, computed by the same
+    operations (the largest term kept apart, ``log1p`` of the rest), so results agree bit for bit."""
+    a_max = th.max(axis=-1, keepdims=True)
+    mask = th == a_max
+    m = mask.sum(axis=-1, keepdims=True, dtype=th.dtype)
+    s = np.exp(np.where(mask, -np.inf, th) - a_max).sum(axis=-1, keepdims=True)
+    s = np.where(s == 0, s, s / m)
+    return np.log1p(s) + np.log(m) + a_max
+
+
+def _exact_gradient(q, r, b, direction):
+    """The exact gradient of :func:`marabook.targets.kl_regularized_gradient` (eqs. 1.5 / 2.5) for inputs
+    validated once: the same arithmetic without the per-call checks (a long run takes 10^5 steps)."""
+    q = check_distribution(q, "ref_probs")  # renormalised once, as every call of the checked function does
+    log_q = np.log(q) if direction == "reverse" else None
+    b_arr = np.full(1, b)
+
+    def grad(th):
+        log_pi = th - _logsumexp(th)
+        pi = np.exp(log_pi)
+        if direction == "reverse":
+            adv = r - b_arr * (log_pi - log_q)
+            return pi * (adv - (pi * adv).sum(axis=-1, keepdims=True))
+        return pi * (r - (pi * r).sum(axis=-1, keepdims=True)) + b_arr * (q - pi)
+    return grad
+
+
+def _check_optimizer(optimizer, lr, adam_betas, adam_eps):
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+    try:
+        b1, b2 = adam_betas
+    except (TypeError, ValueError):
+        raise ValueError(f"adam_betas must be a pair (beta1, beta2), got {adam_betas!r}") from None
+    for name, v in (("adam_betas[0]", b1), ("adam_betas[1]", b2)):
+        if not 0.0 <= check_number(v, name) < 1.0:
+            raise ValueError(f"adam_betas must lie in [0, 1), got {name} = {v!r}")
+    check_number(adam_eps, "adam_eps", positive=True)
+    out = {"optimizer": optimizer, "lr": float(lr)}
+    if optimizer == "adam":
+        out.update(adam_betas=(float(b1), float(b2)), adam_eps=float(adam_eps))
+    elif optimizer == "flow":
+        out.update(time_per_step=float(lr), rtol=FLOW_RTOL, atol=FLOW_ATOL)
+    return out
+
+
+def settle_step(steps, values, target, within: float):
+    """The first of ``steps`` from which ``values`` stays within ``within`` of ``target`` to the end (the
+    step a trajectory reaches its target by, and stays); None when the last value is outside. Vectorised:
+    ``steps`` and ``values`` are 1-D of one length (a trajectory of :func:`train_exact` read at its
+    snapshots, e.g. the share of one outcome)."""
+    st, v = np.asarray(steps), check_finite(values, "values")
+    if st.ndim != 1 or v.shape != st.shape or not st.size:
+        raise ValueError(f"steps and values must be 1-D of one non-zero length, got {st.shape} and {v.shape}")
+    check_number(target, "target")
+    check_number(within, "within", positive=True)
+    bad = np.flatnonzero(np.abs(v - target) > within)
+    if not bad.size:
+        return int(st[0])
+    return None if bad[-1] == st.size - 1 else int(st[bad[-1] + 1])
+
+
 def _snapshot_steps(steps: int, n: int) -> np.ndarray:
     return np.unique(np.round(np.linspace(0, steps, min(n, steps + 1))).astype(int))
 
 
 def train_exact(ref_probs, rewards, beta, *, direction="reverse", mara_tau=None, mara_form="reward", steps=2000,
-                lr=0.1, init_logits=None, n_snapshots=50, progress=False) -> Trajectory:
+                lr=0.1, optimizer="adam", adam_betas=(0.9, 0.999), adam_eps=1e-8, init_logits=None, n_snapshots=50,
+                progress=False) -> Trajectory:
     """Gradient ascent with the exact gradient (eqs. 1.5 / 2.5) from ``pi_ref`` (or ``init_logits``).
 
     With ``mara_tau`` and ``mara_form="reward"`` (Algorithm 1) the rewards are replaced by
@@ -121,10 +196,29 @@ def train_exact(ref_probs, rewards, beta, *, direction="reverse", mara_tau=None,
     ``mara_form="alg2"`` (Algorithm 2, eq. 4.3) the objective is ``E_pi[r] - beta KL(. || .)`` with the
     reward ``r`` and KL reference ``q`` of :func:`marabook.mara.alg2_terms`; forward-KL runs converge to
     :func:`marabook.mara.alg2_forward_target` (flat over the good tokens), reverse-KL runs to the same
-    target as Algorithm 1. Adam on the logits; deterministic. ``objective`` in the trajectory is evaluated
-    with the task's ORIGINAL rewards and reference, as in :func:`train_sampled`.
+    target as Algorithm 1. ``objective`` in the trajectory is evaluated with the task's ORIGINAL rewards and
+    reference, as in :func:`train_sampled`. Deterministic.
+
+    The optimiser (chapter 5, section 5.9: the fixed point is the objective's, the path to it is the
+    optimiser's) is set by ``optimizer`` (one of :data:`OPTIMIZERS`):
+
+    * ``"adam"`` (default): Adam on the logits with step ``lr`` (default 0.1), ``adam_betas`` (default
+      (0.9, 0.999)) and ``adam_eps`` (default 1e-8), bias-corrected, as ``torch.optim.Adam``. Each logit moves
+      by about ``lr`` per step whatever the size of its gradient.
+    * ``"sgd"``: plain gradient ascent ``theta <- theta + lr * grad J``. On the exact gradient nothing is
+      sampled, so SGD and gradient ascent are one update; it is the Euler discretisation of the gradient flow
+      ``d theta / dt = grad J`` with time ``t = lr * step``, and follows the flow as closely as ``lr`` is small
+      (the error is of order ``lr``), until ``lr`` passes the stability limit of the step.
+    * ``"flow"``: that gradient flow itself, integrated by ``scipy.integrate.solve_ivp`` (LSODA, tolerances
+      :data:`FLOW_RTOL` and :data:`FLOW_ATOL`) and read at the times ``t = lr * k`` of the snapshot steps ``k``:
+      where ``"sgd"`` with step ``lr`` would be after ``k`` steps in the limit of a small step. It costs one
+      solver run whatever ``steps`` is (``tests/test_dynamics_optimisers.py`` checks small-step ``"sgd"``
+      against it and it against an independent solver).
+
+    Every setting is recorded in ``Trajectory.settings``.
     """
     ref, r_task, b = _check_common(ref_probs, rewards, beta, direction, steps, lr, mara_form)
+    settings = {**_check_optimizer(optimizer, lr, adam_betas, adam_eps), "steps": int(steps)}
     q, b_kl = ref, b
     if mara_tau is None:
         r = r_task
@@ -138,7 +232,17 @@ def train_exact(ref_probs, rewards, beta, *, direction="reverse", mara_tau=None,
         theta = np.log(np.maximum(ref, 1e-300)) if init_logits is None else check_finite(init_logits, "init_logits").copy()
     if theta.shape != ref.shape:
         raise ValueError(f"init_logits must have shape {ref.shape}, got {theta.shape}")
-    opt = _Adam(theta.shape, lr)
+    kl_regularized_gradient(theta, q, r, b_kl, direction)  # validates once what the loop's gradient assumes
+    grad = _exact_gradient(q, r, b_kl, direction)
+    opt = _Adam(theta.shape, lr, *settings["adam_betas"], eps=settings["adam_eps"]) if optimizer == "adam" else None
+    if optimizer == "flow":
+        stp = _snapshot_steps(steps, n_snapshots)
+        sol = solve_ivp(lambda t, th: grad(th), (0.0, lr * steps), theta, method="LSODA", t_eval=lr * stp,
+                        rtol=FLOW_RTOL, atol=FLOW_ATOL)
+        if not sol.success:
+            raise RuntimeError(f"the gradient-flow ODE solver failed: {sol.message}")
+        pol = softmax(sol.y.T, axis=-1)
+        return Trajectory(stp, pol, _objective(pol, ref, r_task, b, direction), _entropy(pol), pol[-1], settings)
     keep = set(_snapshot_steps(steps, n_snapshots).tolist())
     snaps, stp = [], []
     iterator = range(steps + 1)
@@ -147,13 +251,14 @@ def train_exact(ref_probs, rewards, beta, *, direction="reverse", mara_tau=None,
         iterator = tqdm(iterator, desc=f"exact {direction}", disable=not show_progress())
     for k in iterator:
         if k in keep:
-            snaps.append(softmax(theta))
+            snaps.append(theta)
             stp.append(k)
         if k == steps:
             break
-        theta = opt.ascent(theta, kl_regularized_gradient(theta, q, r, b_kl, direction))
-    pol = np.array(snaps)
-    return Trajectory(np.array(stp), pol, _objective(pol, ref, r_task, b, direction), _entropy(pol), pol[-1])
+        theta = opt.ascent(theta, grad(theta)) if opt is not None else theta + lr * grad(theta)
+    pol = softmax(np.array(snaps), axis=-1)
+    return Trajectory(np.array(stp), pol, _objective(pol, ref, r_task, b, direction), _entropy(pol), pol[-1],
+                      settings)
 
 
 def train_sampled(ref_probs, rewards, beta, *, direction="reverse", mara_tau=None, mara_form="reward", batch_size=64,

@@ -24,7 +24,7 @@ from marabook.tables import Table
 
 __all__ = ["COMMON", "BETAS", "configs", "run", "sweep", "summarize", "table", "stored_table", "method_label",
            "select", "failed_runs", "predicted_shares", "DYNAMICS", "dynamics_configs", "time_to_target",
-           "exact_dynamics", "dynamics_sweep", "dynamics_summary", "dynamics_table", "plot_dynamics", "pareto_points", "share_stats"]
+           "EXACT_OPTIMIZERS", "exact_dynamics", "dynamics_sweep", "dynamics_summary", "dynamics_table", "plot_dynamics", "pareto_points", "share_stats"]
 
 #: The chapter's training settings (4 prompts x 8 completions, Adam lr 3e-3, RLOO, 4 new tokens).
 COMMON = dict(group_size=8, prompts_per_step=4, lr=3e-3, max_new_tokens=4, advantage="rloo")
@@ -269,10 +269,28 @@ def time_to_target(trajectory, target: float, within: float = 0.1, fail_below: f
     return None
 
 
-def exact_dynamics(ref_probs, betas, *, steps: int = 3000, lr: float = 0.01, within: float = 0.05) -> list[dict]:
-    """The same question under exact expected-gradient dynamics (Adam on the logits of a softmax over the
-    outcomes "1", "2", anything else, with the reference's probabilities ``ref_probs``): per beta and method,
-    the number of steps until the share of "1" stays within ``within`` of its target, and the final share."""
+#: The optimiser axis of section 5.9: name -> :func:`marabook.bandit.train_exact` settings, with a step budget
+#: in which the grid's smallest beta (0.001) settles. "gradient flow" is the ODE read at t = 0.1 k, where plain
+#: gradient ascent with step 0.1 is after k steps (within 4e-4 in the share of "1"); SGD is the same update
+#: with step 10; the first Adam row is the book's default (torch's defaults but lr).
+EXACT_OPTIMIZERS = {
+    "gradient flow": {"optimizer": "flow", "lr": 0.1, "steps": 500_000},
+    "SGD, lr 10": {"optimizer": "sgd", "lr": 10.0, "steps": 5_000},
+    "Adam, lr 0.01": {"optimizer": "adam", "lr": 0.01, "adam_betas": (0.9, 0.999), "steps": 6_000},
+    "Adam, lr 0.01, beta2 0.99": {"optimizer": "adam", "lr": 0.01, "adam_betas": (0.9, 0.99), "steps": 6_000},
+    "Adam, lr 0.003": {"optimizer": "adam", "lr": 0.003, "adam_betas": (0.9, 0.999), "steps": 12_000}}
+
+
+def exact_dynamics(ref_probs, betas, *, steps: int = 3000, lr: float = 0.01, within: float = 0.05,
+                   optimizer: str = "adam", adam_betas=(0.9, 0.999), n_snapshots: int | None = None) -> list[dict]:
+    """The same question under exact expected-gradient dynamics (a softmax over the outcomes "1", "2",
+    anything else, with the reference's probabilities ``ref_probs``), with the optimiser as an axis:
+    ``optimizer``, ``lr`` and ``adam_betas`` as in :func:`marabook.bandit.train_exact` (default: Adam, lr 0.01,
+    betas (0.9, 0.999); :data:`EXACT_OPTIMIZERS` names the chapter's settings). Per beta and method: the
+    target share of "1"; ``steps_to_target``, the step from which the share stays within ``within`` of it
+    (None if not within ``steps``); ``final_share_1``; ``peak_share_1`` and ``peak_step`` (the largest share
+    of "1" along the run and where); ``departure``, the largest distance from the target; ``settings``, the
+    optimiser's. Read every step, or at ``n_snapshots`` evenly spaced steps (then to that resolution)."""
     from marabook import bandit
     from marabook.mara import method_targets
 
@@ -282,13 +300,16 @@ def exact_dynamics(ref_probs, betas, *, steps: int = 3000, lr: float = 0.01, wit
     for b in betas:
         targets_ = method_targets(ref, r, b, 1.0)
         for method, key, tau in (("vanilla", "vanilla-reverse", None), ("MARA", "mara-reverse", 1.0)):
-            tr = bandit.train_exact(ref, r, b, mara_tau=tau, steps=steps, lr=lr, n_snapshots=steps + 1)
+            tr = bandit.train_exact(ref, r, b, mara_tau=tau, steps=steps, lr=lr, optimizer=optimizer,
+                                    adam_betas=adam_betas, n_snapshots=n_snapshots or steps + 1)
             share = tr.policies[:, 0] / (tr.policies[:, 0] + tr.policies[:, 1])
-            traj = [{"step": int(k), "share_1": float(x), "p_valid": 1.0} for k, x in zip(tr.steps, share)]
-            t = targets_[key]
-            rows.append({"method": method, "beta": b, "target": float(t[0] / (t[0] + t[1])),
-                         "steps_to_target": time_to_target(traj, float(t[0] / (t[0] + t[1])), within),
-                         "final_share_1": float(share[-1])})
+            t = float(targets_[key][0] / (targets_[key][0] + targets_[key][1]))
+            i = int(np.argmax(share))
+            rows.append({"method": method, "beta": b, "target": t,
+                         "steps_to_target": bandit.settle_step(tr.steps, share, t, within),
+                         "final_share_1": float(share[-1]), "peak_share_1": float(share[i]),
+                         "peak_step": int(tr.steps[i]), "departure": float(np.max(np.abs(share - t))),
+                         "settings": tr.settings})
     return rows
 
 
