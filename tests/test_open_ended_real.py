@@ -42,6 +42,9 @@ def test_accepted_forms_and_the_lenient_reader():
     assert naming.answer_forms("color")["gray"] == ("gray", "gray.", "Gray", "Gray.", "grey", "grey.", "Grey", "Grey.")
     assert naming.answer_forms("country", leading_space=True)["France"] == (" france", " france.", " France",
                                                                              " France.")
+    assert naming.answer_forms("fruit", True, articles=True)["apple"][4:] == (" an apple", " an apple.", " the apple",
+                                                                               " the apple.")
+    assert naming.answer_forms("city", articles=True)["Paris"] == ("paris", "paris.", "Paris", "Paris.")  # proper noun
     assert naming.read_answer("fruit", " A pear!") == "pear"
     assert naming.read_answer("fruit", "Plums.") == "plum"
     assert naming.read_answer("fruit", "peaches") == "peach"

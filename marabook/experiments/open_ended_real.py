@@ -44,6 +44,12 @@ FORMATS = (
     {"name": "f4", "system": "Answer briefly.", "user": "Name {a} {cat}.", "prefix": "One {cat} is"},
     {"name": "f5", "system": "Answer with one word.", "user": "Name {a} {cat}.", "prefix": "My answer is"},
     {"name": "f6", "system": "Answer with one word.", "user": "Name {a} {cat}.", "prefix": "Here is {a} {cat}:"},
+    # round 2, added after round 1 (f0-f6) let only "color" qualify (under f3-f4 the model often names an animal or a
+    # fruit with an article, " a pear."): the same prefixed formats, the reward also accepting an article
+    {"name": "f7", "system": "Answer with one word.", "user": "Name {a} {cat}.", "prefix": "One {cat} is", "articles": True},
+    {"name": "f8", "system": "Answer briefly.", "user": "Name {a} {cat}.", "prefix": "One {cat} is", "articles": True},
+    {"name": "f9", "system": "Answer with one word.", "user": "Name {a} {cat}.", "prefix": "Here is {a} {cat}:",
+     "articles": True},
 )
 #: Every candidate category (:data:`marabook.lm.naming.NAME_LISTS`), in listing order.
 CATEGORIES = tuple(NAME_LISTS)

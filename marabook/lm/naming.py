@@ -100,14 +100,14 @@ def name_reward(category: str, answer: str) -> float:
 
 
 def format_prompt(tokenizer, category: str, fmt: dict) -> str:
-    """The chat prompt for ``category`` under a format dict ``{"system", "user", "prefix"}`` whose ``user`` and
-    ``prefix`` may contain ``{a}`` (the article, "a"/"an") and ``{cat}`` (the category); :func:`marabook.lm.chat_prompt`."""
+    """The chat prompt for ``category`` under a format dict ``{"system", "user", "prefix"}`` (and ``"articles"``,
+    read by :class:`ChatNameTask`: accept an article before the answer) whose ``user`` and ``prefix`` may contain ``{a}`` (the article, "a"/"an") and ``{cat}`` (the category); :func:`marabook.lm.chat_prompt`."""
     from marabook.lm.tasks import chat_prompt
 
     _category(category)
     if not isinstance(fmt, dict) or not isinstance(fmt.get("user"), str):
         raise ValueError(f"fmt must be a dict with a 'user' template, got {fmt!r}")
-    unknown = set(fmt) - {"system", "user", "prefix", "name"}
+    unknown = set(fmt) - {"system", "user", "prefix", "name", "articles"}
     if unknown:
         raise ValueError(f"fmt has unknown keys {sorted(unknown)}")
     words = {"a": "an" if category[0] in "aeiou" else "a", "cat": category}
@@ -115,15 +115,20 @@ def format_prompt(tokenizer, category: str, fmt: dict) -> str:
                        fmt.get("prefix", "").format(**words))
 
 
-def answer_forms(category: str, leading_space: bool = False) -> dict:
+def answer_forms(category: str, leading_space: bool = False, articles: bool = False) -> dict:
     """``{canonical answer: (accepted strings)}``: every spelling lower-case and capitalised, each with and without
-    a full stop, with a leading space when the assistant's turn was started by a prefix ending in a word."""
+    a full stop, with a leading space when the assistant's turn was started by a prefix ending in a word; with
+    ``articles``, also the lower-case spelling after its indefinite article ("a"/"an") and after "the", with and
+    without a full stop (" a pear.", " the lion"), except for proper nouns (spelled with a capital)."""
     out = {}
     lead = " " if leading_space else ""
     for spellings in _category(category)["answers"]:
         forms = []
         for s in spellings:
-            for w in (s.lower(), s[0].upper() + s[1:]):
+            words = [s.lower(), s[0].upper() + s[1:]]
+            if articles and not s[0].isupper():
+                words += [("an " if s[0] in "aeiou" else "a ") + s, "the " + s]
+            for w in words:
                 for f in (lead + w, lead + w + "."):
                     if f not in forms:
                         forms.append(f)
@@ -171,7 +176,7 @@ class ChatNameTask:
         self.tokenizer, self.categories, self.format = tokenizer, list(categories), dict(fmt)
         self.prompts = [format_prompt(tokenizer, c, fmt) for c in self.categories]
         lead = bool(fmt.get("prefix")) and not fmt["prefix"].endswith(" ")
-        self.accepted = {c: answer_forms(c, lead) for c in self.categories}
+        self.accepted = {c: answer_forms(c, lead, bool(fmt.get("articles"))) for c in self.categories}
         self._category_of = dict(zip(self.prompts, self.categories))
         self._text = {c: {s: a for a, forms in self.accepted[c].items() for s in forms} for c in self.categories}
         self._ids = {c: {tuple(tokenizer(s, add_special_tokens=False)["input_ids"]): a for s, a in self._text[c].items()}
