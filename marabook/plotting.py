@@ -293,9 +293,10 @@ def tokens_forest(rows):
     h = [np.asarray(r["good_entropy_bits"], dtype=float) for r in rows]
     return forest(labels, [
         {"title": "block-2 mass", "mean": [x.mean() for x in b2], "err": [x.std() for x in b2],
-         "target": [r["target_block2"] for r in rows], "colors": colors, "xlim": (-0.03, 0.75)},
+         "target": [r["target_block2"] for r in rows], "colors": colors, "xlim": (-0.03, 1.0)},
         {"title": "good-token entropy (bits)", "mean": [x.mean() for x in h], "err": [x.std() for x in h],
-         "target": [r["target_good_entropy_bits"] for r in rows], "colors": colors}], group_gap=2)
+         "target": [r["target_good_entropy_bits"] for r in rows], "colors": colors}],
+        group_gap=max(1, len(rows) // len({r["beta"] for r in rows})))
 
 
 def onetwo_forest(rows):

@@ -32,11 +32,10 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
 
-from marabook.checkpoints import (CHECKPOINT_FORMAT, VERSIONED_FILE, TEMPORARY_FILE, CheckpointError, fsync, file_sha256, module_fingerprint, optimizer_to_safe, optimizer_from_safe, read_record, checkpoint_files)
+from marabook.checkpoints import (CHECKPOINT_FORMAT, config_record, VERSIONED_FILE, TEMPORARY_FILE, CheckpointError, fsync, file_sha256, module_fingerprint, optimizer_to_safe, optimizer_from_safe, read_record, checkpoint_files)
 from marabook.config import show_progress
 from marabook._validate import check_int
 
@@ -253,7 +252,7 @@ class TrainLoop:
 
     # ---- checkpoints --------------------------------------------------------------------------
     def _config_json(self) -> dict:
-        return json.loads(json.dumps(asdict(self.config)))
+        return config_record(self.config)  # fields marked OMIT_DEFAULT leave the record while at their default
 
     def _checkpoint_identity(self) -> dict:
         ident = {}
