@@ -290,7 +290,8 @@ def exact_dynamics(ref_probs, betas, *, steps: int = 3000, lr: float = 0.01, wit
     target share of "1"; ``steps_to_target``, the step from which the share stays within ``within`` of it
     (None if not within ``steps``); ``final_share_1``; ``peak_share_1`` and ``peak_step`` (the largest share
     of "1" along the run and where); ``departure``, the largest distance from the target; ``settings``, the
-    optimiser's. Read every step, or at ``n_snapshots`` evenly spaced steps (then to that resolution)."""
+    optimiser's; ``trajectory``, the steps read and the share of "1" at each (arrays): every step, or
+    ``n_snapshots`` evenly spaced steps (then every step count above is to that resolution)."""
     from marabook import bandit
     from marabook.mara import method_targets
 
@@ -309,7 +310,7 @@ def exact_dynamics(ref_probs, betas, *, steps: int = 3000, lr: float = 0.01, wit
                          "steps_to_target": bandit.settle_step(tr.steps, share, t, within),
                          "final_share_1": float(share[-1]), "peak_share_1": float(share[i]),
                          "peak_step": int(tr.steps[i]), "departure": float(np.max(np.abs(share - t))),
-                         "settings": tr.settings})
+                         "settings": tr.settings, "trajectory": {"step": tr.steps, "share_1": share}})
     return rows
 
 
