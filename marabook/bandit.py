@@ -32,8 +32,8 @@ from marabook.estimators import rloo_advantages
 from marabook.mara import alg2_terms, batch_anchors, mara_rewards, mara_rewards_global
 from marabook.targets import kl_regularized_gradient
 
-__all__ = ["Trajectory", "OPTIMIZERS", "augmented_rewards_global", "train_exact", "train_sampled", "sample_target",
-           "filtered_self_training", "settle_step"]
+__all__ = ["Trajectory", "OPTIMIZERS", "FLOW_RTOL", "FLOW_ATOL", "augmented_rewards_global", "train_exact",
+           "train_sampled", "sample_target", "filtered_self_training", "settle_step"]
 
 _DIRECTIONS = ("reverse", "forward")
 _MARA_FORMS = ("reward", "alg2")
@@ -42,8 +42,10 @@ _MARA_FORMS = ("reward", "alg2")
 #: sampled, so SGD is gradient ascent) and ``"flow"`` (the gradient flow ``d theta / dt = grad J``, the limit of
 #: ``"sgd"`` as ``lr`` shrinks, solved by an ODE solver and read at ``t = lr * step``): chapter 5, section 5.9.
 OPTIMIZERS = ("adam", "sgd", "flow")
-#: Tolerances of the ODE solver behind ``optimizer="flow"`` (LSODA, relative and absolute, on the logits).
-FLOW_RTOL, FLOW_ATOL = 1e-9, 1e-9
+#: Relative tolerance of the ODE solver (LSODA) behind ``optimizer="flow"``, on the logits.
+FLOW_RTOL = 1e-9
+#: Absolute tolerance of the ODE solver (LSODA) behind ``optimizer="flow"``, on the logits.
+FLOW_ATOL = 1e-9
 
 
 @dataclass
