@@ -145,6 +145,24 @@ def test_rule_qualifies_pairs_then_picks_format_holdout_and_categories():
         oer.select_design(rows5, min_reachable=11)
 
 
+def test_held_out_threshold_and_feasible_format():
+    # the stated rule fails: each format has two qualifying categories, both needed for training
+    rows = [row("a", "color", 0.33), row("a", "country", 0.20), row("a", "animal", 0.009), row("a", "city", 0.06),
+            row("b", "color", 0.33), row("b", "country", 0.20), row("b", "animal", 0.077, top=0.36),
+            row("b", "bird", 0.06, reach=8)]                        # bird: too few reachable even when held out
+    with pytest.raises(ValueError, match="held out"):
+        oer.select_design(rows)
+    d = oer.select_design(rows, min_valid_out=0.05)   # "a" ranks first (listing order) but has nothing to hold out
+    assert (d["format"], d["train"], d["out"], d["held_out_family"]) == ("b", ["color", "country"], ["animal"],
+                                                                         "animals")
+    assert d["qualifying"] == ["color", "country"]
+    with pytest.raises(ValueError, match="held out"):
+        oer.select_design(rows, min_valid_out=0.08)
+    with pytest.raises(ValueError, match="min_valid_out"):
+        oer.select_design(rows, min_valid_out=0.2)
+    assert oer.DESIGN["train"] == ("color", "country") and oer.DESIGN["out"] == ("animal",)
+
+
 def test_rule_refuses_bad_rows_and_impossible_designs():
     with pytest.raises(ValueError, match="rows"):
         oer.select_design([])
