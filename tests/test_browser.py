@@ -9,7 +9,8 @@ previous/next navigation follows the table of contents, and saves full-page scre
 What a reader sees is checked too, on every page at 1280 px: nothing is wider than the content column (no
 sideways scrolling in code, outputs or tables); at 1280 px and at 390 px every display equation is fully
 visible or scrolls inside its own box with every symbol reachable, shows at most one number, and the page
-itself never scrolls sideways; only a page with widgets loads the widgets' JavaScript. Code and printed text wrap (book/_static/
+itself never scrolls sideways; only a page with widgets loads the widgets' JavaScript; every chapter figure
+sits in a numbered, captioned figure ("Figure 4.2: ..."). Code and printed text wrap (book/_static/
 marabook.css): a wrapped sentence still reads, a wrapped table does not, so a printed line with aligned
 columns (three or more runs of two spaces) that is wider than the column fails, as a wide `print` table would;
 every figure spans at least 80% of the column and its smallest type (marabook.plotting.MIN_FONT_PT, at
@@ -159,6 +160,11 @@ def test_page_in_browser(page, site, driver, built_book):
         n_img = driver.execute_script("return document.querySelectorAll('.cell_output img').length")
         assert n_out >= 3 and n_img >= 1, f"{page}: {n_out} code outputs, {n_img} output images"
         _assert_solutions_hidden_until_clicked(driver, page)
+        chapter = int(page.split("/")[-1][:2])
+        figures = driver.execute_script(FIGURE_CAPTIONS)
+        uncaptioned = [f["alt"][:50] for f in figures
+                       if not (f["caption"] and f["caption"].startswith(f"Figure {chapter}."))]
+        assert not uncaptioned, f"{page}: figures without a 'Figure {chapter}.k' caption: {uncaptioned}"
         links = " ".join(hrefs)
         assert f"colab.research.google.com/github/{REPO}/blob/main/{page}.ipynb" in links
         assert "mybinder.org" not in links  # no Binder button: it could not run chapters 5-8
@@ -264,6 +270,14 @@ PAGE_SCROLLS_SIDEWAYS = "return document.documentElement.scrollWidth > window.in
 # The widgets' JavaScript and widget state: only a page with widgets (chapter 3's explorer) loads them.
 WIDGET_SCRIPTS = ("return Array.from(document.scripts).filter(s => /embed-amd|html-manager|widgets-paths/.test(s.src || '') "
                   "|| s.type === 'application/vnd.jupyter.widget-state+json').length")
+
+# Every output figure of a chapter (widgets' own pictures aside) and the caption of the figure holding it.
+FIGURE_CAPTIONS = """
+return Array.from(document.querySelectorAll('article.bd-article .cell_output img'))
+  .filter(i => !i.closest('.jupyter-widgets, .widget-output'))
+  .map(i => { const f = i.closest('figure'); const c = f ? f.querySelector('figcaption') : null;
+              return {alt: i.getAttribute('alt') || '', caption: c ? c.textContent.trim() : null}; });
+"""
 
 # Every image in the article: its rendered and natural width, source and alt text, and the column width.
 IMAGES = """

@@ -13,6 +13,10 @@
   looked up by its last dotted parts among the documented objects (exactly one must match) and, for a
   module, by its longest documented parent. What is still
   unresolved stays a warning, so the build (``-W -n``) fails on it.
+* Figures are numbered per chapter, "Figure 4.2" (a captioned figure: MyST-NB's ``mystnb.figure`` cell
+  metadata). Sphinx numbers figures under a numbered toctree only, and the book's headings carry their own
+  numbers; so after Sphinx has counted the figures, each chapter's (``NN_*`` pages) are renumbered
+  ``(NN, k)`` in page order, and every other page's ``(k,)``.
 * Docstrings say "chapter 4" and "eq. (4.2)"; on the API pages these become links to the chapter.
 * The widgets' JavaScript (4 MB) and a page's widget state are registered by MyST-NB while that page is
   written, into Sphinx's list of scripts for every page written after it; they are dropped from every page
@@ -108,6 +112,21 @@ def _clean_page(app, pagename, templatename, context, doctree):
         context["default_mode"] = "auto"
 
 
+def _chapter_figure_numbers(app, env):
+    """Renumber the figures of each chapter page ``(chapter, k)`` and of other pages ``(k,)`` (module doc)."""
+    changed = []
+    for docname, by_type in env.toc_fignumbers.items():
+        stem = docname.split("/")[-1]
+        prefix = (int(stem[:2]),) if stem[:2].isdigit() else ()
+        for numbers in by_type.values():
+            for k, fid in enumerate(list(numbers), 1):
+                if numbers[fid] != (*prefix, k):
+                    numbers[fid] = (*prefix, k)
+                    if docname not in changed:
+                        changed.append(docname)
+    return changed
+
+
 def _resolve_short_python_refs(app, env, node, contnode):
     """Resolve ``:func:`name``` and friends that name a documented object by a shorter path (see module doc):
     exactly one documented object must end with the name; a module falls back to its nearest documented
@@ -158,5 +177,6 @@ def setup(app):
     app.connect("config-inited", _serve_widget_js)
     app.connect("config-inited", _book_css)
     app.connect("missing-reference", _resolve_short_python_refs)
+    app.connect("env-get-updated", _chapter_figure_numbers, priority=900)  # after Sphinx has counted them
     app.connect("autodoc-process-docstring", _chapter_links)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
