@@ -24,14 +24,14 @@ import numpy as np
 
 from marabook._validate import check_int, check_number
 from marabook.experiments.sweep import local_pool, run_sweep
-from marabook.lm.naming import NAME_LISTS, ChatNameTask, read_answer
+from marabook.lm.naming import NAME_LISTS, ChatNameTask, answer_stats, exact_state, read_answer
 from marabook.rl import RLConfig, Trainer
 from marabook.tables import Table
 
 __all__ = ["FORMATS", "CATEGORIES", "HOLDOUT_ORDER", "MIN_VALID", "MIN_ANSWER_PROB", "MIN_REACHABLE",
-           "MIN_TOP_SHARE", "MAX_TRAIN", "MAX_OUT", "MIN_VALID_OUT", "answer_stats", "measure_candidates", "select_design",
+           "MIN_TOP_SHARE", "MAX_TRAIN", "MAX_OUT", "MIN_VALID_OUT", "measure_candidates", "select_design",
            "candidate_table", "DESIGN", "METHODS", "PENDING_METHODS", "COVERAGE_K", "COVERAGE_M", "configs", "tasks",
-           "exact_state", "evaluate", "run", "base", "study", "COLUMNS", "summarize", "table"]
+           "evaluate", "run", "base", "study", "COLUMNS", "summarize", "table"]
 
 # ------------------------------------------------------------------------------ candidates (fixed before measuring)
 #: The prompt formats tried. ``{a}``/``{cat}``: the article and the category. A prefix ending in a word makes the
@@ -46,7 +46,8 @@ FORMATS = (
     {"name": "f6", "system": "Answer with one word.", "user": "Name {a} {cat}.", "prefix": "Here is {a} {cat}:"},
     # round 2, added after round 1 (f0-f6) let only "color" qualify (under f3-f4 the model often names an animal or a
     # fruit with an article, " a pear."): the same prefixed formats, the reward also accepting an article
-    {"name": "f7", "system": "Answer with one word.", "user": "Name {a} {cat}.", "prefix": "One {cat} is", "articles": True},
+    {"name": "f7", "system": "Answer with one word.", "user": "Name {a} {cat}.", "prefix": "One {cat} is",
+     "articles": True},
     {"name": "f8", "system": "Answer briefly.", "user": "Name {a} {cat}.", "prefix": "One {cat} is", "articles": True},
     {"name": "f9", "system": "Answer with one word.", "user": "Name {a} {cat}.", "prefix": "Here is {a} {cat}:",
      "articles": True},
@@ -66,22 +67,6 @@ MAX_OUT = 2
 #: rule as stated (``min_valid_out=None``: the same 0.1 as training), see :func:`select_design`.
 MIN_VALID_OUT = 0.05
 _ROW_KEYS = ("format", "category", "p_valid", "reachable", "top_share", "max_new_tokens")
-
-
-def answer_stats(probs) -> dict:
-    """Bias of an answer distribution (probabilities of the acceptable answers, summing to the valid mass):
-    ``top_share`` (the likeliest answer's share of the valid mass), ``entropy_bits`` of the normalised
-    distribution and ``effective`` = 2^entropy, the effective number of answers (:func:`marabook.metrics.entropy`)."""
-    from marabook.metrics import entropy
-
-    p = np.asarray(probs, dtype=float)
-    if p.ndim != 1 or p.size == 0 or not np.all(np.isfinite(p)) or np.any(p < 0):
-        raise ValueError("probs must be a non-empty 1-D array of non-negative probabilities")
-    if p.sum() <= 0:
-        return {"top_share": float("nan"), "entropy_bits": 0.0, "effective": 0.0}
-    q = p / p.sum()
-    h = float(entropy(q, base=2))
-    return {"top_share": float(q.max()), "entropy_bits": h, "effective": float(2.0 ** h)}
 
 
 def select_design(rows: Sequence[dict], *, min_valid: float = MIN_VALID, min_answer_prob: float = MIN_ANSWER_PROB,
@@ -182,11 +167,11 @@ def measure_candidates(model, tokenizer, formats: Sequence[dict] = FORMATS, cate
     """Every (format, category) pair measured on ``model`` before any training: one row each with ``format``,
     ``category``, ``family``, ``prompt``, ``max_new_tokens`` (the task's), the exact ``answers`` (probability of
     each acceptable answer, summed over its accepted strings), ``p_valid``, ``reachable`` (answers with probability
-    >= :data:`MIN_ANSWER_PROB`), ``top``/``top_share``, ``entropy_bits``, ``effective`` (:func:`answer_stats`), and
-    from ``n_samples`` completions of up to ``sample_tokens`` tokens (seeded with ``seed`` per pair): ``valid_rate``
-    (accepted by the reward), ``lenient_rate`` (any completion a reader would read as an acceptable answer,
-    :func:`~marabook.lm.naming.read_answer`), ``distinct_sampled`` (distinct accepted answers), ``strings`` ({answer:
-    distinct strings carrying it}, lenient), and ``samples``."""
+    >= :data:`MIN_ANSWER_PROB`), ``top``/``top_share``, ``entropy_bits``, ``effective``
+    (:func:`~marabook.lm.naming.answer_stats`), and from ``n_samples`` completions of up to ``sample_tokens`` tokens
+    (seeded with ``seed`` per pair): ``valid_rate`` (accepted by the reward), ``lenient_rate`` (any completion a
+    reader would read as an acceptable answer, :func:`~marabook.lm.naming.read_answer`), ``distinct_sampled``
+    (distinct accepted answers), ``strings`` ({answer: distinct strings carrying it}, lenient), and ``samples``."""
     import torch
 
     from marabook.rl.sequences import completion_token_ids, decode_completions, encode_prompts, sample_completions
@@ -241,7 +226,8 @@ def candidate_table(rows: Sequence[dict], design: dict | None = None) -> Table:
     for r in rows:
         mark = ""
         if design is not None and r["format"] == design["format"]:
-            mark = " <- train" if r["category"] in design["train"] else " <- out" if r["category"] in design["out"] else ""
+            mark = (" <- train" if r["category"] in design["train"]
+                    else " <- out" if r["category"] in design["out"] else "")
         cells.append([r["format"], r["category"] + mark, f"{r['p_valid']:.3f}", str(r["reachable"]),
                       f"{r['top']} {r['top_share']:.2f}", f"{r['effective']:.1f}",
                       f"{r['valid_rate']:.2f} / {r['lenient_rate']:.2f}"])
@@ -258,9 +244,10 @@ def candidate_table(rows: Sequence[dict], design: dict | None = None) -> Table:
 DESIGN = {"format": FORMATS[9], "train": ("color", "country"), "out": ("animal",), "held_out_family": "animals",
           "max_new_tokens": 5, "group_size": 8, "prompts_per_step": 2, "lr": 3e-6, "beta": 0.05, "tau": 0.9,
           "max_grad_norm": 1.0, "steps": 200, "eval_every": 50, "n_eval": 64}
-#: The trainers compared (RLConfig overrides by name), as chapter 6's :data:`marabook.experiments.open_ended.OPEN_ENDED_METHODS`
-#: plus the ablation of GRPO's std scaling ("GRPO no std": the same k3-in-loss KL, the group mean subtracted, no
-#: division by the std). ``"tau"``/``"eta"`` are filled from :data:`DESIGN`.
+#: The trainers compared (RLConfig overrides by name), as chapter 6's
+#: :data:`marabook.experiments.open_ended.OPEN_ENDED_METHODS` plus the ablation of GRPO's std scaling ("GRPO no std":
+#: the same k3-in-loss KL, the group mean subtracted, no division by the std). ``"tau"``/``"eta"`` are filled from
+#: :data:`DESIGN`.
 METHODS = {
     "RLOO": dict(kl="reverse", advantage="rloo"),
     "GRPO": dict(kl="reverse", kl_estimator="k3_loss", advantage="grpo"),
@@ -308,17 +295,6 @@ def tasks(tokenizer, design: dict | None = None) -> tuple:
     d = DESIGN if design is None else design
     train = ChatNameTask(tokenizer, list(d["train"]), d["format"])
     return train, {"in": train, "out": ChatNameTask(tokenizer, list(d["out"]), d["format"])}
-
-
-def exact_state(model, task) -> dict:
-    """Per category of ``task``: the exact valid mass and :func:`answer_stats` of the answer distribution, the
-    expected reward, and every answer's probability (teacher-forced, no sampling)."""
-    out = {}
-    for c, e in task.exact_probs(model).items():
-        p = e["answers"]
-        out[c] = {"p_valid": e["p_valid"], "reward": float(sum(p[a] * e["rewards"][a] for a in p)),
-                  **answer_stats(list(p.values())), "answers": p}
-    return out
 
 
 def evaluate(model, tokenizer, task, *, n: int | None = None, seed: int = 10_000, embedder=None,
@@ -374,9 +350,9 @@ def run(method: str, config: RLConfig, model=None, tokenizer=None, *, design: di
         progress: bool = False) -> dict:
     """Train one ``config`` (method name ``method``) from a copy of the reference (``model``, default
     :func:`marabook.lm.load_smollm2` on the CPU; not modified) on the design's training categories, with the exact
-    answer distribution of every training category (:func:`exact_state`) at step 0 and every ``eval_every``
-    steps, and the held-out ones at the start and the end; then :func:`evaluate` in and out of distribution
-    (``n_eval`` samples per prompt, seed 10,000 + the run's seed). Returns ``{"method", "config", "trajectory",
+    answer distribution of every training category (:func:`~marabook.lm.naming.exact_state`) at step 0 and every
+    ``eval_every`` steps, and the held-out ones at the start and the end; then :func:`evaluate` in and out of
+    distribution (``n_eval`` samples per prompt, seed 10,000 + the run's seed). Returns ``{"method", "config", "trajectory",
     "exact_out", "history", "eval", "seconds_per_step"}``."""
     from marabook.lm import load_smollm2
 

@@ -28,8 +28,8 @@ import numpy as np
 
 from marabook._validate import check_int
 
-__all__ = ["NAME_LISTS", "name_reward", "format_prompt", "answer_forms", "read_answer", "ChatNameTask",
-           "coverage_probability", "coverage_counts", "expected_distinct"]
+__all__ = ["NAME_LISTS", "name_reward", "answer_stats", "exact_state", "format_prompt", "answer_forms", "read_answer",
+           "ChatNameTask", "coverage_probability", "coverage_counts", "expected_distinct"]
 
 
 def _a(*words):
@@ -101,7 +101,8 @@ def name_reward(category: str, answer: str) -> float:
 
 def format_prompt(tokenizer, category: str, fmt: dict) -> str:
     """The chat prompt for ``category`` under a format dict ``{"system", "user", "prefix"}`` (and ``"articles"``,
-    read by :class:`ChatNameTask`: accept an article before the answer) whose ``user`` and ``prefix`` may contain ``{a}`` (the article, "a"/"an") and ``{cat}`` (the category); :func:`marabook.lm.chat_prompt`."""
+    read by :class:`ChatNameTask`: accept an article before the answer) whose ``user`` and ``prefix`` may contain
+    ``{a}`` (the article, "a"/"an") and ``{cat}`` (the category); :func:`marabook.lm.chat_prompt`."""
     from marabook.lm.tasks import chat_prompt
 
     _category(category)
@@ -179,7 +180,8 @@ class ChatNameTask:
         self.accepted = {c: answer_forms(c, lead, bool(fmt.get("articles"))) for c in self.categories}
         self._category_of = dict(zip(self.prompts, self.categories))
         self._text = {c: {s: a for a, forms in self.accepted[c].items() for s in forms} for c in self.categories}
-        self._ids = {c: {tuple(tokenizer(s, add_special_tokens=False)["input_ids"]): a for s, a in self._text[c].items()}
+        self._ids = {c: {tuple(tokenizer(s, add_special_tokens=False)["input_ids"]): a
+                         for s, a in self._text[c].items()}
                      for c in self.categories}
         #: the fewest new tokens a run needs (the longest accepted string's tokens plus EOS)
         self.max_new_tokens = max(len(i) for c in self.categories for i in self._ids[c]) + 1
@@ -249,6 +251,33 @@ class ChatNameTask:
             out[c] = {"answers": ans, "strings": per, "p_valid": float(sum(ans.values())),
                       "rewards": {a: name_reward(c, a) for a in ans}}
         return out
+
+
+def answer_stats(probs) -> dict:
+    """Bias of an answer distribution (probabilities of the acceptable answers, summing to the valid mass):
+    ``top_share`` (the likeliest answer's share of the valid mass), ``entropy_bits`` of the normalised
+    distribution and ``effective`` = 2^entropy, the effective number of answers (:func:`marabook.metrics.entropy`)."""
+    from marabook.metrics import entropy
+
+    p = np.asarray(probs, dtype=float)
+    if p.ndim != 1 or p.size == 0 or not np.all(np.isfinite(p)) or np.any(p < 0):
+        raise ValueError("probs must be a non-empty 1-D array of non-negative probabilities")
+    if p.sum() <= 0:
+        return {"top_share": float("nan"), "entropy_bits": 0.0, "effective": 0.0}
+    q = p / p.sum()
+    h = float(entropy(q, base=2))
+    return {"top_share": float(q.max()), "entropy_bits": h, "effective": float(2.0 ** h)}
+
+
+def exact_state(model, task: ChatNameTask) -> dict:
+    """Per category of a :class:`ChatNameTask`: the exact valid mass and :func:`answer_stats` of the answer
+    distribution, the expected reward, and every answer's probability (teacher-forced, no sampling)."""
+    out = {}
+    for c, e in task.exact_probs(model).items():
+        p = e["answers"]
+        out[c] = {"p_valid": e["p_valid"], "reward": float(sum(p[a] * e["rewards"][a] for a in p)),
+                  **answer_stats(list(p.values())), "answers": p}
+    return out
 
 
 # ------------------------------------------------------------------------------ coverage
