@@ -331,3 +331,6 @@ def test_one_candidate_measured_on_smollm2():
     assert r["reachable"] == sum(p >= oer.MIN_ANSWER_PROB for p in r["answers"].values())
     assert r["answers"][r["top"]] == max(r["answers"].values()) and len(r["samples"]) == 4
     assert "sport" in oer.candidate_table(rows)
+    train, evals = oer.tasks(tok)  # the design's own need: its longest accepted string plus end of turn
+    assert max(train.max_new_tokens, evals["out"].max_new_tokens) == oer.DESIGN["max_new_tokens"]
+    assert train.prompts[0].endswith("Here is a color:") and evals["out"].categories == ["animal"]

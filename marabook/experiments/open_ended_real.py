@@ -11,7 +11,24 @@ from the reference's exact probabilities and samples, by a rule fixed before mea
   seeded samples the valid rate, the distinct answers and the distinct *strings* carrying each answer
   (:func:`marabook.lm.naming.read_answer`, accepted or not);
 * :func:`select_design` applies the rule stated in its docstring (format, training categories, the held-out
-  family for out-of-distribution evaluation); :func:`candidate_table` shows every candidate.
+  family for out-of-distribution evaluation); :func:`candidate_table` shows every candidate;
+* the study (not run yet): :data:`DESIGN`, :data:`METHODS`, :func:`configs`, :func:`run` (exact answer distributions
+  during training; the Table-1 columns of :func:`evaluate` at the end), :func:`base`, :func:`study` (resumable with
+  ``store=``), :func:`summarize` (means with bootstrap intervals) and :func:`table`.
+
+Design (measured on 100 candidates, 64 samples each): the rule as stated fails; with its one declared deviation
+(``min_valid_out``) it picks format f9 ("Here is a color:"), training on "color" (exact valid mass 0.329, top "red"
+0.37 of it, 7.4 effective answers) and "country" (0.201, "Egypt" 0.26, 16.6), holding out "animal" (0.077, "cat" 0.36).
+
+Sizing, measured with ``rl.Trainer`` on one torch thread (2 prompts x 8 completions, ``max_new_tokens`` 5, 3.2-4.1
+tokens per completion; CPU seconds per step from ``time.process_time``, on a machine at load 7-9 on 2 cores, where
+wall time was 2.5-5 times longer): RLOO 5.9-6.2, GRPO 5.2-6.2, entropy bonus 5.2-6.4, MARA forward 8.2-8.6 (it also
+samples the reference); MARA reverse and GRPO without std do RLOO's and GRPO's work. Per run besides the steps: about
+60 CPU-s (5 exact checkpoints of 6.7 s, the held-out state twice, 64-sample evaluations). Grid: 6 trainers x 5 seeds
+x 200 steps = 6,000 steps, about 7,800 CPU-s per seed and 10.8 CPU-hours in all (the base rows: seconds). That is
+about 5.4 hours on 2 free cores, so it is a resumable sweep (:func:`study` with ``store=``): seed-major, each 2-hour
+sitting on 2 workers finishes about 2 seeds of every trainer; three sittings complete it. Algorithm 2's forward form
+is not in :class:`marabook.rl.Trainer` (:data:`PENDING_METHODS`); adding it adds about 1,700 CPU-s per seed.
 """
 
 from __future__ import annotations
@@ -260,7 +277,9 @@ METHODS = {
 PENDING_METHODS = {"MARA-fwd alg2": "Algorithm 2's forward form (eq. 4.3) exists in marabook.bandit (mara_form='alg2') "
                                     "but not in marabook.rl.Trainer"}
 #: The coverage column: the probability that COVERAGE_K samples hold at least COVERAGE_M distinct valid answers.
-COVERAGE_K, COVERAGE_M = 16, 5
+COVERAGE_K = 16
+#: See :data:`COVERAGE_K`.
+COVERAGE_M = 5
 
 
 def configs(seeds=range(5), methods=None, *, steps: int | None = None, **overrides) -> list[tuple]:
@@ -352,8 +371,8 @@ def run(method: str, config: RLConfig, model=None, tokenizer=None, *, design: di
     :func:`marabook.lm.load_smollm2` on the CPU; not modified) on the design's training categories, with the exact
     answer distribution of every training category (:func:`~marabook.lm.naming.exact_state`) at step 0 and every
     ``eval_every`` steps, and the held-out ones at the start and the end; then :func:`evaluate` in and out of
-    distribution (``n_eval`` samples per prompt, seed 10,000 + the run's seed). Returns ``{"method", "config", "trajectory",
-    "exact_out", "history", "eval", "seconds_per_step"}``."""
+    distribution (``n_eval`` samples per prompt, seed 10,000 + the run's seed). Returns ``{"method", "config",
+    "trajectory", "exact_out", "history", "eval", "seconds_per_step"}``."""
     from marabook.lm import load_smollm2
 
     if method not in METHODS:
