@@ -143,3 +143,38 @@ def built_book(tmp_path_factory, book_source, request):
                           capture_output=True, text=True, env=env, timeout=1500)
     assert proc.returncode == 0, f"book build failed:\n{proc.stdout[-6000:]}\n{proc.stderr[-6000:]}"
     return out / "_build" / "html"
+
+
+# ------------------------------------------------------------------ a tiny chat model for the chat tasks' tests
+@pytest.fixture(scope="module")
+def tiny():
+    """The book's toy reference LM and its tokenizer (one copy per test module, as each module had before)."""
+    from marabook import lm
+
+    return lm.load_reference_lm(device="cpu")
+
+
+@pytest.fixture(scope="module")
+def chat_tok(tiny):
+    """The toy LM's tokenizer with a ChatML-like chat template, for the chat tasks' tests."""
+    _, tok = tiny
+
+    class ChatTok:  # the tiny LM's tokenizer with a ChatML-like template
+        chat_template = "chatml"
+        eos_token_id = tok.eos_token_id
+        pad_token_id = tok.pad_token_id
+        padding_side = "left"
+
+        def __call__(self, text, add_special_tokens=False, **kw):
+            return tok(text, add_special_tokens=add_special_tokens, **kw)
+
+        def __len__(self):
+            return len(tok)
+
+        def decode(self, *a, **kw):
+            return tok.decode(*a, **kw)
+
+        def apply_chat_template(self, messages, tokenize=False, add_generation_prompt=True):
+            return "".join(f"<{m['role']}>{m['content']}\n" for m in messages) + "<assistant>"
+
+    return ChatTok()

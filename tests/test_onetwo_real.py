@@ -72,27 +72,6 @@ def test_distinct_strings_per_answer_counts_every_string_carrying_an_answer():
 
 
 # ------------------------------------------------------------------------------ the chat task
-@pytest.fixture(scope="module")
-def tiny():
-    return lm.load_reference_lm(device="cpu")
-
-
-@pytest.fixture(scope="module")
-def chat_tok(tiny):
-    _, tok = tiny
-
-    class ChatTok:  # the tiny LM's tokenizer with a ChatML-like template
-        chat_template = "chatml"
-        eos_token_id = tok.eos_token_id
-        pad_token_id = tok.pad_token_id
-
-        def __call__(self, text, add_special_tokens=False):
-            return tok(text, add_special_tokens=add_special_tokens)
-
-        def apply_chat_template(self, messages, tokenize=False, add_generation_prompt=True):
-            return "".join(f"<{m['role']}>{m['content']}\n" for m in messages) + "<assistant>"
-
-    return ChatTok()
 
 
 def test_chat_task_rewards_exactly_the_accepted_strings_ended_by_eos(chat_tok):

@@ -11,21 +11,8 @@ from marabook.experiments.sweep import JobFailure
 
 
 @pytest.fixture(scope="module")
-def chat_task():
-    _, tok = lm.load_reference_lm(device="cpu")
-
-    class ChatTok:  # the tiny LM's tokenizer with a ChatML-like template
-        chat_template = "chatml"
-        eos_token_id = tok.eos_token_id
-        pad_token_id = tok.pad_token_id
-
-        def __call__(self, text, add_special_tokens=False):
-            return tok(text, add_special_tokens=add_special_tokens)
-
-        def apply_chat_template(self, messages, tokenize=False, add_generation_prompt=True):
-            return "".join(f"<{m['role']}>{m['content']}\n" for m in messages) + "<assistant>"
-
-    return lm.ChatOneTwoTask.from_design(ChatTok(), lm.SMOLLM2_ONETWO)
+def chat_task(chat_tok):
+    return lm.ChatOneTwoTask.from_design(chat_tok, lm.SMOLLM2_ONETWO)
 
 
 def test_trl_reward_needs_the_end_of_turn_token(chat_task):

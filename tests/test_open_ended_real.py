@@ -190,34 +190,6 @@ def test_answer_stats_on_a_known_distribution():
 
 
 # ------------------------------------------------------------------------------ the chat task on the tiny LM
-@pytest.fixture(scope="module")
-def tiny():
-    return lm.load_reference_lm(device="cpu")
-
-
-@pytest.fixture(scope="module")
-def chat_tok(tiny):
-    _, tok = tiny
-
-    class ChatTok:  # the tiny LM's tokenizer with a ChatML-like template
-        chat_template = "chatml"
-        eos_token_id = tok.eos_token_id
-        pad_token_id = tok.pad_token_id
-        padding_side = "left"
-
-        def __call__(self, text, add_special_tokens=False, **kw):
-            return tok(text, add_special_tokens=add_special_tokens, **kw)
-
-        def __len__(self):
-            return len(tok)
-
-        def decode(self, *a, **kw):
-            return tok.decode(*a, **kw)
-
-        def apply_chat_template(self, messages, tokenize=False, add_generation_prompt=True):
-            return "".join(f"<{m['role']}>{m['content']}\n" for m in messages) + "<assistant>"
-
-    return ChatTok()
 
 
 FMT = {"name": "t", "system": "Answer with one word.", "user": "Name {a} {cat}.", "prefix": "One {cat} is"}
