@@ -24,7 +24,6 @@ string plus one (``task.max_new_tokens``, each candidate's setting) and the exac
 
 from __future__ import annotations
 
-import copy
 from dataclasses import asdict
 from typing import Sequence
 
@@ -279,15 +278,7 @@ def run(config: RLConfig, model=None, tokenizer=None, eval_every: int = DESIGN["
     if model is None or tokenizer is None:
         model, tokenizer = load_smollm2(device=device)
     task = task if task is not None else OneTwoTask.for_smollm2(tokenizer)
-    need = getattr(task, "max_new_tokens", 1)
-    if config.max_new_tokens < need:
-        raise ValueError(f"max_new_tokens must be >= {need} for this task (its longest accepted string plus end of "
-                         f"turn), got {config.max_new_tokens}")
-    policy = copy.deepcopy(model)
-    for p in policy.parameters():
-        p.requires_grad_(True)
-    trainer = Trainer(policy, tokenizer, task, config, ref_model=None if config.lora else model, device=device,
-                      progress=progress)
+    trainer = Trainer.from_reference(model, tokenizer, task, config, device=device, progress=progress)
 
     def checkpoint():
         e = _exact(trainer.policy, tokenizer, task, answers)

@@ -33,7 +33,6 @@ is not in :class:`marabook.rl.Trainer` (:data:`PENDING_METHODS`); adding it adds
 
 from __future__ import annotations
 
-import copy
 from dataclasses import asdict
 from typing import Sequence
 
@@ -383,14 +382,8 @@ def run(method: str, config: RLConfig, model=None, tokenizer=None, *, design: di
     if model is None or tokenizer is None:
         model, tokenizer = load_smollm2(device=device)
     train, evals = tasks(tokenizer, design)
-    if config.max_new_tokens < max(train.max_new_tokens, evals["out"].max_new_tokens):
-        raise ValueError(f"max_new_tokens must be >= {max(train.max_new_tokens, evals['out'].max_new_tokens)} for "
-                         f"this design (its longest accepted string plus end of turn), got {config.max_new_tokens}")
-    policy = copy.deepcopy(model)
-    for p in policy.parameters():
-        p.requires_grad_(True)
-    trainer = Trainer(policy, tokenizer, train, config, ref_model=None if config.lora else model, device=device,
-                      progress=progress)
+    trainer = Trainer.from_reference(model, tokenizer, train, config, device=device, progress=progress,
+                                     min_new_tokens=max(train.max_new_tokens, evals["out"].max_new_tokens))
     trajectory = [{"step": 0, "state": exact_state(trainer.policy, train)}]
     exact_out = {"start": exact_state(trainer.policy, evals["out"])}
     for stop in [*range(eval_every, config.steps, eval_every), config.steps]:

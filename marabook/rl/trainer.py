@@ -147,6 +147,24 @@ class Trainer(TrainLoop):
         self._reward_takes_ids = _accepts(task.reward, "completion_ids")
         self._resume_if_checkpointed()
 
+    @classmethod
+    def from_reference(cls, model, tokenizer, task, config: RLConfig, *, min_new_tokens: int | None = None,
+                       device=None, progress: bool = True) -> "Trainer":
+        """A trainer whose policy is a trainable copy of ``model``, which itself stays the frozen reference (with
+        ``config.lora``: the adapters go on the copy and the reference is the copy with them switched off).
+        ``min_new_tokens`` (default: ``task.max_new_tokens`` when the task defines it, e.g. a chat task's
+        longest accepted string plus end of turn): ``config.max_new_tokens`` below it raises a ValueError,
+        since every completion would be cut before it could be accepted."""
+        need = getattr(task, "max_new_tokens", None) if min_new_tokens is None else min_new_tokens
+        if need is not None and config.max_new_tokens < need:
+            raise ValueError(f"max_new_tokens must be >= {need} for this task (its longest accepted string plus end "
+                             f"of turn), got {config.max_new_tokens}")
+        policy = copy.deepcopy(model)
+        for p in policy.parameters():
+            p.requires_grad_(True)
+        return cls(policy, tokenizer, task, config, ref_model=None if config.lora else model, device=device,
+                   progress=progress)
+
     @property
     def position(self) -> int:
         return self.step
