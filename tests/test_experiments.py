@@ -130,7 +130,8 @@ def test_time_to_target_and_exact_dynamics():
     assert onetwo.time_to_target(traj, 0.5, within=0.1) is None
     rows = onetwo.exact_dynamics([0.7461, 0.1801, 0.0738], (0.003, 0.03), steps=2000)
     by = {(r["method"], r["beta"]): r for r in rows}
-    # exact dynamics under the default Adam (lr 0.01): vanilla starts at its target (the reference ratio) and stays; MARA gets to 0.5, later at
+    # exact dynamics under the default Adam (lr 0.01): vanilla starts at its target (the reference ratio) and
+    # stays; MARA gets to 0.5, later at
     # smaller beta (measured 1458 vs 297 steps: slower, though by less than the factor 10 of 1/beta)
     assert by["vanilla", 0.03]["steps_to_target"] == 0 and by["vanilla", 0.003]["steps_to_target"] == 0
     assert by["MARA", 0.03]["target"] == pytest.approx(0.5)
