@@ -1,7 +1,8 @@
 """REINVENT's fixed point when each distinct molecule of a batch enters the loss once (book chapter 7, eqs. 7.3-7.4).
 
 REINVENT 2 and 3, and :class:`marabook.chem.ReinventTrainer`, train on each *distinct* molecule of a sampled
-batch once (in REINVENT 4 this is the staged-learning option ``unique_sequences``, off by default). Molecule
+batch once (in REINVENT 4 this is the staged-learning option ``unique_sequences``, off by default; with it off,
+REINVENT 4 keeps repeats in the loss but scores each in-batch repeat 0, a different rule not modelled here). Molecule
 ``k`` then enters the loss with the probability ``q(k) = 1 - (1 - pi(k))^B`` that a batch of ``B`` contains it,
 not with weight ``pi(k)``, and the fixed point moves from the Gibbs target (eq. 7.2) to eq. (7.4).
 
