@@ -32,7 +32,7 @@ CHECKPOINT_FORMAT = 2
 READABLE_FORMATS = (1, 2)
 VERSIONED_FILE = re.compile(r"^(model|state)-\d{8}-[0-9a-f]{8}\.safetensors$")
 TEMPORARY_FILE = re.compile(r"^state\.json(\.[0-9a-f\-]+)?\.tmp$")
-#: Field metadata of a config knob added after runs were stored: the field counts in fingerprints and checkpoint
+#: Field metadata for a config knob added after runs were stored; the field counts in fingerprints and checkpoint
 #: records only when it differs from its default (``field(default=..., metadata=OMIT_DEFAULT)``).
 OMIT_DEFAULT = {"fingerprint": "omit_default"}
 

@@ -269,7 +269,7 @@ def time_to_target(trajectory, target: float, within: float = 0.1, fail_below: f
     return None
 
 
-#: The optimiser axis of section 5.9: name -> :func:`marabook.bandit.train_exact` settings, with a step budget
+#: Section 5.9's optimiser axis, each name with its :func:`marabook.bandit.train_exact` settings and a step budget
 #: in which the grid's smallest beta (0.001) settles. "gradient flow" is the ODE read at t = 0.1 k, where plain
 #: gradient ascent with step 0.1 is after k steps (within 4e-4 in the share of "1"); SGD is the same update
 #: with step 10; the first Adam row is the book's default (torch's defaults but lr).

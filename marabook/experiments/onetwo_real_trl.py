@@ -31,7 +31,7 @@ from marabook.tables import Table
 __all__ = ["TRL_DESIGN", "jobs", "trl_reward", "run", "study", "summarize", "summary_table", "predicted_targets",
            "main"]
 
-#: The comparison's grid and budget: vanilla and MARA (tau = 1) at one beta, seeds 0-1, 60 steps, exact
+#: The grid and budget of the comparison, vanilla and MARA (tau = 1) at one beta, seeds 0-1, 60 steps, exact
 #: evaluation every 10 steps (reasons in :func:`jobs`).
 TRL_DESIGN = {"beta": 0.03, "seeds": (0, 1), "steps": 60, "eval_every": 10, "mara_tau": 1.0}
 

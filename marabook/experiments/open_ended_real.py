@@ -275,7 +275,7 @@ METHODS = {
 #: Methods the issue asks for that :class:`marabook.rl.Trainer` cannot run yet, and why.
 PENDING_METHODS = {"MARA-fwd alg2": "Algorithm 2's forward form (eq. 4.3) exists in marabook.bandit (mara_form='alg2') "
                                     "but not in marabook.rl.Trainer"}
-#: The coverage column: the probability that COVERAGE_K samples hold at least COVERAGE_M distinct valid answers.
+#: The coverage column is the probability that COVERAGE_K samples hold at least COVERAGE_M distinct valid answers.
 COVERAGE_K = 16
 #: See :data:`COVERAGE_K`.
 COVERAGE_M = 5
@@ -455,7 +455,7 @@ def study(store=None, workers: int = 1, grid: Sequence[tuple] | None = None, *, 
 
 
 # ------------------------------------------------------------------------------ reading the runs
-#: The Table-1 columns: (header, evaluation set, metric of :func:`evaluate`).
+#: The Table-1 columns as (header, evaluation set, metric of :func:`evaluate`).
 COLUMNS = [("reward (in)", "in", "reward"), ("reward (out)", "out", "reward"), ("EAD-1", "in", "ead1"),
            ("semantic", "in", "semantic"), ("distinct", "in", "distinct"),
            (f"P(>= {COVERAGE_M} of {COVERAGE_K})", "in", "coverage")]

@@ -36,7 +36,7 @@ def _a(*words):
     return tuple((w,) if isinstance(w, str) else tuple(w) for w in words)
 
 
-#: Candidate categories: ``{category: {"family", "answers"}}``; each answer a tuple of spellings (first canonical).
+#: Candidate categories as ``{category: {"family", "answers"}}``; each answer a tuple of spellings (first canonical).
 NAME_LISTS = {
     "color": {"family": "colours", "answers": _a(
         "red", "blue", "green", "yellow", "black", "white", "purple", "orange", "pink", "brown", ("gray", "grey"),
