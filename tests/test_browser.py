@@ -107,6 +107,7 @@ def _status(url: str) -> int:
 
 @pytest.mark.parametrize("page", PAGES)
 def test_page_in_browser(page, site, driver, built_book):
+    driver.set_window_size(1280, 900)  # whatever width an earlier page's failed check left the window at
     url = urljoin(site, page + ".html")
     driver.get_log("browser")  # drop messages from earlier pages
     _load(driver, url)
