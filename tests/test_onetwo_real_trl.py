@@ -74,3 +74,10 @@ def test_a_trl_step_with_mara_on_smollm2():
     assert all(0.0 <= h["share_1"] <= 1.0 and 0.0 < h["p_valid"] <= 1.0 for h in out["history"])
     assert any(not torch.equal(a, b) for a, b in zip(model.parameters(), ref.parameters()))  # it trained
     assert np.isfinite(out["seconds_per_step"])
+
+
+def test_run_and_reward_refuse_bad_input_by_name(chat_task):
+    with pytest.raises(ValueError, match="job"):
+        rt.run({"method": "MARA"})
+    with pytest.raises(ValueError, match="model, tokenizer and reference"):
+        rt.run(rt.jobs(seeds=(0,), steps=1)[0], model=object())
