@@ -62,7 +62,8 @@ def setup_cell(chapter: str, url: str, ref: str) -> str:
 
 
 def chapters():
-    return sorted((ROOT / "book").glob("[0-9][0-9]_*.ipynb"))
+    """Every notebook page with a setup cell: the chapters and the intro (whose setup installs no extras)."""
+    return sorted((ROOT / "book").glob("[0-9][0-9]_*.ipynb")) + [ROOT / "book" / "intro.ipynb"]
 
 
 def render(url: str, ref: str) -> dict:
@@ -78,8 +79,10 @@ def render(url: str, ref: str) -> dict:
     readme = (ROOT / "README.md").read_text()
     out[ROOT / "README.md"] = re.sub(r'pip install "marabook @ git\+\S+?"', f'pip install "marabook @ {git_source(url, ref)}"',
                                      readme)
-    intro = (ROOT / "book" / "intro.md").read_text()
-    out[ROOT / "book" / "intro.md"] = re.sub(r"git clone \S+", f"git clone {url}", intro)
+    intro = ROOT / "book" / "intro.ipynb"
+    text = re.sub(r"git clone [^\s\\]+", f"git clone {url}", out[intro])
+    # the BibTeX entry of "How to cite"
+    out[intro] = re.sub(r"(@software\{marabook,[^@]*?url\s*=\s*\{)[^}]*(\})", rf"\g<1>{url}\g<2>", text)
     return out
 
 

@@ -397,7 +397,8 @@ def test_compare_methods_against_scipy_and_tables():
     # censored OB100: runs that never found 100 hits count the budget
     assert base["OB100@0.80"][0] == pytest.approx((1000 + 512 + 1000) / 3) and base["OB100@0.80 reached"] == 1
     text = molecules.format_comparison(rows, ["yield@0.80"])
-    assert "15 ± 1" in text and f"(p {p:.3f})" in text
+    assert "15 ± 1" in text and "p vs REINVENT" in text
+    assert text.rows[-1] == ("p vs REINVENT", f"{p:.3f}")  # the p-value row under the method it tests
     mt = molecules.mode_table(_fake_runs(), modes=["a", "b", "c"])
     assert mt["REINVENT"]["hits"] == {"a": 11.0, "b": 1.0, "c": 0.0}
     assert mt["REINVENT"]["covered"] == pytest.approx(5 / 3)

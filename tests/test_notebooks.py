@@ -63,6 +63,21 @@ CLOSED = 1e-9
 SMOKE_BETA_STEP = 10 ** (3 / 199)  # chapter 3's smoke sweep: 200 betas on a log grid over 3 decades
 
 KEY_NUMBERS = {
+    "intro": {  # the intro's sentences about its headline figure, checked against what they say
+        "intro_toy_ref_share": ("between", 0.6, 0.95, "the small GPT-2 prefers '1' (the stored reference's share)"),
+        "intro_toy_vanilla_at_100": ("rule", lambda g: g["intro_toy_vanilla_at_100"] > g["intro_toy_ref_share"],
+                                     "'average ... at step 100' is above the reference (the transient the prose names)"),
+        "intro_toy_vanilla_final": ("rule", lambda g: abs(g["intro_toy_vanilla_final"] - g["intro_toy_ref_share"]) < 0.05,
+                                    "'keeps the reference model's preference': ends within 0.05 of its share"),
+        "intro_real_vanilla_min": ("rule", lambda g: abs(g["intro_real_vanilla_min"] - g["intro_real_ref_share"]) < 0.1
+                                   and abs(g["intro_real_vanilla_max"] - g["intro_real_ref_share"]) < 0.1,
+                                   "SmolLM2's vanilla runs end 'around the reference's' share (within 0.1)"),
+        "intro_toy_mara_final": ("close", 0.5, 0.05, "MARA's runs 'go to one half' on the small GPT-2"),
+        "intro_real_mara_min": ("rule", lambda g: 0.4 < g["intro_real_mara_min"] <= g["intro_real_mara_max"] < 0.6,
+                                "MARA's runs 'go to one half' on SmolLM2 (every run within 0.1)"),
+        "intro_sweep_mara_small_collapsed": ("rule", lambda g: g["intro_sweep_mara_small_collapsed"] >= 1,
+                                             "'MARA is not a cure-all': some runs at the smallest beta collapse"),
+    },
     "01_distribution_matching": {
         "identity_residual": ("below", 1e-10, "identity (1.4) holds exactly; both sides are sums of 8 terms "
                                               "of size < 30, rounding ~1e-14"),

@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CHAPTERS = sorted((ROOT / "book").glob("[0-9][0-9]_*.ipynb"))
+CHAPTERS = sorted((ROOT / "book").glob("[0-9][0-9]_*.ipynb")) + [ROOT / "book" / "intro.ipynb"]  # and the intro
 
 SMALL_INTEGERS = {str(i) for i in range(11)}
 _FENCE = re.compile(r"^(`{3,}|:{3,})\s*(\{([\w-]+)\})?.*?$", re.M)

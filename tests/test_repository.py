@@ -40,7 +40,23 @@ def test_setting_a_new_address_rewrites_every_place(copy_of_the_book):
     set_repository.main(["https://github.com/reader/fork", "--ref", "main"])
     assert set_repository.read_url() == "https://github.com/reader/fork" and set_repository.read_ref() == "main"
     assert set_repository.disagreements() == []
-    text = "".join((copy_of_the_book / p).read_text() for p in ("README.md", "book/intro.md",
+    text = "".join((copy_of_the_book / p).read_text() for p in ("README.md", "book/intro.ipynb",
                                                                 "book/08_mara_molecules.ipynb"))
     assert "git+https://github.com/reader/fork@main" in text and "git clone https://github.com/reader/fork" in text
     assert "marabook/marabook" not in text
+
+
+def test_the_intro_bibtex_names_this_version_and_address():
+    """How to cite: the software entry's version is the package's and its address the configured one."""
+    import re
+
+    import marabook
+
+    import json
+
+    nb = json.loads((set_repository.ROOT / "book" / "intro.ipynb").read_text())
+    intro = "".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
+    entry = re.search(r"@software\{marabook,[^@]*?\n\}", intro)
+    assert entry, "the intro's How to cite has no @software{marabook, ...} entry"
+    assert f"version = {{{marabook.__version__}}}" in entry.group(0)
+    assert f"url     = {{{set_repository.read_url()}}}" in entry.group(0)

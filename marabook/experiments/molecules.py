@@ -17,7 +17,7 @@ from marabook.chem.metrics import discovery_curve, summarize_run
 from marabook.chem.oracles import (MOSES_MODE_REFERENCES, REFERENCE_DRUGS, Oracle, assign_modes, multi_mode_task,
                                    product_task, unequal_modes_task)
 from marabook.chem.prior import SmilesGRU, load_prior
-from marabook.chem.reinvent import ReinventConfig, ReinventTrainer
+from marabook.chem.reinvent import REINVENT_LR, REINVENT_SIGMA, ReinventConfig, ReinventTrainer
 from marabook._validate import check_int
 from marabook import stats
 from marabook.experiments.sweep import run_sweep, split_failures
@@ -72,8 +72,8 @@ def _task(task, budget: int):
     raise ValueError(f"task must be a task name or a callable budget -> Oracle, got {task!r}")
 
 
-def run(task, method: str, seed: int, *, budget: int, batch_size: int = 64, sigma: float = 128.0,
-                 lr: float = 1e-4, prior: SmilesGRU | None = None, device=None, progress: bool = False,
+def run(task, method: str, seed: int, *, budget: int, batch_size: int = 64, sigma: float = REINVENT_SIGMA,
+                 lr: float = REINVENT_LR, prior: SmilesGRU | None = None, device=None, progress: bool = False,
                  thresholds=(0.80, 0.85), modes: dict | None = None) -> dict:
     """One chapter-8 run: a fresh oracle for ``task`` (a name of :data:`TASKS`, or your own callable
     ``budget -> chem.Oracle``), the method's config (:func:`method_config`: any ``"MARA <tau>"``), train to
@@ -124,7 +124,7 @@ def sweep(tasks=("product", "multi_mode"), methods=METHODS, seeds=range(5), *, b
 def _split(runs):
     """The finished runs (checked for the fields read), and how many jobs raised per (task, method, sigma)."""
     return split_failures(runs, lambda j: (j[0] if isinstance(j[0], str) else getattr(j[0], "__name__", "custom"), j[1],
-                                           float(j[3].get("sigma", 128.0))), fields=("task", "method"))
+                                           float(j[3].get("sigma", REINVENT_SIGMA))), fields=("task", "method"))
 
 
 def compare_methods(runs, task: str, metrics=None, baseline: str = "REINVENT", budget: int | None = None) -> list:
@@ -162,26 +162,28 @@ def _values(rows, method, key, budget=None, sigma=None) -> np.ndarray:
     """One metric over the seeds of a method (and sigma); None (OB100 never reached) counts as ``budget``."""
     return np.array([float(budget if budget is not None else np.nan) if r["summary"][key] is None
                      else float(r["summary"][key]) for r in rows
-                     if r["method"] == method and (sigma is None or r.get("sigma", 128.0) == sigma)])
+                     if r["method"] == method and (sigma is None or r.get("sigma", REINVENT_SIGMA) == sigma)])
 
 
 def format_comparison(rows, metrics, baseline: str = "REINVENT") -> Table:
-    """:func:`compare_methods` rows as a table (:class:`~marabook.tables.Table`): ``mean ± std`` per metric
-    and, for the other methods, the one-sided p-value against ``baseline`` in brackets."""
+    """:func:`compare_methods` rows as a table (:class:`~marabook.tables.Table`): ``mean ± std`` per metric,
+    and under each other method a row ``p vs <baseline>`` with its one-sided p-value per metric (a row of its
+    own, so that the numbers of a cell stay one number each)."""
     if not rows:
         raise ValueError("rows must not be empty")
     cells = []
     for r in rows:
         row = [r["method"] + (f" ({r['errors']} raised)" if r.get("errors") else "")]
+        prow = [f"p vs {baseline}"]
         for m in metrics:
             mean, sd = r.get(m, (np.nan, np.nan))
             fmt = (".3f" if m.startswith(("intdiv", "uniqueness", "validity")) else ".1f" if m.startswith("circles")
                    else ".0f")
-            cell = f"{mean:{fmt}} ± {sd:{fmt}}"
-            if r["method"] != baseline and f"{m} p" in r:
-                cell += f" (p {r[m + ' p']:.3f})"
-            row.append(cell)
+            row.append(f"{mean:{fmt}} ± {sd:{fmt}}")
+            prow.append(f"{r[m + ' p']:.3f}" if f"{m} p" in r else "")
         cells.append(row)
+        if r["method"] != baseline and any(prow[1:]):
+            cells.append(prow)
     return Table(["method"] + list(metrics), cells)
 
 def mode_table(runs, threshold: str = "0.80", modes=None, task: str = "multi_mode") -> dict:
@@ -239,7 +241,7 @@ def study_rows(runs, metric: str = "yield@0.80", baseline: str = "REINVENT", bud
     if not (sub := [r for r in runs if metric in r["summary"]]):
         raise ValueError(f"runs must not be empty and must record {metric!r}")
     keys = [(t, sg) for t in dict.fromkeys(r["task"] for r in sub)
-            for sg in sorted({r.get("sigma", 128.0) for r in sub if r["task"] == t})]
+            for sg in sorted({r.get("sigma", REINVENT_SIGMA) for r in sub if r["task"] == t})]
     out, cells = [], {}
     for task, sigma in keys:
         rows = [r for r in sub if r["task"] == task]
@@ -301,7 +303,7 @@ def pooled_rows(runs, metric: str = "yield@0.80", baseline: str = "REINVENT", bu
     out = []
     for task in dict.fromkeys(r["task"] for r in sub):
         rows = [r for r in sub if r["task"] == task]
-        sigmas = sorted({r.get("sigma", 128.0) for r in rows})
+        sigmas = sorted({r.get("sigma", REINVENT_SIGMA) for r in rows})
         for m in dict.fromkeys(r["method"] for r in rows):
             if m == baseline:
                 continue
@@ -340,10 +342,10 @@ def mode_shift_rows(runs, task: str, threshold: str = "0.80", baseline: str = "R
     if not sub:
         raise ValueError(f"runs must contain runs of task {task!r} that recorded {key!r}")
     names = list(TASK_MODES.get(task) or sorted({n for r in sub for n in r["summary"][key]}))
-    sigmas = sorted({r.get("sigma", 128.0) for r in sub})
+    sigmas = sorted({r.get("sigma", REINVENT_SIGMA) for r in sub})
 
     def hits(m, sg, n):
-        return np.array([r["summary"][key].get(n, 0) for r in sub if r["method"] == m and r.get("sigma", 128.0) == sg], float)
+        return np.array([r["summary"][key].get(n, 0) for r in sub if r["method"] == m and r.get("sigma", REINVENT_SIGMA) == sg], float)
     out = []
     for n in names:
         for m in [x for x in dict.fromkeys(r["method"] for r in sub) if x != baseline]:
@@ -366,9 +368,9 @@ def coverage_rows(runs, task: str, threshold: str = "0.80", min_hits: int = 1) -
     key = f"modes@{threshold}"
     names = list(TASK_MODES.get(task) or sorted({n for r in sub for n in r["summary"].get(key, {})}))
     out = []
-    for sigma in sorted({r.get("sigma", 128.0) for r in sub}):
+    for sigma in sorted({r.get("sigma", REINVENT_SIGMA) for r in sub}):
         for method in dict.fromkeys(r["method"] for r in sub):
-            mine = [r["summary"][key] for r in sub if r.get("sigma", 128.0) == sigma and r["method"] == method]
+            mine = [r["summary"][key] for r in sub if r.get("sigma", REINVENT_SIGMA) == sigma and r["method"] == method]
             if not mine:
                 continue
             out.append({"sigma": sigma, "method": method, "n": len(mine),
@@ -452,7 +454,7 @@ def _grid_parser(description: str, tasks, out_name: str):
     ap.add_argument("--budget", type=int, default=10_000)
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--lr", type=float, default=REINVENT_LR)
     ap.add_argument("--tasks", nargs="+", default=list(tasks))
     ap.add_argument("--methods", nargs="+", default=list(METHODS), help="e.g. 'MARA 0.90' 'MARA 0.95'")
     ap.add_argument("--workers", type=int, default=2)
@@ -489,7 +491,7 @@ def main(argv=None):
     command = "python scripts/run_reinvent.py " + " ".join(sys.argv[1:] if argv is None else argv)
     ap = _grid_parser("Chapter 8's REINVENT comparison at one sigma and the full budget, stored.",
                       ("product", "multi_mode"), "reinvent.json")
-    ap.add_argument("--sigma", type=float, default=128.0)
+    ap.add_argument("--sigma", type=float, default=REINVENT_SIGMA)
     ap.add_argument("--merge", nargs="+", help="combine result files (e.g. one per task) into --out")
     args = ap.parse_args(argv)
     if args.merge:
