@@ -120,8 +120,9 @@ class ReinventConfig:
     """Settings of one REINVENT run, checked once here.
 
     sigma: score multiplier (``beta = 1/sigma``); batch_size: molecules sampled per step; budget: oracle
-    calls per run (every sampled string is one call); lr: Adam learning rate; mara_tau: None (vanilla),
-    a score threshold, or ``"pNN"`` (a percentile of the batch's scores); diversity_filter: REINVENT's
+    calls per run (every sampled string is one call); lr: Adam learning rate (the defaults of lr and sigma are
+    ``REINVENT_LR`` and ``REINVENT_SIGMA``, their one home); mara_tau: None (vanilla), a score threshold, or
+    ``"pNN"`` (a percentile of the batch's scores); diversity_filter: REINVENT's
     identical-Murcko-scaffold filter (a scaffold's molecules score 0 once ``df_bucket_size`` molecules with
     score >= ``df_min_score`` have it); replay_size / replay_batch: experience replay of the best molecules
     seen (0 = off); seed; max_length: token limit per SMILES; label: a name for logs and tables.

@@ -8,6 +8,8 @@
 * :mod:`~marabook.experiments.onetwo_trl` (chapter 5): the same task through TRL's trainers;
 * :mod:`~marabook.experiments.open_ended` (chapter 6): open-ended naming, six trainers;
 * :mod:`~marabook.experiments.molecules` (chapter 8): REINVENT, MARA and the diversity filter;
+* :mod:`~marabook.experiments.pmo` (issue 29): the same methods on PMO's public benchmark tasks, a resumable
+  stored study;
 * :mod:`~marabook.experiments.sweep`: the one sweep runner, over any ``concurrent.futures.Executor``.
 
 Verbs: ``configs`` (the grid), ``run`` (one configuration), ``sweep`` (many, through
@@ -16,7 +18,7 @@ are read with :func:`marabook.provenance.load_stored` and described with :func:`
 Submodules are imported on first use, so ``from marabook import experiments`` costs nothing.
 """
 
-__all__ = ["tokens", "onetwo", "onetwo_real", "onetwo_trl", "open_ended", "molecules", "sweep"]
+__all__ = ["tokens", "onetwo", "onetwo_real", "onetwo_trl", "open_ended", "molecules", "pmo", "sweep"]
 
 
 def __getattr__(name):
