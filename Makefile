@@ -16,7 +16,7 @@ TORCH_SPEC ?= torch==2.13.0
 LOCK       ?= requirements-lock.txt
 CONSTRAINT := $(if $(LOCK),-c $(LOCK),)
 
-.PHONY: all book test test-latest lock env browser widgets-js clean
+.PHONY: all book pdf test test-latest lock env browser widgets-js clean
 
 all: test
 
@@ -87,6 +87,12 @@ BOOK_ENV := TQDM_DISABLE=1 HF_HUB_DISABLE_PROGRESS_BARS=1
 book: $(STAMP) widgets-js
 	$(BOOK_ENV) $(BIN)/jupyter-book build . -W -n --keep-going
 	@echo "Book built: open _build/html/index.html"
+
+# The whole book as one PDF (scripts/build_pdf.py): the single-page HTML of the notebooks `make book` executed,
+# printed by headless Chromium once MathJax has finished. Runs `make book` first when nothing is executed yet.
+pdf: $(STAMP) browser
+	@test -d _build/jupyter_execute/book || $(MAKE) book
+	$(BOOK_ENV) $(BIN)/python scripts/build_pdf.py
 
 clean:
 	rm -rf _build $(VENV) .venv-latest .pytest_cache .hypothesis

@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from marabook._validate import check_beta, check_distribution, check_finite
+from marabook import style as _style
 from marabook.problems import Problem
 from marabook.targets import forward_kl_target, reverse_kl_target
 
@@ -33,15 +34,8 @@ COLUMN_IN = COLUMN_PX / DPI
 #: The smallest type size any figure uses (points); at :data:`DPI` that is 12.5 CSS pixels.
 MIN_FONT_PT = 9
 
-#: One colour per role, used by every chapter.
-COLORS = {
-    "ref": "#7f7f7f",
-    "reward": "#2ca02c",
-    "reverse": "#1f77b4",
-    "forward": "#d62728",
-    "mara": "#9467bd",
-    "entropy": "#ff7f0e",
-}
+#: One colour per role, used by every chapter (defined in :mod:`marabook.style`).
+COLORS = _style.COLORS
 
 
 def use_book_style() -> None:

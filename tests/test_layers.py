@@ -7,7 +7,7 @@ PKG = Path(__file__).resolve().parents[1] / "marabook"
 
 # rank of every module; equal rank may not import each other either (keeps siblings independent)
 RANK = {
-    "_validate": 0, "_compat": 0, "config": 0, "figure_checks": 0, "provenance": 0, "glue": 0, "tables": 0, "checkpoints": 0,
+    "_validate": 0, "_compat": 0, "config": 0, "figure_checks": 0, "provenance": 0, "glue": 0, "tables": 0, "checkpoints": 0, "style": 0,
     "plumbing": 1,
     "problems": 1,
     "targets": 2,

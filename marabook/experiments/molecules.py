@@ -166,15 +166,13 @@ def _values(rows, method, key, budget=None, sigma=None) -> np.ndarray:
 
 
 def format_comparison(rows, metrics, baseline: str = "REINVENT") -> Table:
-    """:func:`compare_methods` rows as a table (:class:`~marabook.tables.Table`): ``mean ± std`` per metric,
-    and under each other method a row ``p vs <baseline>`` with its one-sided p-value per metric (a row of its
-    own, so that the numbers of a cell stay one number each)."""
+    """:func:`compare_methods` rows as a table (:class:`~marabook.tables.Table`): ``mean ± std`` per metric, and
+    under each other method a row ``p vs <baseline>``, its one-sided p-values (one number per cell)."""
     if not rows:
         raise ValueError("rows must not be empty")
     cells = []
     for r in rows:
-        row = [r["method"] + (f" ({r['errors']} raised)" if r.get("errors") else "")]
-        prow = [f"p vs {baseline}"]
+        row, prow = [r["method"] + (f" ({r['errors']} raised)" if r.get("errors") else "")], [f"p vs {baseline}"]
         for m in metrics:
             mean, sd = r.get(m, (np.nan, np.nan))
             fmt = (".3f" if m.startswith(("intdiv", "uniqueness", "validity")) else ".1f" if m.startswith("circles")

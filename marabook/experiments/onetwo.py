@@ -20,6 +20,7 @@ from marabook.experiments.sweep import failure_counts, run_sweep, split_failures
 from marabook.provenance import need
 from marabook.lm import REFERENCE_LM_DIR, OneTwoTask, load_reference_lm, onetwo_answer_probs
 from marabook.rl import RLConfig, Trainer
+from marabook.style import METHOD_COLORS
 from marabook.tables import Table
 
 __all__ = ["COMMON", "BETAS", "configs", "run", "sweep", "summarize", "table", "stored_table", "method_label",
@@ -369,7 +370,7 @@ def dynamics_table(rows) -> Table:
 def plot_dynamics(runs, rows, axes) -> None:
     """The exact share of "1" along every run of the grid, one panel per (group size, beta), vanilla and
     MARA, with each method's target dashed: dynamics drawn against targets (chapter 5)."""
-    colors = {"vanilla": "#4C72B0", "MARA": "#55A868"}
+    colors = dict(METHOD_COLORS)
     runs = _runs(runs, ("config", "trajectory"))[0]  # jobs that raised have nothing to draw
     keys = sorted({(r["config"]["group_size"], r["config"]["beta"]) for r in runs})
     target = {(x["method"], x["beta"]): x["target"] for x in rows}

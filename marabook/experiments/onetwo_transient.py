@@ -39,6 +39,7 @@ from marabook._validate import check_number
 from marabook.experiments.onetwo import method_label
 from marabook.experiments.sweep import split_failures
 from marabook.provenance import need
+from marabook.style import METHOD_COLORS
 from marabook.tables import Table
 
 __all__ = ["MEASURES", "binary_entropy_bits", "trajectory_of", "run_measures", "reference_share",
@@ -268,7 +269,7 @@ def plot_share_over_training(runs: Sequence[dict], ax, *, reference: float, targ
     """Every run's share of "1" along training on ``ax``, vanilla and MARA in their colours, the reference's
     share as a solid grey line and each method's target (``targets``: ``{"vanilla": share, "MARA": share}``)
     dashed; ``mark_step`` draws a dotted vertical line (e.g. where a shorter budget stops)."""
-    colors = colors or {"vanilla": "#4C72B0", "MARA": "#55A868"}
+    colors = colors or dict(METHOD_COLORS)
     done = _finished(runs, "config")
     if not done:
         raise ValueError("runs hold no finished run to draw")
