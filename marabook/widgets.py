@@ -36,7 +36,6 @@ def target_explorer(beta: float = 0.13, reward_gap: float = 0.25, ref_gap: float
     HTML the initial figure is kept (saved widget state); use :func:`explorer_grid` as a fallback.
     """
     import ipywidgets as w
-    from IPython.display import display
 
     s_beta = w.FloatLogSlider(value=beta, base=10, min=-3, max=1, step=0.05, description="beta",
                               readout_format=".3g", continuous_update=False)
@@ -47,13 +46,15 @@ def target_explorer(beta: float = 0.13, reward_gap: float = 0.25, ref_gap: float
     out = w.Output()
 
     def redraw(*_):
-        with out:
-            out.clear_output(wait=True)
-            fig, ax = new_figure(height=3.2)
-            draw_explorer(ax, s_beta.value, s_rgap.value, s_lgap.value)
-            ax.legend(loc="upper right")
-            display(fig)
-            plt.close(fig)
+        # The picture goes into the Output widget's state directly (``outputs``), not through ``with out:``:
+        # output capture routes the kernel's display messages through the client, and a notebook executed
+        # headless (nbclient, the book build) could then wait on them indefinitely (jupyter/nbclient#312).
+        fig, ax = new_figure(height=3.2)
+        draw_explorer(ax, s_beta.value, s_rgap.value, s_lgap.value)
+        ax.legend(loc="upper right")
+        out.outputs = ()
+        out.append_display_data(fig)
+        plt.close(fig)
 
     for s in (s_beta, s_rgap, s_lgap):
         s.observe(redraw, names="value")
