@@ -40,11 +40,12 @@ let waited = 0;
 })();
 """
 
-#: JavaScript: the page's MathJax errors and the titles of its top-level sections
+#: JavaScript: the page's MathJax errors and the titles of its sections (a chapter is a second-level section of the
+#: single page, under the root document's title)
 PAGE_REPORT = """
 const errs = Array.from(document.querySelectorAll('mjx-merror, .MathJax_Error, mjx-container [data-mjx-error]'))
   .map(e => (e.getAttribute('data-mjx-error') || e.textContent || '').slice(0, 120));
-const titles = Array.from(document.querySelectorAll('article h1, section > h1, h1'))
+const titles = Array.from(document.querySelectorAll('h1, h2'))
   .map(h => h.textContent.replace(/[#\\u00b6]/g, '').trim());
 return {errors: errs, titles: titles, height: document.documentElement.scrollHeight};
 """
@@ -111,7 +112,14 @@ def build_singlehtml(source: Path, out: Path, smoke: bool = False) -> Path:
                           capture_output=True, text=True, env=env, timeout=1800)
     if proc.returncode != 0:
         raise RuntimeError(f"the single-page build failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
-    return out / "_build" / "singlehtml" / "index.html"
+    site = out / "_build" / "singlehtml"
+    page = site / (yaml.safe_load((source / "_toc.yml").read_text())["root"] + ".html")
+    # The root document lives in book/, and the single page links its static files and images relative to
+    # the site's root ("_static/...", "_images/..."): give its folder the same names.
+    for entry in site.iterdir():
+        if entry.is_dir() and entry.name.startswith("_") and not (page.parent / entry.name).exists():
+            (page.parent / entry.name).symlink_to(entry.resolve(), target_is_directory=True)
+    return page
 
 
 def chrome(chromium: str | None = None, chromedriver: str | None = None):
@@ -139,8 +147,6 @@ def print_pdf(html: Path, pdf: Path, expected_titles: list[str], driver=None) ->
     title of ``expected_titles`` is not on the page. Returns a report: titles found, MathJax status, pages, size."""
     import base64
 
-    from selenium.webdriver.common.print_page_options import PrintOptions
-
     own = driver is None
     driver = driver or chrome()
     try:
@@ -161,10 +167,11 @@ def print_pdf(html: Path, pdf: Path, expected_titles: list[str], driver=None) ->
         absent = [t for t in expected_titles if t not in found]
         if absent:
             raise ValueError(f"the single page lacks the chapters {absent}")
-        opts = PrintOptions()
-        opts.page_width, opts.page_height = 21.0, 29.7  # A4, in cm
-        opts.background = True
-        data = base64.b64decode(driver.print_page(opts))
+        # Chrome's own printToPDF (DevTools protocol): WebDriver's print command gives up on a page this long
+        # after ten seconds ("Timed out receiving message from renderer")
+        res = driver.execute_cdp_cmd("Page.printToPDF", {"paperWidth": 8.27, "paperHeight": 11.69,  # A4, inches
+                                                         "printBackground": True})
+        data = base64.b64decode(res["data"])
     finally:
         if own:
             driver.quit()

@@ -147,6 +147,16 @@ def test_page_in_browser(page, site, driver, built_book):
 
     _assert_math_rendered(driver, page)
 
+    # no plumbing on the page: Python reprs of plotting objects or raw arrays in a cell's output
+    noise = driver.execute_script(
+        "return Array.from(document.querySelectorAll('.cell_output')).map(e => e.innerText)"
+        ".filter(t => /<matplotlib\\.|<Figure size|array\\(\\[/.test(t)).map(t => t.slice(0, 80))")
+    assert not noise, f"{page}: repr noise in outputs: {noise}"
+    if i == 0:  # the book's first page shows its result on the first screen (a 1280 x 900 window)
+        top = driver.execute_script("const i = document.querySelector('article.bd-article .cell_output img');"
+                                    "return i ? i.getBoundingClientRect().top + window.scrollY : null")
+        assert top is not None and top < 900, f"{page}: the headline figure starts at {top}px, below the first screen"
+
     # one search box a reader can see (the theme's header button; the sidebar field is configured away)
     n_search = driver.execute_script(
         "return Array.from(document.querySelectorAll('.search-button__button, .bd-search input'))"
