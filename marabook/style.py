@@ -16,5 +16,5 @@ COLORS = {
     "entropy": "#ff7f0e",
 }
 
-#: The two methods of the 1-2 figures: vanilla in the reverse-KL blue, MARA in purple (as in every chapter).
+#: Vanilla in the reverse-KL blue and MARA in purple, the two methods of the 1-2 figures (as in every chapter).
 METHOD_COLORS = {"vanilla": COLORS["reverse"], "MARA": COLORS["mara"]}
