@@ -58,8 +58,9 @@ def test_the_pdf_has_every_chapter_and_no_math_error(book_source, executed_chapt
         driver.get((tmp_path / "work" / "out" / "_build" / "singlehtml" / "book" / "intro.html").as_uri())
         driver.execute_async_script(build_pdf.WAIT_FOR_MATH)
         driver.execute_async_script(
-            "const done = arguments[arguments.length - 1]; const p = document.createElement('p');"
-            "p.textContent = '\\\\(\\\\frac{1}{\\\\)'; document.querySelector('article').appendChild(p);"
+            "const done = arguments[arguments.length - 1]; const p = document.createElement('span');"
+            "p.className = 'math notranslate nohighlight';"  # as Sphinx marks inline maths for MathJax
+            "p.textContent = '\\\\(x^2^3\\\\)'; document.querySelector('article').appendChild(p);"  # a TeX error
             "MathJax.typesetPromise([p]).then(() => done(true)).catch(() => done(false));")
         assert driver.execute_script(build_pdf.PAGE_REPORT)["errors"], "a broken equation went unreported"
     finally:
