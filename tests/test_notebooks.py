@@ -75,8 +75,12 @@ KEY_NUMBERS = {
         "intro_toy_mara_final": ("close", 0.5, 0.05, "MARA's runs 'go to one half' on the small GPT-2"),
         "intro_real_mara_min": ("rule", lambda g: 0.4 < g["intro_real_mara_min"] <= g["intro_real_mara_max"] < 0.6,
                                 "MARA's runs 'go to one half' on SmolLM2 (every run within 0.1)"),
-        "intro_sweep_mara_small_collapsed": ("rule", lambda g: g["intro_sweep_mara_small_collapsed"] >= 1,
-                                             "'MARA is not a cure-all': some runs at the smallest beta collapse"),
+        "intro_sweep_mara_small_collapsed": ("rule", lambda g: g["intro_sweep_mara_small_collapsed"] >= 1
+                                             and g["intro_toy_small_mara_collapsed"] >= 1,
+                                             "'MARA is not a cure-all': runs at the smallest beta collapse in both stores"),
+        "intro_toy_small_vanilla_collapsed": ("rule", lambda g: g["intro_toy_small_vanilla_collapsed"]
+                                              > g["intro_toy_small_runs"] / 2,
+                                              "'at beta = 0.001 vanilla collapses': most of its runs end collapsed"),
     },
     "01_distribution_matching": {
         "identity_residual": ("below", 1e-10, "identity (1.4) holds exactly; both sides are sums of 8 terms "
