@@ -352,9 +352,11 @@ LONG_CELL = 25  # lines of code a reader meets in the middle of the argument bef
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
 def test_long_code_cells_are_collapsed(path):
     """The argument stays on the page: a code cell longer than LONG_CELL lines (a plotting routine, an
-    experiment's plumbing) is shown collapsed, with its output (tag ``hide-input``)."""
+    experiment's plumbing) is shown collapsed, with its output (tag ``hide-input``), or not at all (``remove-input``
+    or ``remove-cell``, as the intro's headline figure and its setup)."""
     nb = nbformat.read(path, as_version=4)
     long = [f"cell {i} ({c.get('id')}, {len(c.source.strip().splitlines())} lines)"
             for i, c in enumerate(nb.cells) if c.cell_type == "code"
-            and len(c.source.strip().splitlines()) > LONG_CELL and "hide-input" not in c.metadata.get("tags", [])]
+            and len(c.source.strip().splitlines()) > LONG_CELL
+            and not {"hide-input", "remove-input", "remove-cell"} & set(c.metadata.get("tags", []))]
     assert not long, f"{path.name}: tag these hide-input or move their code into marabook: {long}"
