@@ -71,9 +71,15 @@ class Table(str):
         def head(c):
             return esc(c).replace("@", "@<wbr>").replace("_", "_<wbr>").replace("/", "/<wbr>")
 
+        # a number never breaks ("4e-06" not after its "-"), nor "± 0.005" after its "±": a cell breaks only
+        # between words, before a "±", or between two values ("+0.18 (4e-06)"); "multi-mode" may still break
+        def cell(c):
+            words = esc(c).replace("± ", "±\u00a0").split(" ")
+            return " ".join(f'<span class="nw">{w}</span>' if re.search(r"-\d|\d-", w) else w for w in words)
+
         out.append("<thead><tr>" + "".join(f"<th>{head(c)}</th>" for c in self.columns) + "</tr></thead><tbody>")
         for r in self.rows:
-            out.append("<tr>" + "".join(f'<td class="{"num" if n else "txt"}">{esc(c)}</td>'
+            out.append("<tr>" + "".join(f'<td class="{"num" if n else "txt"}">{cell(c)}</td>'
                                         for c, n in zip(r, self._numeric)) + "</tr>")
         out.append("</tbody></table>")
         return "".join(out)

@@ -18,8 +18,9 @@ def test_a_table_is_its_plain_text_and_renders_the_same_cells_as_html():
         "MARA     0.01  0.512 ± 0.030",
     ]
     html = t._repr_html_()
-    cells = re.findall(r"<t[dh][^>]*>([^<]*)</t[dh]>", html.replace("<wbr>", ""))
+    cells = re.findall(r"<t[dh][^>]*>([^<]*)</t[dh]>", html.replace("<wbr>", "").replace("\u00a0", " "))
     assert cells == ["method", "beta", "share of 1", "vanilla", "0.01", "0.940", "MARA", "0.01", "0.512 ± 0.030"]
+    assert "0.512 ±\u00a00.030" in html  # breaks before "±", never after it
     assert html.count('class="num"') == 4 and html.count('class="txt"') == 2  # numbers right-aligned
     assert "<caption>share of 1</caption>" in html
     assert t.to_markdown().splitlines()[1] == "|:---|---:|---:|"
@@ -38,6 +39,10 @@ def test_cells_are_escaped_in_html():
     html = Table(["a<b"], [["x & y"]])._repr_html_()
     assert "a&lt;b" in html and "x &amp; y" in html
     assert "<th>yield@<wbr>0.80</th>" in Table(["yield@0.80"], [["1"]])._repr_html_()  # breaks after @ only
+    # a number with a minus or an exponent never breaks at its hyphen; the cell breaks between values
+    assert '>+0.18 <span class="nw">(4e-06)</span></td>' in Table(["d"], [["+0.18 (4e-06)"]])._repr_html_()
+    assert '>multi-mode task</td>' in Table(["d"], [["multi-mode task"]])._repr_html_()  # words keep their hyphen break
+    assert '<span class="nw">-0.5</span>' in Table(["d"], [["-0.5"]])._repr_html_()
 
 
 @pytest.mark.parametrize("bad, name", [
