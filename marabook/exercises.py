@@ -90,7 +90,16 @@ EXERCISES: dict[str, _Exercise] = {
     "8.1": _Exercise("the three MARA scores for S = [0.9, 0.86, 0.5], log pi_prior = [-20, -18, -25], sigma = 128, "
                      "tau = 0.85 (a list of 3 floats)", lambda: _mara_81(), 1e-4, 1e-5,
                      "beta = 1 / sigma; the anchor is the good molecule with the highest prior log-likelihood"),
+    "9.1": _Exercise("PMO's AUC top-10 of a run whose 10,000 distinct molecules all score 0.6 (budget 10,000, the "
+                     "top-10 curve read every 100 molecules; a float)", lambda: _auc_91(), 1e-6, 0.0,
+                     "eq. (9.1): the curve is 0 before the first molecule and 0.6 from the first reading on"),
 }
+
+
+def _auc_91() -> np.ndarray:
+    from marabook.chem.benchmarks import auc_top10  # lazy: chapters 1-6 need neither torch nor RDKit
+
+    return np.array(auc_top10([0.6] * 10_000))
 
 
 def _dap_ratio_71() -> np.ndarray:

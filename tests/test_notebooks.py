@@ -173,6 +173,25 @@ KEY_NUMBERS = {
         "toy_mara_good_ratio": ("close", 1.0, CLOSED, "two good molecules, equal mass under MARA"),
         "toy_mara_good_mass": ("close", 0.9682764721508448, CLOSED, "MARA target (4.2), beta = 0.2, tau = 0.85"),
     },
+    "09_pmo_benchmark": {
+        "celecoxib_self": ("close", 1.0, 1e-12, "a rediscovery target is its own nearest neighbour: Tanimoto 1"),
+        "albuterol_self": ("close", 1.0, 1e-12, "albuterol is past its own clipped similarity: score 1"),
+        "isomer_exact": ("close", 1.0, 1e-12, "3,4-diaminobenzoic acid is C7H8N2O2: an exact isomer scores 1"),
+        "invalid_score": ("close", 0.0, 0.0, "an invalid SMILES scores 0"),
+        "auc_flat": ("close", 0.6 * (1 - 100 / 20_000), 1e-12, "eq. (9.1): c (1 - freq / 2B), a trapezoid sum"),
+        "auc_late": ("close", (100 / 2 + 4_900) / 10_000, 1e-12, "eq. (9.1): one 100-molecule trapezoid from 0 to 1, then 4,900 at 1"),
+        # what the prose says about the stored study: a re-collected study that changes any of these fails here
+        "auc_sig_up": ("below", 0, "the summary says the study finds no evidence that MARA helps (no Holm-significant gain)"),
+        "act_never_n": ("above", 1, "the prose names the tasks where MARA never acted"),
+        "best_median1": ("rule", lambda g: g["best_median1"] < g["tau_median1"] and g["best_median2"] < g["tau_median2"],
+                          "the medians' REINVENT best stays below their thresholds, as the prose says"),
+        "auc_big_task": ("rule", lambda g: g["auc_big_task"] in g["act_any"].split(", "),
+                            "the largest MARA difference is on a task where MARA acted"),
+        "df_auc_worst_task": ("rule", lambda g: g["df_auc_worst_task"] in ("celecoxib_rediscovery", "albuterol_similarity"),
+                            "the filter costs most AUC on a single-optimum task, as the prose explains"),
+        "ref_below_n": ("rule", lambda g: g["ref_below_n"] > g["ref_n"] / 2,
+                             "the book's REINVENT is below PMO's on most tasks, as the summary says"),
+    },
 }
 
 

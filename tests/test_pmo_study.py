@@ -283,3 +283,69 @@ def test_every_entry_point_reads_the_one_lr_and_sigma(monkeypatch, one_thread):
     with pytest.raises(Stop):
         pmo.main(["--store", "unused"])
     assert seen["pmo"] == (REINVENT_LR, REINVENT_SIGMA, 10_000, [0, 1, 2, 3, 4])
+
+
+# ------------------------------------------------------------------------------------------ the report (chapter 9)
+def _fake(task, method, seed, auc, yld=0, best=0.5, active=None):
+    return {"task": task, "method": method, "seed": seed, "tau": None if active is None else 0.8,
+            "mara_active": active, "summary": {"auc_top10": auc, "yield": yld, "best": best}}
+
+
+FAKE = [_fake("a", "REINVENT", 0, 0.30, best=0.40), _fake("a", "MARA", 0, 0.30, active=0.0),
+        _fake("a", "REINVENT", 1, 0.32, best=0.50), _fake("a", "MARA", 1, 0.32, active=0.0),
+        _fake("b", "REINVENT", 0, 0.70, 4, best=0.9), _fake("b", "MARA", 0, 0.75, 9, active=0.5),
+        _fake("b", "REINVENT", 1, 0.80, 6, best=1.0), _fake("b", "MARA", 1, 0.78, 6, active=0.25),
+        _fake("b", "MARA", 2, 0.90, 9, active=1.0)]  # seed 2 has no REINVENT run: left out of every pairing
+
+
+def test_activity_counts_where_mara_could_act_on_hand_made_runs():
+    from marabook.experiments import pmo_report
+
+    a, b = pmo_report.activity(FAKE)
+    assert (a["task"], a["seeds"], a["runs_active"], a["identical"], a["mean_active"]) == ("a", 2, 0, 2, 0.0)
+    assert a["best_baseline"] == pytest.approx(0.45)
+    assert (b["task"], b["seeds"], b["runs_active"], b["identical"]) == ("b", 2, 2, 0)
+    assert b["mean_active"] == pytest.approx(0.375) and b["best_baseline"] == pytest.approx(0.95)
+    table = pmo_report.format_activity([a, b])
+    assert "0/2" in table and "2/2" in table and "38%" in table
+
+
+def test_paired_differences_seed_by_seed():
+    from marabook.experiments import pmo_report
+
+    a, b = pmo_report.paired(FAKE, "auc_top10")
+    assert a["diffs"] == [0.0, 0.0] and (a["equal"], a["higher"], a["lower"]) == (2, 0, 0)
+    assert b["diffs"] == pytest.approx([0.05, -0.02]) and b["mean"] == pytest.approx(0.015)
+    assert (b["higher"], b["lower"], b["n"]) == (1, 1, 2)
+    y = pmo_report.paired(FAKE, "yield")[1]
+    assert y["diffs"] == [5.0, 0.0] and y["mean"] == 2.5
+
+
+def test_reference_table_puts_pmo_beside_the_book():
+    from marabook.experiments import pmo_report
+
+    assert set(pmo_report.PMO_REINVENT_AUC) == set(pmo.STUDY_TASKS)  # every task of the study has its reference
+    assert all(0 < v < 1 for v in pmo_report.PMO_REINVENT_AUC.values())
+    rows = [{"task": "median1", "method": "REINVENT", "mean": 0.2241, "n": 3},
+            {"task": "median1", "method": "MARA", "mean": 0.2250, "n": 3}]
+    t = pmo_report.reference_table(rows)
+    assert t.columns == ("task", "PMO's REINVENT", "book: REINVENT", "book: MARA")
+    assert t.rows == (("median1", "0.356", "0.224", "0.225"),)
+
+
+@pytest.mark.parametrize("call, name", [
+    (lambda R: R.activity(FAKE, method="REINVENT"), "method"),
+    (lambda R: R.activity(FAKE, baseline="MARA"), "baseline"),
+    (lambda R: R.activity([]), "runs"),
+    (lambda R: R.activity(FAKE, method="MARA+DF"), "runs"),
+    (lambda R: R.paired(FAKE, "nope"), "metric"),
+    (lambda R: R.paired(FAKE, method="PPO"), "method"),
+    (lambda R: R.format_activity([]), "rows"),
+    (lambda R: R.reference_table("x"), "compare_rows"),
+    (lambda R: R.reference_table([{"task": "a", "method": "MARA", "mean": 1, "n": 1}], reference=[1]), "reference"),
+])
+def test_the_report_refuses_bad_input_by_name(call, name):
+    from marabook.experiments import pmo_report
+
+    with pytest.raises(ValueError, match=name):
+        call(pmo_report)

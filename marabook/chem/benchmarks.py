@@ -1,4 +1,4 @@
-"""The PMO / GuacaMol goal-directed oracles that need nothing but RDKit (book chapter 8, issue 29).
+"""The PMO / GuacaMol goal-directed oracles that need nothing but RDKit (book chapter 9, issue 29).
 
 PMO ("Sample efficiency matters", Gao, Fu, Sun & Coley, NeurIPS 2022 Datasets and Benchmarks) scores
 molecular optimisers on 23 oracles with a budget of 10,000 oracle calls and the area under the top-10
@@ -6,7 +6,7 @@ curve (:func:`auc_top10`). 20 of the 23 are GuacaMol's goal-directed tasks (Brow
 Vaucher, J. Chem. Inf. Model. 59:1096, 2019) plus QED; they need only RDKit and are implemented here from
 their published definitions (the targets, fingerprints, score modifiers and means of GuacaMol's
 ``goal_directed_suite_v2``, PMO names). DRD2, GSK3B and JNK3 need downloaded classifier checkpoints and
-are left out. Chapter 8 uses these tasks as the field's public benchmark for REINVENT and MARA.
+are left out. Chapter 9 uses these tasks as the field's public benchmark for REINVENT and MARA.
 
 :data:`TASKS` is the registry ``{pmo_name: BenchmarkTask}``; :func:`score` scores a list of SMILES (invalid
 strings score 0), :func:`oracle` gives the counted :class:`~marabook.chem.oracles.Oracle` a REINVENT run
@@ -426,7 +426,7 @@ def oracle(name: str, budget: int | None = 10_000) -> Oracle:
     """A counted, recorded :class:`~marabook.chem.oracles.Oracle` for PMO task ``name`` (default budget: PMO's
     10,000 calls; ``None`` for no limit). As everywhere in ``marabook.chem`` every string passed in is one
     call, invalid and repeated ones included, and invalid strings score 0 and count in ``n_invalid``.
-    Chapter 8 runs REINVENT and MARA against these."""
+    Chapter 9 runs REINVENT and MARA against these."""
     task = _task(name)
     if budget is not None:
         budget = check_int(budget, "budget")

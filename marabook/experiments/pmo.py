@@ -1,4 +1,4 @@
-"""The stored PMO study (issue 29): REINVENT, its diversity filter and MARA on the field's public benchmark.
+"""The stored PMO study (issue 29, chapter 9): REINVENT, its diversity filter and MARA on the public benchmark.
 
 Chapter 8's evidence for MARA comes from three tasks the book designed; this study runs the same REINVENT loop
 (:class:`~marabook.chem.ReinventTrainer`, eq. 7.1, with MARA's score transform, eq. 8.1) on PMO's goal-directed
