@@ -82,8 +82,13 @@ def two_sample(treatment, control, *, alternative: str = "greater", test: str = 
     _choice(alternative, "alternative", ALTERNATIVES)
     _choice(test, "test", TESTS)
     both = np.concatenate([t, c])
-    if np.ptp(both) <= 1e-12 * max(1.0, float(np.abs(both).max())):
+    tol = 1e-12 * max(1.0, float(np.abs(both).max()))
+    if np.ptp(both) <= tol:
         return TestResult(0.0, 1.0, test, alternative, (t.size, c.size))
+    if test == "welch" and np.ptp(t) <= tol and np.ptp(c) <= tol:
+        # zero variance on both sides: Welch's statistic divides by zero (scipy >= 1.16 returns t = +-inf, p = 0,
+        # which would read as certain); no within-group spread means no estimate of the noise, so undefined
+        return TestResult(float("nan"), float("nan"), test, alternative, (t.size, c.size))
     with warnings.catch_warnings():  # near-constant samples: scipy warns, the p-value is still defined
         warnings.simplefilter("ignore", RuntimeWarning)
         if test == "welch":

@@ -286,15 +286,16 @@ def test_every_entry_point_reads_the_one_lr_and_sigma(monkeypatch, one_thread):
 
 
 # ------------------------------------------------------------------------------------------ the report (chapter 9)
-def _fake(task, method, seed, auc, yld=0, best=0.5, active=None):
+def _fake(task, method, seed, auc, yld=0, best=0.5, active=None, n_good=()):
     return {"task": task, "method": method, "seed": seed, "tau": None if active is None else 0.8,
-            "mara_active": active, "summary": {"auc_top10": auc, "yield": yld, "best": best}}
+            "mara_active": active, "summary": {"auc_top10": auc, "yield": yld, "best": best},
+            "history": {"n_good": list(n_good)}}
 
 
 FAKE = [_fake("a", "REINVENT", 0, 0.30, best=0.40), _fake("a", "MARA", 0, 0.30, active=0.0),
         _fake("a", "REINVENT", 1, 0.32, best=0.50), _fake("a", "MARA", 1, 0.32, active=0.0),
-        _fake("b", "REINVENT", 0, 0.70, 4, best=0.9), _fake("b", "MARA", 0, 0.75, 9, active=0.5),
-        _fake("b", "REINVENT", 1, 0.80, 6, best=1.0), _fake("b", "MARA", 1, 0.78, 6, active=0.25),
+        _fake("b", "REINVENT", 0, 0.70, 4, best=0.9), _fake("b", "MARA", 0, 0.75, 9, active=0.5, n_good=(0, 3, 2, 1)),
+        _fake("b", "REINVENT", 1, 0.80, 6, best=1.0), _fake("b", "MARA", 1, 0.78, 6, active=0.25, n_good=(0, 0, 1, 1)),
         _fake("b", "MARA", 2, 0.90, 9, active=1.0)]  # seed 2 has no REINVENT run: left out of every pairing
 
 
@@ -306,8 +307,10 @@ def test_activity_counts_where_mara_could_act_on_hand_made_runs():
     assert a["best_baseline"] == pytest.approx(0.45)
     assert (b["task"], b["seeds"], b["runs_active"], b["identical"]) == ("b", 2, 2, 0)
     assert b["mean_active"] == pytest.approx(0.375) and b["best_baseline"] == pytest.approx(0.95)
+    # a lone good molecule is its own anchor: only batches with two or more change a score
+    assert (a["runs_changed"], b["runs_changed"]) == (0, 1) and b["mean_changed"] == pytest.approx((2 / 4 + 0) / 2)
     table = pmo_report.format_activity([a, b])
-    assert "0/2" in table and "2/2" in table and "38%" in table
+    assert "0/2" in table and "2/2" in table and "1/2" in table and "25%" in table
 
 
 def test_paired_differences_seed_by_seed():

@@ -101,3 +101,17 @@ def test_compare_family_puts_the_pieces_together():
 def test_bad_input_names_the_argument(call, name):
     with pytest.raises(ValueError, match=f"^{name}"):
         call()
+
+
+def test_welch_on_two_constant_but_different_samples_is_undefined():
+    """No spread on either side gives no estimate of the noise: NaN (as documented), not scipy's t = -inf, p = 0;
+    compare_family then leaves the cell out of Holm's family. Mann-Whitney stays defined (ranks need no spread)."""
+    r = stats.two_sample([43.0, 43.0], [52.0, 52.0], alternative="two-sided")
+    assert np.isnan(r.pvalue) and np.isnan(r.statistic)
+    assert stats.two_sample([1.0, 1.0], [1.0, 1.0]).pvalue == 1.0  # all equal: no evidence either way
+    assert np.isfinite(stats.two_sample([43.0, 43.0], [52.0, 53.0], alternative="two-sided").pvalue)
+    assert np.isfinite(stats.two_sample([43.0, 43.0], [52.0, 52.0], test="mannwhitney").pvalue)
+    fam = stats.compare_family([{"treatment": [43.0, 43.0], "control": [52.0, 52.0]},
+                                {"treatment": [1.0, 2.0, 3.0], "control": [2.0, 3.0, 4.0]}], effect="difference",
+                               alternative="two-sided", n_resamples=200)
+    assert np.isnan(fam[0]["p_holm"]) and fam[1]["family_size"] == 1 and fam[1]["p_holm"] == fam[1]["p"]

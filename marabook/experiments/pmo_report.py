@@ -1,10 +1,11 @@
 """Reading the PMO study (chapter 9): where MARA could act at all, paired differences to REINVENT, and PMO's own
 REINVENT numbers beside the book's.
 
-MARA changes REINVENT's training signal only on a batch holding a molecule at or above its threshold tau (eq. 8.1:
-below tau the scores pass through unchanged). A MARA run and a REINVENT run with the same seed therefore make
-exactly the same draws, the same molecules and the same updates until the first such molecule appears, and a
-run that never finds one *is* the REINVENT run. :func:`activity` counts this per task before any table of means is
+MARA changes REINVENT's training signal only on a batch holding at least *two* distinct sequences (SMILES)
+scoring at or above its threshold tau (eq. 8.1: below tau the scores pass through unchanged, and a lone good
+molecule is its own anchor, so its score stays ``S(z) + beta * 0``). A MARA run and a REINVENT run with the same seed therefore make exactly
+the same draws, the same molecules and the same updates until the first such batch, and a run that never has one
+*is* the REINVENT run. :func:`activity` counts this per task before any table of means is
 read: a benchmark where the threshold is never reached says nothing about MARA, and the chapter says which tasks
 those are. :func:`paired` then compares the two methods seed by seed (the same seed is the same start, so the
 per-seed difference removes the prior's and the sampler's shared luck).
@@ -56,9 +57,14 @@ def activity(runs, method: str = "MARA", baseline: str = "REINVENT") -> list[dic
     ``tau``; ``seeds`` (seeds with both runs finished); ``best_baseline`` (the baseline's best score, mean over those
     seeds: how close REINVENT itself gets to tau); ``runs_active`` (runs of ``method`` with at least one batch holding
     a molecule at or above tau) and ``mean_active`` (the share of its steps with one, mean over seeds);
+    ``runs_changed`` and ``mean_changed``: the same for batches with at least two (``history["n_good"] >= 2``), the
+    only batches where MARA changes a score;
     ``identical`` (seeds at which the two runs end with exactly the same AUC top-10 and yield: where
     ``runs_active`` is 0 MARA never changed a score and the run *was* REINVENT's; a run whose first hit came in its
     last steps can also end with the same numbers)."""
+    def changed(run) -> list:
+        return [n >= 2 for n in (run.get("history") or {}).get("n_good", [])]
+
     if not isinstance(method, str) or not method.startswith("MARA"):
         raise ValueError(f"method must name a MARA variant of the study (e.g. 'MARA', 'MARA+DF'), got {method!r}")
     if not isinstance(baseline, str) or baseline.startswith("MARA"):
@@ -77,6 +83,8 @@ def activity(runs, method: str = "MARA", baseline: str = "REINVENT") -> list[dic
         rows.append({"task": task, "tau": treated[0].get("tau"), "seeds": len(seeds),
                      "best_baseline": float(np.mean([b["summary"]["best"] for b in base])),
                      "runs_active": int(sum((t.get("mara_active") or 0.0) > 0 for t in treated)),
+                     "runs_changed": int(sum(any(changed(t)) for t in treated)),
+                     "mean_changed": float(np.mean([np.mean(changed(t)) if changed(t) else 0.0 for t in treated])),
                      "mean_active": float(np.mean([t.get("mara_active") or 0.0 for t in treated])),
                      "identical": int(same)})
     if not rows:
@@ -88,12 +96,13 @@ def format_activity(rows) -> Table:
     """:func:`activity` rows as a table."""
     if isinstance(rows, (str, dict)) or not rows:
         raise ValueError("rows must be a non-empty list of pmo_report.activity rows")
-    return Table(["task", "tau", "REINVENT's best (mean)", "MARA runs with a hit", "steps with a hit",
-                  "same AUC and yield as REINVENT"],
+    return Table(["task", "tau", "REINVENT's best (mean)", "MARA runs with a hit", "runs MARA changed",
+                  "steps MARA changed", "same AUC and yield as REINVENT"],
                  [[r["task"], f"{r['tau']:g}", f"{r['best_baseline']:.3f}", f"{r['runs_active']}/{r['seeds']}",
-                   f"{r['mean_active']:.0%}", f"{r['identical']}/{r['seeds']}"] for r in rows],
-                 caption="where MARA can act: a batch must hold a molecule at or above tau (eq. 8.1); a run without "
-                         "one is, draw for draw, the REINVENT run of the same seed")
+                   f"{r['runs_changed']}/{r['seeds']}", f"{r['mean_changed']:.0%}", f"{r['identical']}/{r['seeds']}"]
+                  for r in rows],
+                 caption="where MARA can act: it changes a score only in a batch with two or more distinct molecules "
+                         "at or above tau (eq. 8.1); a run without one is, draw for draw, the REINVENT run of its seed")
 
 
 def paired(runs, metric: str = "auc_top10", method: str = "MARA", baseline: str = "REINVENT") -> list[dict]:
