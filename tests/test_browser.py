@@ -182,6 +182,8 @@ def test_page_in_browser(page, site, driver, built_book):
 
     wide = driver.execute_script(WIDER_THAN_COLUMN)
     assert not wide, f"{page}: {len(wide)} element(s) wider than the content column: {wide[:5]}"
+    broken = driver.execute_script(BROKEN_NUMBERS)
+    assert not broken, f"{page}: table cells that break inside a number or after a '±': {broken[:5]}"
     _assert_figures_readable(driver, page, built_book)
     n_widget_js = driver.execute_script(WIDGET_SCRIPTS)
     has_widgets = driver.execute_script("return document.querySelectorAll('.jupyter-widgets, script[type*=widget-view]').length")
@@ -381,6 +383,48 @@ def _assert_math_rendered(driver, page):
         ".map(e => (e.getAttribute('data-mjx-error') || e.getAttribute('title') || e.textContent || '').trim())")
     assert not errors, f"{page}: {len(errors)} MathJax error(s): {errors}"
     return total
+
+
+# Result-table number cells (marabook.tables.Table, td.num) whose text breaks anywhere but at an ordinary space: a
+# line change inside a space-free token ("0.06|8", "4e-|06") or inside "± 0.005" (joined by a no-break space).
+BROKEN_NUMBERS = r"""
+const out = [];
+for (const cell of document.querySelectorAll('article.bd-article table.marabook-table td.num')) {
+  if (cell.getBoundingClientRect().width === 0) continue;
+  const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+  let node, token = [], text = '';
+  const flush = () => {
+    if (token.length > 1 && Math.max(...token) - Math.min(...token) > 2) out.push(cell.innerText.slice(0, 40));
+    token = []; text = '';
+  };
+  while ((node = walker.nextNode())) {
+    const s = node.textContent;
+    for (let i = 0; i < s.length; i++) {
+      // a space ends a token, except after a lone "±": "± 0.005" must stay on one line either way
+      if ((s[i] === ' ' || s[i] === '\n') && text !== '±') { flush(); continue; }
+      if (s[i] === ' ' || s[i] === '\n') continue;
+      const r = document.createRange(); r.setStart(node, i); r.setEnd(node, i + 1);
+      const rects = r.getClientRects();
+      if (rects.length) { token.push(rects[0].top); text += s[i]; }
+    }
+  }
+  flush();
+}
+return out;
+"""
+
+
+def test_the_number_check_catches_a_cell_broken_inside_a_number(site, driver):
+    """Squeeze a real result table's number cells until they must break: the check must see the broken numbers
+    (and nothing before)."""
+    _load(driver, urljoin(site, "book/08_mara_molecules.html"))
+    driver.set_window_size(1280, 900)
+    assert driver.execute_script("return document.querySelectorAll('table.marabook-table td.num').length") > 0
+    assert driver.execute_script(BROKEN_NUMBERS) == []
+    driver.execute_script("for (const c of document.querySelectorAll('table.marabook-table td.num')) {"
+                          " c.style.wordBreak = 'break-all'; c.style.maxWidth = '2.2em'; c.style.width = '2.2em'; }"
+                          "for (const s of document.querySelectorAll('table.marabook-table span.nw')) s.style.whiteSpace = 'normal';")
+    assert driver.execute_script(BROKEN_NUMBERS)
 
 
 def test_the_width_check_catches_a_wide_printed_table(site, driver):
