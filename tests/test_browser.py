@@ -197,6 +197,8 @@ def test_page_in_browser(page, site, driver, built_book):
         assert not math, f"{page} at {width}px: {math[:5]}"
         sideways = driver.execute_script(PAGE_SCROLLS_SIDEWAYS)
         assert not sideways, f"{page} at {width}px: the page is {sideways}px wide and scrolls sideways"
+        broken = driver.execute_script(BROKEN_NUMBERS)
+        assert not broken, f"{page} at {width}px: table cells that break inside a number: {broken[:5]}"
 
     # full-page screenshots at desktop and phone width, kept as test artifacts
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
