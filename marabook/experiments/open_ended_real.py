@@ -12,9 +12,9 @@ from the reference's exact probabilities and samples, by a rule fixed before mea
   (:func:`marabook.lm.naming.read_answer`, accepted or not);
 * :func:`select_design` applies the rule stated in its docstring (format, training categories, the held-out
   family for out-of-distribution evaluation); :func:`candidate_table` shows every candidate;
-* the study (not run yet): :data:`DESIGN`, :data:`METHODS`, :func:`configs`, :func:`run` (exact answer distributions
-  during training; the Table-1 columns of :func:`evaluate` at the end), :func:`base`, :func:`study` (resumable with
-  ``store=``), :func:`summarize` (means with bootstrap intervals) and :func:`table`.
+* the study: :data:`DESIGN`, :data:`METHODS`, :func:`configs`, :func:`run` (exact answer distributions during
+  training; the Table-1 columns of :func:`evaluate` at the end), :func:`base` and :func:`study` (resumable with
+  ``store=``, on the CPU or a GPU); reading the runs is :mod:`marabook.experiments.open_ended_real_report`.
 
 Design (measured on 100 candidates, 64 samples each): the rule as stated fails; with its one declared deviation
 (``min_valid_out``) it picks format f9 ("Here is a color:"), training on "color" (exact valid mass 0.329, top "red"
@@ -34,6 +34,7 @@ is not in :class:`marabook.rl.Trainer` (:data:`PENDING_METHODS`); adding it adds
 from __future__ import annotations
 
 from dataclasses import asdict
+from functools import partial
 from typing import Sequence
 
 import numpy as np
@@ -47,7 +48,7 @@ from marabook.tables import Table
 __all__ = ["FORMATS", "CATEGORIES", "HOLDOUT_ORDER", "MIN_VALID", "MIN_ANSWER_PROB", "MIN_REACHABLE",
            "MIN_TOP_SHARE", "MAX_TRAIN", "MAX_OUT", "MIN_VALID_OUT", "measure_candidates", "select_design",
            "candidate_table", "DESIGN", "METHODS", "PENDING_METHODS", "COVERAGE_K", "COVERAGE_M", "configs", "tasks",
-           "evaluate", "run", "base", "study", "COLUMNS", "summarize", "table"]
+           "evaluate", "run", "base", "study"]
 
 # ------------------------------------------------------------------------------ candidates (fixed before measuring)
 #: The prompt formats tried. ``{a}``/``{cat}``: the article and the category. A prefix ending in a word makes the
@@ -322,8 +323,10 @@ def evaluate(model, tokenizer, task, *, n: int | None = None, seed: int = 10_000
     the completions (:func:`marabook.metrics.ead`, the model's tokens, V = its vocabulary), ``semantic`` diversity
     (:func:`marabook.metrics.mean_pairwise_cosine_distance` of ``embedder``'s embeddings, when given),
     ``coverage`` (:func:`~marabook.lm.naming.coverage_probability` of :data:`COVERAGE_M` distinct valid answers in
-    :data:`COVERAGE_K` samples) and ``expected_distinct`` (in :data:`COVERAGE_K`). Acceptance is checked on the
-    token ids, as in training."""
+    :data:`COVERAGE_K` samples) and ``expected_distinct`` (in :data:`COVERAGE_K`); the completions as ``samples``
+    and per category as ``samples_by_category`` (a run keeps the latter, so that ``semantic`` can be added later
+    where the encoder is: :func:`marabook.experiments.open_ended_real_report.add_semantic`). Acceptance is checked
+    on the token ids, as in training."""
     import torch
 
     from marabook import metrics as M
@@ -356,7 +359,8 @@ def evaluate(model, tokenizer, task, *, n: int | None = None, seed: int = 10_000
             row["semantic"] = M.mean_pairwise_cosine_distance(embedder([t.strip() or "(empty)" for t in texts[sl]]))
         per[c] = row
     out = {k: float(np.mean([r[k] for r in per.values()])) for k in next(iter(per.values()))}
-    return {**out, "categories": per, "samples": texts}
+    by_cat = {c: texts[i * n:(i + 1) * n] for i, c in enumerate(task.categories)}
+    return {**out, "categories": per, "samples": texts, "samples_by_category": by_cat}
 
 
 _HISTORY_KEYS = ("step", "reward", "shaped_reward", "kl", "valid", "distinct_valid", "top_share", "grad_norm",
@@ -372,6 +376,8 @@ def run(method: str, config: RLConfig, model=None, tokenizer=None, *, design: di
     ``eval_every`` steps, and the held-out ones at the start and the end; then :func:`evaluate` in and out of
     distribution (``n_eval`` samples per prompt, seed 10,000 + the run's seed). Returns ``{"method", "config",
     "trajectory", "exact_out", "history", "eval", "seconds_per_step"}``."""
+    import torch
+
     from marabook.lm import load_smollm2
 
     if method not in METHODS:
@@ -393,9 +399,11 @@ def run(method: str, config: RLConfig, model=None, tokenizer=None, *, design: di
     ev = {k: {m: v for m, v in evaluate(trainer.policy, tokenizer, t, n=n_eval, seed=10_000 + config.seed,
                                          embedder=embedder, max_new_tokens=config.max_new_tokens).items()
               if m != "samples"} for k, t in evals.items()}
+    device = next(trainer.policy.parameters()).device
     return {"method": method, "config": asdict(config), "trajectory": trajectory, "exact_out": exact_out,
             "history": [{k: h[k] for k in _HISTORY_KEYS if k in h} for h in trainer.history], "eval": ev,
-            "seconds_per_step": float(np.mean([h["seconds"] for h in trainer.history]))}
+            "seconds_per_step": float(np.mean([h["seconds"] for h in trainer.history])),
+            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else device.type}
 
 
 def base(model, tokenizer, seeds=range(5), *, design: dict | None = None, n_eval: int | None = None,
@@ -413,30 +421,33 @@ def base(model, tokenizer, seeds=range(5), *, design: dict | None = None, n_eval
 _LOADED: dict = {}
 
 
-def _job(args):
-    """One study run in a worker process: SmolLM2 and the sentence encoder loaded once per process, on the CPU."""
+def _job(args, device: str = "cpu"):
+    """One study run in a worker process: SmolLM2 and the sentence encoder loaded once per process, SmolLM2 on
+    ``device`` (not part of the job: a store filled on a CPU resumes on a GPU; each run records where it ran)."""
     method, config = args
     if "smollm2" not in _LOADED:
         from marabook.lm import load_sentence_embedder, load_smollm2
 
-        _LOADED["smollm2"] = load_smollm2(device="cpu")
+        _LOADED["smollm2"] = load_smollm2(device=device)
         try:
             _LOADED["embedder"] = load_sentence_embedder()
         except ValueError:  # the offline MiniLM package is missing: no semantic column
             _LOADED["embedder"] = None
     model, tok = _LOADED["smollm2"]
-    return run(method, config, model, tok, embedder=_LOADED["embedder"])
+    return run(method, config, model, tok, embedder=_LOADED["embedder"], device=device)
 
 
 def study(store=None, workers: int = 1, grid: Sequence[tuple] | None = None, *, model=None, tokenizer=None,
           design: dict | None = None, eval_every: int | None = None, n_eval: int | None = None, embedder=None,
-          progress: bool = True):
+          progress: bool = True, device: str = "cpu"):
     """:func:`run` for every ``(method, config)`` of ``grid`` (default :func:`configs`) through
     :func:`~marabook.experiments.sweep.run_sweep`: ``workers`` spawned processes with one torch thread each, each
     loading SmolLM2 and MiniLM once; ``store=<dir>`` saves every finished run as it arrives and a restart skips it
     (resumable in parts). A run that raises leaves a :class:`~marabook.experiments.sweep.JobFailure` (counted by
-    :func:`summarize`). ``model``/``tokenizer`` (and ``design``, ``eval_every``, ``n_eval``, ``embedder``): run in
-    this process on that model instead (e.g. the tiny reference LM in the tests; ``workers`` must be 1)."""
+    :func:`~marabook.experiments.open_ended_real_report.summarize`). ``model``/``tokenizer`` (and ``design``,
+    ``eval_every``, ``n_eval``, ``embedder``): run in this process on that model instead (e.g. the tiny reference LM in the tests; ``workers`` must be 1). ``device``:
+    where the workers train ("cuda": all share the one GPU; without the offline MiniLM there, ``semantic`` is added
+    afterwards from the stored samples, :func:`~marabook.experiments.open_ended_real_report.add_semantic`)."""
     grid = configs() if grid is None else list(grid)
     if not grid or not all(isinstance(g, tuple) and len(g) == 2 and isinstance(g[1], RLConfig) for g in grid):
         raise ValueError("grid must be a non-empty list of (method, RLConfig) pairs")
@@ -449,57 +460,7 @@ def study(store=None, workers: int = 1, grid: Sequence[tuple] | None = None, *, 
                          desc="naming runs", progress=progress)
     pool = local_pool(workers)
     try:
-        return run_sweep(_job, grid, executor=pool, store=store, desc="naming runs (SmolLM2)", progress=progress)
+        return run_sweep(partial(_job, device=device), grid, executor=pool, store=store,
+                         desc="naming runs (SmolLM2)", progress=progress)
     finally:
         pool.shutdown()
-
-
-# ------------------------------------------------------------------------------ reading the runs
-#: The Table-1 columns as (header, evaluation set, metric of :func:`evaluate`).
-COLUMNS = [("reward (in)", "in", "reward"), ("reward (out)", "out", "reward"), ("EAD-1", "in", "ead1"),
-           ("semantic", "in", "semantic"), ("distinct", "in", "distinct"),
-           (f"P(>= {COVERAGE_M} of {COVERAGE_K})", "in", "coverage")]
-
-
-def summarize(results, base_rows: Sequence[dict] = ()) -> list[dict]:
-    """One row per method (``"base"`` first when :func:`base` rows are given): ``n`` finished runs, ``errors``
-    (:class:`~marabook.experiments.sweep.JobFailure` records: counted, never averaged), and per column of
-    :data:`COLUMNS` the mean over seeds and its 95% bootstrap interval (:func:`marabook.stats.bootstrap_ci`;
-    ``(mean, low, high)``, the interval NaN with one run)."""
-    from marabook.experiments.sweep import failure_counts, split_failures
-    from marabook.stats import bootstrap_ci
-
-    if isinstance(results, (str, dict)):
-        raise ValueError("results must be a list of run results")
-    done, fails = split_failures(list(base_rows) + list(results))
-    errors = failure_counts(fails, lambda job: job[0])
-    by: dict = {}
-    for i, r in enumerate(done):
-        if not isinstance(r, dict) or "method" not in r or "eval" not in r:
-            raise ValueError(f"results[{i}] must be a run result (a dict with 'method' and 'eval') or a JobFailure")
-        by.setdefault(r["method"], []).append(r["eval"])
-    for m in errors:
-        by.setdefault(m, [])
-    rows = []
-    for method in sorted(by, key=lambda m: (m != "base", list(METHODS).index(m) if m in METHODS else -1)):
-        evals = by[method]
-        row = {"method": method, "n": len(evals), "errors": errors.get(method, 0)}
-        for head, split, metric in COLUMNS:
-            vals = np.array([e[split][metric] for e in evals if metric in e.get(split, {})], dtype=float)
-            if vals.size:
-                low, high = bootstrap_ci(vals) if vals.size > 1 else (float("nan"), float("nan"))
-                row[head] = (float(vals.mean()), low, high)
-        rows.append(row)
-    return rows
-
-
-def table(rows) -> Table:
-    """:func:`summarize`'s rows, ``mean [low, high]`` per column; a method some of whose runs raised says how many."""
-    cells = []
-    for r in rows:
-        row = [f"{r['method']} ({r['n']}" + (f", {r['errors']} raised)" if r.get("errors") else ")")]
-        for h, _, _ in COLUMNS:
-            m = r.get(h)
-            row.append("" if m is None else f"{m[0]:.3f}" + (f" [{m[1]:.3f}, {m[2]:.3f}]" if np.isfinite(m[1]) else ""))
-        cells.append(row)
-    return Table(["method (runs)"] + [h for h, _, _ in COLUMNS], cells)

@@ -45,7 +45,6 @@ Holm-corrected through :func:`marabook.stats.compare_family`), :func:`mean_curve
 from __future__ import annotations
 
 import heapq
-import json
 import time
 from functools import lru_cache
 from pathlib import Path
@@ -59,7 +58,7 @@ from marabook.chem.oracles import murcko_scaffold
 from marabook.chem.metrics import check_records
 from marabook.chem.prior import SmilesGRU, load_prior
 from marabook.chem.reinvent import REINVENT_LR, REINVENT_SIGMA, ReinventConfig, ReinventTrainer
-from marabook.experiments.sweep import STORE_SCHEMA, JobFailure, SweepResults, run_sweep, split_failures
+from marabook.experiments.sweep import JobFailure, SweepResults, read_store, run_sweep, split_failures
 from marabook.tables import Table
 
 __all__ = ["STUDY_TASKS", "MULTI_OPTIMUM", "NO_HARM", "METHODS", "SEEDS", "BUDGET", "BATCH_SIZE", "DIVERSITY_FILTER",
@@ -333,19 +332,10 @@ def collect(store) -> list[dict]:
     """The finished runs a :func:`study` ``store`` holds so far, in grid order (seed, then task and method in
     table order): what a study stopped part-way has to show. A damaged file, one of another schema, or runs with
     different settings (budget, batch, sigma, lr) in one store are refused by name."""
-    if not isinstance(store, (str, Path)) or not Path(store).is_dir():
-        raise ValueError(f"store must be a study's store directory, got {store!r}")
-    runs = []
-    for f in sorted(Path(store).glob("*/*/seed-*/job-00000.json")):
-        try:
-            data = json.loads(f.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ValueError(f"store file {f} is not readable JSON ({exc}); delete it to rerun that run") from None
-        result = data.get("result") if isinstance(data, dict) else None
-        if data.get("schema") != STORE_SCHEMA or not isinstance(result, dict) or \
-                not {"task", "method", "seed", "settings", "summary"} <= set(result):
-            raise ValueError(f"store file {f} is not a finished PMO run of schema {STORE_SCHEMA}")
-        runs.append(result)
+    runs = read_store(store, "*/*/seed-*/job-00000.json")
+    for r in runs:
+        if not {"task", "method", "seed", "settings", "summary"} <= set(r):
+            raise ValueError(f"store {store} holds a result that is not a finished PMO run: keys {sorted(r)}")
     kinds = {tuple(r["settings"][k] for k in _SETTINGS) for r in runs}
     if len(kinds) > 1:
         raise ValueError(f"store {store} mixes runs with different settings {_SETTINGS}: {sorted(kinds)}")

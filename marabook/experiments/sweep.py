@@ -38,7 +38,7 @@ from marabook.config import show_progress
 from marabook._validate import check_int
 
 __all__ = ["run_sweep", "local_pool", "JobFailure", "SweepResults", "SweepError", "STORE_SCHEMA", "split_failures",
-           "failure_counts"]
+           "failure_counts", "read_store"]
 
 #: Version of the per-job files a sweep ``store`` holds (checked when a sweep resumes).
 STORE_SCHEMA = 1
@@ -164,6 +164,24 @@ def _job_key(job) -> str:
     from marabook.checkpoints import settings_fingerprint
 
     return settings_fingerprint(job)
+
+
+def read_store(store, pattern: str = "job-*.json") -> list:
+    """The results a :func:`run_sweep` ``store`` holds so far (``job-<index>.json``; ``pattern``: where a study keeps
+    one store per run, e.g. ``"*/*/seed-*/job-00000.json"``), in path order: what a sweep stopped part-way has to
+    show. A damaged file, or one of another schema, is refused by name."""
+    if not isinstance(store, (str, os.PathLike)) or not Path(store).is_dir():
+        raise ValueError(f"store must be a sweep's store directory, got {store!r}")
+    out = []
+    for f in sorted(Path(store).glob(pattern)):
+        try:
+            data = json.loads(f.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"store file {f} is not readable JSON ({exc})") from None
+        if not isinstance(data, dict) or data.get("schema") != STORE_SCHEMA or not isinstance(data.get("result"), dict):
+            raise ValueError(f"store file {f} is not a finished job of schema {STORE_SCHEMA}")
+        out.append(data["result"])
+    return out
 
 
 class _Store:
