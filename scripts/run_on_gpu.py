@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import tarfile
 import threading
@@ -59,9 +60,20 @@ def main(argv=None):
     import torch
 
     from marabook.experiments import onetwo_real, open_ended_real
-    from marabook.lm import load_smollm2
+    from marabook.lm import SMOLLM2_ONETWO, ChatOneTwoTask, load_smollm2
 
-    load_smollm2(device="cpu")  # converts the GGUF once, before the workers load the cache
+    model, tok = load_smollm2(device=args.device)  # converts the GGUF once, before the workers load the cache
+    # fail fast when this machine's libraries read the model differently (2026-12-04: transformers 5.17 read the
+    # wrong EOS and every reward was 0 for a whole GPU lease): the reference's exact answer probabilities must match
+    # those of a run already stored (made on another machine), within float rounding
+    ref = ChatOneTwoTask.from_design(tok, SMOLLM2_ONETWO).exact_probs(model)
+    stored = sorted((stores / "onetwo").glob("job-*.json")) if (stores / "onetwo").is_dir() else []
+    if stored:
+        want = json.loads(stored[0].read_text())["result"]["reference"]["p_valid"]
+        if abs(ref["p_valid"] - want) > 1e-4:
+            raise SystemExit(f"reference valid mass {ref['p_valid']:.6f} here, {want:.6f} in {stored[0]}: refusing")
+    print(f"reference valid mass {ref['p_valid']:.6f}", flush=True)
+    del model
     info = {"revision": args.revision, "device": torch.cuda.get_device_name(0) if args.device == "cuda" else "cpu",
             "torch": torch.__version__, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0)),
             "onetwo_workers": args.onetwo_workers, "naming_workers": args.naming_workers}
@@ -112,7 +124,9 @@ def main(argv=None):
     info["log"] = log
     (stores / "device_info.json").write_text(json.dumps(info, indent=1))
     print(json.dumps(log, indent=1), f"packed {pack(stores, dest)} run files", flush=True)
-    os._exit(0)  # the pools' workers may still be busy: the deadline ends them
+    for child in multiprocessing.active_children():  # the pools' workers may still be busy: the deadline ends them
+        child.kill()
+    os._exit(0)
 
 
 if __name__ == "__main__":

