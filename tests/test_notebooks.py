@@ -142,6 +142,16 @@ KEY_NUMBERS = {
                                  "3 smoke steps it is nearer to it than to MARA's target 0.5"),
         "mara_share_1_mean": ("rule", lambda g: g["mara_share_1_mean"] < g["vanilla_share_1_mean"] - 0.05,
                               "MARA's target is 0.5 (reverse KL): even 3 steps move it below vanilla"),
+        # what section 5.10 says about TRL on the real model (stored runs): a re-run that changes any of these fails
+        "trl_real_failed": ("close", 0, 0, "the prose says how many TRL runs failed: none"),
+        "trl_real_mara_pred": ("above", 0.9, "TRL's MARA target (forward KL, Algorithm 1) piles onto the bare '1'"),
+        "trl_real_mara_end_max": ("rule", lambda g: g["trl_real_mara_end_max"] < g["trl_real_book_mara_min"]
+                                  and g["trl_real_mara_mean_max"] < g["trl_real_vanilla_mean_min"],
+                                  "'TRL's MARA does not head for its target': every TRL MARA run ends below every "
+                                  "rl.Trainer forward-KL MARA run at the same step, and below vanilla on average"),
+        "trl_real_vanilla_mean_min": ("rule", lambda g: max(abs(g["trl_real_vanilla_mean_min"] - g["trl_real_vanilla_pred"]),
+                                                            abs(g["trl_real_vanilla_mean_max"] - g["trl_real_vanilla_pred"])) < 0.1,
+                                      "TRL's vanilla stays 'around its target' (run means within 0.1)"),
     },
     "06_open_ended": {
         "distinct_eight_colours": ("close", 8.0, 0.0, "eight different answers"),
