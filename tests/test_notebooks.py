@@ -144,9 +144,16 @@ KEY_NUMBERS = {
                               "MARA's target is 0.5 (reverse KL): even 3 steps move it below vanilla"),
         # what section 5.10 says about TRL on the real model (stored runs): a re-run that changes any of these fails
         "trl_real_failed": ("close", 0, 0, "the prose says how many TRL runs failed: none"),
-        "trl_real_mara_pred": ("above", 0.9, "TRL's MARA target (forward KL, Algorithm 1) piles onto the bare '1'"),
+        "trl_real_mara_pred_fwd": ("above", 0.9, "the forward-KL MARA target (Algorithm 1) piles onto the bare '1'"),
+        "trl_real_mara_pred": ("close", 0.5, 1e-9, "the reverse-KL MARA target is flat over two strings per answer"),
+        "trl_real_bias_correction": ("close", 1, 0, "the prose says the runs had TRL's importance ratio on the KL"),
+        "trl_real_valid_end_min": ("rule", lambda g: g["trl_real_valid_end_min"] > g["trl_real_fwd_target_valid"]
+                                   > g["trl_real_book_fwd_valid_max"],
+                                   "TRL's valid mass is above the forward-KL target's, below which the book's forward "
+                                   "runs stay"),
         "trl_real_mara_end_max": ("rule", lambda g: g["trl_real_mara_end_max"] < g["trl_real_book_mara_min"]
-                                  and g["trl_real_mara_mean_max"] < g["trl_real_vanilla_mean_min"],
+                                  and g["trl_real_mara_mean_max"] < g["trl_real_vanilla_mean_min"]
+                                  and g["trl_real_mara_below_start"] > g["trl_real_mara_evals"] / 2,
                                   "'TRL's MARA does not head for its target': every TRL MARA run ends below every "
                                   "rl.Trainer forward-KL MARA run at the same step, and below vanilla on average"),
         "trl_real_vanilla_mean_min": ("rule", lambda g: max(abs(g["trl_real_vanilla_mean_min"] - g["trl_real_vanilla_pred"]),

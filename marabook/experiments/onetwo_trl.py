@@ -57,6 +57,11 @@ def run_trl(beta: float, seed: int, *, mara_tau=None, steps: int = 100, scale_re
     per_prompt = [onetwo_answer_probs(trainer.model.eval(), tok, p) for p in task.prompts]
     final = {k: float(np.mean([pp[k] for pp in per_prompt])) for k in per_prompt[0]}
     final["seconds_per_step"] = seconds / steps
+    import trl
+
+    # which KL gradient TRL's k3 term had: with the importance ratio (TRL's default since mid-2026) the per-token
+    # reverse KL's, without it the per-token forward KL's (chapter 5.10)
+    final["trl"], final["use_bias_correction_kl"] = trl.__version__, bool(getattr(args, "use_bias_correction_kl", False))
     return final
 
 
