@@ -142,6 +142,10 @@ KEY_NUMBERS = {
                                  "3 smoke steps it is nearer to it than to MARA's target 0.5"),
         "mara_share_1_mean": ("rule", lambda g: g["mara_share_1_mean"] < g["vanilla_share_1_mean"] - 0.05,
                               "MARA's target is 0.5 (reverse KL): even 3 steps move it below vanilla"),
+        # section 5.10's headers say "all five seeds" of each (KL, method) cell at beta 0.03
+        "real_study_reverse_vanilla_0_03_runs": ("rule", lambda g: all(
+            g[f"real_study_{kl}_{m}_0_03_runs"] == 5 for kl in ("reverse", "forward") for m in ("vanilla", "mara")),
+            "'all five seeds' at beta 0.03, both KLs, both methods"),
         # what section 5.10 says about TRL on the real model (stored runs): a re-run that changes any of these fails
         "trl_real_failed": ("close", 0, 0, "the prose says how many TRL runs failed: none"),
         "trl_real_mara_pred_fwd": ("above", 0.9, "the forward-KL MARA target (Algorithm 1) piles onto the bare '1'"),
