@@ -18,14 +18,15 @@ from marabook.tables import Table
 
 __all__ = ["COLUMNS", "collect", "add_semantic", "summarize", "table", "main"]
 
-#: The Table-1 columns as (header, evaluation set, metric of :func:`evaluate`).
+#: The Table-1 columns as (header, evaluation set, metric of :func:`~marabook.experiments.open_ended_real.evaluate`).
 COLUMNS = [("reward (in)", "in", "reward"), ("reward (out)", "out", "reward"), ("EAD-1", "in", "ead1"),
            ("semantic", "in", "semantic"), ("distinct", "in", "distinct"),
            (f"P(>= {COVERAGE_M} of {COVERAGE_K})", "in", "coverage")]
 
 
 def summarize(results, base_rows: Sequence[dict] = ()) -> list[dict]:
-    """One row per method (``"base"`` first when :func:`base` rows are given): ``n`` finished runs, ``errors``
+    """One row per method (``"base"`` first when :func:`~marabook.experiments.open_ended_real.base` rows are
+    given): ``n`` finished runs, ``errors``
     (:class:`~marabook.experiments.sweep.JobFailure` records: counted, never averaged), and per column of
     :data:`COLUMNS` the mean over seeds and its 95% bootstrap interval (:func:`marabook.stats.bootstrap_ci`;
     ``(mean, low, high)``, the interval NaN with one run)."""
