@@ -209,11 +209,21 @@ KEY_NUMBERS = {
                          "the medians' REINVENT best stays below their thresholds, as the prose says"),
         "df_auc_worst": ("rule", lambda g: abs(g["df_auc_worst"]) > abs(g["auc_big_diff"]),
                          "the prose says the filter's differences are larger than MARA's"),
-        "scaf_sig_list": ("rule", lambda g: g["scaf_sig_list"] == "none" or all(
-            (a.split(" vs ")[0].endswith("+DF")) != (a.split(" vs ")[1].split(" on ")[0].endswith("+DF"))
-            for a in g["scaf_sig_list"].split("; ")), "each surviving scaffold test pits a filtered method against an unfiltered one"),
+        "scaf_sig_list": ("rule", lambda g: _each_crosses_the_filter(g["scaf_sig_list"]),
+                          "each surviving scaffold test pits a filtered method against an unfiltered one"),
+        "auc_sig_list": ("rule", lambda g: _each_crosses_the_filter(g["auc_sig_list"]) and g["auc_sig_same_n"] == 0,
+                         "the prose says every surviving AUC test measures the filter, none MARA"),
+        "n_seeds_used": ("rule", lambda g: g["n_seeds_used"] == g["n_seeds_planned"] and g["study_failed"] == 0
+                         and g["study_runs_used"] == g["study_planned"], "the summary says the study is complete"),
+        "df_auc_sig_n": ("above", 1, "the summary lists the filter's significant AUC differences"),
     },
 }
+
+
+def _each_crosses_the_filter(tests: str) -> bool:
+    """Every "A vs B on task, +x" of a glued list of surviving tests has exactly one of A, B with the filter."""
+    return tests == "none" or all(a.split(" vs ")[0].endswith("+DF") != a.split(" vs ")[1].split(" on ")[0].endswith("+DF")
+                                  for a in tests.split("; "))
 
 
 def check_key_numbers(glued: dict, expected: dict) -> list:

@@ -235,6 +235,28 @@ def test_comparison_table_matches_welch_and_holm_by_hand():
     assert "median1" in table and "Holm p" in table and "[1 raised]" in table and "4 tests" in table
 
 
+def test_the_filter_tested_against_reinvent_is_a_family_of_its_own():
+    values = {"REINVENT": [0.50, 0.52, 0.55, 0.51], "REINVENT+DF": [0.40, 0.43, 0.44, 0.47],
+              "MARA": [0.90, 0.91, 0.95, 0.93]}
+    runs = [_record(t, m, s, v + (0.1 if t == "qed" else 0.0)) for t in ("median1", "qed")
+            for m, vals in values.items() for s, v in enumerate(vals)]
+    rows = pmo.compare(runs, treatments=("REINVENT+DF",), baselines=("REINVENT",), n_resamples=200)
+    tested = [r for r in rows if "tests" in r]
+    assert [(r["task"], r["method"]) for r in tested] == [("median1", "REINVENT+DF"), ("qed", "REINVENT+DF")]
+    raw = _welch(values["REINVENT+DF"], values["REINVENT"])  # the same shift on both tasks: the same p twice
+    for r in tested:
+        t = r["tests"]["REINVENT"]
+        assert set(r["tests"]) == {"REINVENT"} and r["family_size"] == 2
+        assert t["effect"] == pytest.approx(np.mean(values["REINVENT+DF"]) - np.mean(values["REINVENT"]))
+        assert t["p"] == pytest.approx(raw) and t["p_holm"] == pytest.approx(min(1.0, 2 * raw))
+    assert all("tests" not in r for r in rows if r["method"] == "MARA")  # MARA is not tested in this family
+    table = pmo.format_comparison(rows)
+    assert "REINVENT+DF: difference of means to REINVENT (R)" in table and "2 tests" in table
+    for bad in ("REINVENT+DF", (), ("REINVENT",)):
+        with pytest.raises(ValueError, match="treatments"):
+            pmo.compare(runs, treatments=bad, baselines=("REINVENT",))
+
+
 def test_comparison_counts_an_unreached_ob_as_the_budget_and_names_a_missing_metric():
     runs = [_record("qed", m, s, 0.5, ob) for m, obs in (("REINVENT", [None, 800]), ("MARA", [300, 500]))
             for s, ob in enumerate(obs)]

@@ -349,17 +349,24 @@ def _metric_values(rows, method, metric) -> np.ndarray:
                      for r in rows if r["method"] == method])
 
 
-def compare(runs, metric: str = "auc_top10", *, baselines=("REINVENT", "REINVENT+DF"), alternative: str = "two-sided",
-            n_resamples: int = 9999, seed: int = 0) -> list[dict]:
+def compare(runs, metric: str = "auc_top10", *, baselines=("REINVENT", "REINVENT+DF"), treatments=None,
+            alternative: str = "two-sided", n_resamples: int = 9999, seed: int = 0) -> list[dict]:
     """The study's per-task table as rows, one per task and method: ``mean``, ``sd`` (ddof 1) and ``n`` of
     ``metric`` (a key of each run's ``summary``, default PMO's ``auc_top10``) over seeds, and ``errors`` (runs of
     that task and method that raised: counted, never averaged). Each MARA variant's row has ``tests``:
     ``{baseline: {"effect", "ci_low", "ci_high", "p", "p_holm"}}`` against each of ``baselines``, Welch's t-test
     (``alternative``, default two-sided: a benchmark table must show harm as well as help) on the difference of
     means with a 95% percentile-bootstrap interval, Holm-adjusted over every test of the table as one family
-    (:func:`marabook.stats.compare_family`; ``family_size`` on each row). A test needs two runs on each side."""
+    (:func:`marabook.stats.compare_family`; ``family_size`` on each row). A test needs two runs on each side.
+    ``treatments``: the methods tested against ``baselines`` (default every MARA variant; chapter 9 also tests
+    ``("REINVENT+DF",)`` against ``("REINVENT",)``, a family of its own)."""
     if isinstance(baselines, str) or not baselines:
         raise ValueError(f"baselines must be a non-empty sequence of method names, got {baselines!r}")
+    if treatments is not None and (isinstance(treatments, str) or not treatments
+                                   or set(treatments) & set(baselines)):
+        raise ValueError(f"treatments must be a non-empty sequence of method names, none of them a baseline, "
+                         f"got {treatments!r}")
+    treated = (lambda m: m.startswith("MARA")) if treatments is None else (lambda m: m in treatments)
     done, errors = split_failures(runs, key=lambda j: (j[0], j[1]), fields=("task", "method", "seed", "summary", "settings"))
     if not done:
         raise ValueError("runs must hold at least one finished run")
@@ -375,7 +382,7 @@ def compare(runs, metric: str = "auc_top10", *, baselines=("REINVENT", "REINVENT
                    "mean": float(vals.mean()) if vals.size else float("nan"),
                    "sd": float(vals.std(ddof=1)) if vals.size > 1 else float("nan")}
             rows.append(row)
-            if method.startswith("MARA"):
+            if treated(method):
                 row["tests"] = {}
                 cells += [{"treatment": vals, "control": c, "row": len(rows) - 1, "baseline": b} for b in baselines
                           if vals.size > 1 and (c := _metric_values(mine, b, metric)).size > 1]
@@ -390,8 +397,8 @@ def compare(runs, metric: str = "auc_top10", *, baselines=("REINVENT", "REINVENT
 
 def format_comparison(rows, metric: str = "auc_top10") -> Table:
     """:func:`compare` rows as a table (:class:`~marabook.tables.Table`): one row per task, per method the
-    ``mean ± sd`` over seeds and, for the MARA variants, the difference to each baseline with its Holm-adjusted
-    p-value."""
+    ``mean ± sd`` over seeds and, for the tested methods (the MARA variants by default), the difference to each
+    baseline with its Holm-adjusted p-value."""
     if isinstance(rows, (str, dict)) or not rows:
         raise ValueError("rows must be a non-empty list of pmo.compare rows")
     methods = list(dict.fromkeys(r["method"] for r in rows))
@@ -411,10 +418,12 @@ def format_comparison(rows, metric: str = "auc_top10") -> Table:
             cell += f" [{r['errors']} raised]" if r["errors"] else ""
             line.append(cell)
         cells.append(line)
+    tested = [m for m in methods if any("tests" in r for r in rows if r["method"] == m)]
+    against = dict.fromkeys(b for r in rows for b in r.get("tests", {}))
     return Table(["task"] + methods, cells,
-                 caption=f"{metric}: mean ± sd over seeds; MARA variants: difference of means to REINVENT (R) and "
-                         f"REINVENT + filter (R+DF), Welch's test ({rows[0]['alternative']}) Holm-adjusted over the "
-                         f"table's {rows[0]['family_size']} tests")
+                 caption=f"{metric}: mean ± sd over seeds; {', '.join(tested) or 'no method'}: difference of means to "
+                         f"{' and '.join(f'{b} ({short.get(b, b)})' for b in against) or 'no baseline'}, Welch's test "
+                         f"({rows[0]['alternative']}) Holm-adjusted over the table's {rows[0]['family_size']} tests")
 
 
 def mean_curves(runs, task: str, key: str = "top10") -> dict:
