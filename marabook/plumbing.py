@@ -39,7 +39,7 @@ from marabook.checkpoints import (CHECKPOINT_FORMAT, config_record, VERSIONED_FI
 from marabook.config import show_progress
 from marabook._validate import check_int
 
-__all__ = ["default_device", "autocast_dtype", "pad_sequences", "pad_right", "TrainLoop", "PRECISIONS"]
+__all__ = ["default_device", "device_name", "autocast_dtype", "pad_sequences", "pad_right", "TrainLoop", "PRECISIONS"]
 
 #: Accepted ``precision`` settings: ``"auto"`` lets :func:`autocast_dtype` decide from the device.
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -66,6 +66,15 @@ def default_device(device=None):
                                  f"{torch.cuda.device_count()}")
         return dev
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def device_name(device) -> str:
+    """What a run records as where it ran: the GPU's name for a CUDA device (``"NVIDIA H200"``), else the device
+    type (``"cpu"``); ``device`` as :func:`default_device` accepts it, or a model's parameter device."""
+    import torch
+
+    d = default_device(device) if not isinstance(device, torch.device) else device
+    return torch.cuda.get_device_name(d) if d.type == "cuda" else d.type
 
 
 def autocast_dtype(device, precision: str = "auto"):

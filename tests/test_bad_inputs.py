@@ -17,6 +17,7 @@ from marabook.rl.config import LoraSettings, RLConfig  # noqa: E402
 
 @pytest.mark.parametrize("call, name", [
     (lambda: plumbing.default_device("nope"), "device"),
+    (lambda: plumbing.device_name("nope"), "device"),
     (lambda: plumbing.pad_sequences([], 0), "seqs"),
     (lambda: Threshold.parse("p90", "nope"), "tau_scope"),
     (lambda: LoraSettings(rank=0), "rank"),
@@ -217,6 +218,12 @@ def test_cuda_without_cuda_is_named():
         pytest.skip("this machine has CUDA")
     with pytest.raises(ValueError, match="device 'cuda' asks for CUDA, but torch sees no CUDA GPU"):
         plumbing.default_device("cuda")
+
+
+def test_a_run_records_where_it_ran():
+    assert plumbing.device_name("cpu") == "cpu" and plumbing.device_name(torch.device("cpu")) == "cpu"
+    if torch.cuda.is_available():  # the GPU's own name, not "cuda"
+        assert plumbing.device_name("cuda") == torch.cuda.get_device_name(0) != "cuda"
 
 
 def test_oracle_refuses_non_numeric_scores_and_survives_huge_smiles():

@@ -32,6 +32,7 @@ import numpy as np
 
 from marabook._validate import check_int, check_number
 from marabook.experiments.sweep import JobFailure, local_pool, run_sweep
+from marabook.plumbing import device_name
 from marabook.lm import (SMOLLM2_ONETWO, ChatOneTwoTask, OneTwoTask, answer_logprobs, answer_strings,
                          onetwo_answer_probs)
 from marabook.rl import RLConfig, Trainer
@@ -317,14 +318,7 @@ def _job(args, device: str = "cpu"):
 
         _LOADED["smollm2"] = load_smollm2(device=device)
     model, tok = _LOADED["smollm2"]
-    return {**run(config, model, tok, eval_every, device=device), "device": _device_name(device)}
-
-
-def _device_name(device) -> str:
-    import torch
-
-    d = torch.device(device)
-    return torch.cuda.get_device_name(d) if d.type == "cuda" else d.type
+    return {**run(config, model, tok, eval_every, device=device), "device": device_name(device)}
 
 
 def study(store=None, workers: int = 1, grid: Sequence[RLConfig] | None = None, *,

@@ -42,6 +42,7 @@ import numpy as np
 from marabook._validate import check_int, check_number
 from marabook.experiments.sweep import local_pool, run_sweep
 from marabook.lm.naming import NAME_LISTS, ChatNameTask, answer_stats, exact_state, read_answer
+from marabook.plumbing import device_name
 from marabook.rl import RLConfig, Trainer
 from marabook.tables import Table
 
@@ -375,9 +376,7 @@ def run(method: str, config: RLConfig, model=None, tokenizer=None, *, design: di
     answer distribution of every training category (:func:`~marabook.lm.naming.exact_state`) at step 0 and every
     ``eval_every`` steps, and the held-out ones at the start and the end; then :func:`evaluate` in and out of
     distribution (``n_eval`` samples per prompt, seed 10,000 + the run's seed). Returns ``{"method", "config",
-    "trajectory", "exact_out", "history", "eval", "seconds_per_step"}``."""
-    import torch
-
+    "trajectory", "exact_out", "history", "eval", "seconds_per_step", "device"}``."""
     from marabook.lm import load_smollm2
 
     if method not in METHODS:
@@ -403,7 +402,7 @@ def run(method: str, config: RLConfig, model=None, tokenizer=None, *, design: di
     return {"method": method, "config": asdict(config), "trajectory": trajectory, "exact_out": exact_out,
             "history": [{k: h[k] for k in _HISTORY_KEYS if k in h} for h in trainer.history], "eval": ev,
             "seconds_per_step": float(np.mean([h["seconds"] for h in trainer.history])),
-            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else device.type}
+            "device": device_name(device)}
 
 
 def base(model, tokenizer, seeds=range(5), *, design: dict | None = None, n_eval: int | None = None,
