@@ -146,6 +146,13 @@ KEY_NUMBERS = {
         "real_study_reverse_vanilla_0_03_runs": ("rule", lambda g: all(
             g[f"real_study_{kl}_{m}_0_03_runs"] == 5 for kl in ("reverse", "forward") for m in ("vanilla", "mara")),
             "'all five seeds' at beta 0.03, both KLs, both methods"),
+        "real_study_reverse_vanilla_0_1_runs": ("rule", lambda g: all(
+            g[f"real_study_reverse_{m}_0_1_runs"] == 5 for m in ("vanilla", "mara")),
+            "'all five seeds' at beta 0.1 with the reverse KL, both methods"),
+        "real_study_reverse_vanilla_0_1_collapsed": ("rule", lambda g: all(
+            g[f"real_study_reverse_{m}_{b}_collapsed"] == 0 for m in ("vanilla", "mara") for b in ("0_03", "0_1"))
+            and all(abs(g[f"real_study_reverse_mara_{b}_late_{e}"] - 0.5) < 0.05 for b in ("0_03", "0_1") for e in ("min", "max")),
+            "'neither beta makes vanilla collapse, and MARA removes the bias at both' (reverse KL)"),
         # what section 5.10 says about TRL on the real model (stored runs): a re-run that changes any of these fails
         "trl_real_failed": ("close", 0, 0, "the prose says how many TRL runs failed: none"),
         "trl_real_mara_pred_fwd": ("above", 0.9, "the forward-KL MARA target (Algorithm 1) piles onto the bare '1'"),
