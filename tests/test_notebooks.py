@@ -153,6 +153,13 @@ KEY_NUMBERS = {
             g[f"real_study_reverse_{m}_{b}_collapsed"] == 0 for m in ("vanilla", "mara") for b in ("0_03", "0_1"))
             and all(abs(g[f"real_study_reverse_mara_{b}_late_{e}"] - 0.5) < 0.05 for b in ("0_03", "0_1") for e in ("min", "max")),
             "'neither beta makes vanilla collapse, and MARA removes the bias at both' (reverse KL)"),
+        "real_study_forward_vanilla_0_1_late_min": ("rule", lambda g: all(
+            g[f"real_study_forward_vanilla_{b}_late_min"] > g[f"real_study_forward_vanilla_{b}_target"]
+            and g[f"real_study_forward_mara_{b}_late_max"] < g[f"real_study_forward_mara_{b}_target"]
+            and g[f"real_study_forward_vanilla_{b}_valid_max"] < g[f"real_pred_fwd_valid_{b}"]
+            for b in ("0_03", "0_1")) and max(g["real_study_forward_vanilla_0_1_valid_max"],
+                                              g["real_study_forward_mara_0_1_valid_max"]) < g["real_reverse_valid_min_0_1"], "the summary: with the forward KL vanilla a little above its share and below its "
+                                      "valid mass, MARA a little below its share; 5.10: forward runs below every reverse one"),
         # what section 5.10 says about TRL on the real model (stored runs): a re-run that changes any of these fails
         "trl_real_failed": ("close", 0, 0, "the prose says how many TRL runs failed: none"),
         "trl_real_mara_pred_fwd": ("above", 0.9, "the forward-KL MARA target (Algorithm 1) piles onto the bare '1'"),
