@@ -147,8 +147,11 @@ KEY_NUMBERS = {
             g[f"real_study_{kl}_{m}_0_03_runs"] == 5 for kl in ("reverse", "forward") for m in ("vanilla", "mara")),
             "'all five seeds' at beta 0.03, both KLs, both methods"),
         "real_study_reverse_vanilla_0_1_runs": ("rule", lambda g: all(
-            g[f"real_study_reverse_{m}_0_1_runs"] == 5 for m in ("vanilla", "mara")),
-            "'all five seeds' at beta 0.1 with the reverse KL, both methods"),
+            g[f"real_study_{kl}_{m}_0_1_runs"] == 5 for kl in ("reverse", "forward") for m in ("vanilla", "mara")),
+            "'all five seeds' at beta 0.1, both KLs, both methods"),
+        "real_study_forward_vanilla_0_1_valid_max": ("rule", lambda g: g["real_study_forward_vanilla_0_1_valid_max"]
+                                                     > g["real_study_forward_vanilla_0_03_valid_min"],
+                                                     "'their ranges overlap' (forward vanilla's valid mass, beta 0.1 and 0.03)"),
         "real_study_reverse_vanilla_0_1_collapsed": ("rule", lambda g: all(
             g[f"real_study_reverse_{m}_{b}_collapsed"] == 0 for m in ("vanilla", "mara") for b in ("0_03", "0_1"))
             and all(abs(g[f"real_study_reverse_mara_{b}_late_{e}"] - 0.5) < 0.05 for b in ("0_03", "0_1") for e in ("min", "max")),
