@@ -73,7 +73,7 @@ def device_name(device) -> str:
     type (``"cpu"``); ``device`` as :func:`default_device` accepts it, or a model's parameter device."""
     import torch
 
-    d = default_device(device) if not isinstance(device, torch.device) else device
+    d = default_device(device)
     return torch.cuda.get_device_name(d) if d.type == "cuda" else d.type
 
 
