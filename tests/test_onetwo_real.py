@@ -240,3 +240,28 @@ def test_collect_reads_what_a_stopped_study_holds(tmp_path):
         onetwo_real.collect(tmp_path)
     with pytest.raises(ValueError, match="store"):
         onetwo_real.collect(tmp_path / "missing")
+
+
+def test_collect_cli_says_partial_until_the_grid_is_covered(tmp_path):
+    """``--collect`` on a store holding every run of a (one-beta, one-seed) grid writes ``partial: False``; with one
+    run taken away, ``partial: True`` and 3 of 4 (the committed study store's files, nothing runs here)."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    store = Path(__file__).resolve().parents[1] / "results" / "onetwo_smollm2_store"
+    picked = [f for f in sorted(store.glob("job-*.json"))
+              if (lambda c: (c["beta"], c["seed"]) == (0.03, 0))(json.loads(f.read_text())["result"]["config"])]
+    assert len(picked) == 4  # reverse and forward KL, vanilla and MARA
+    for f in picked:
+        shutil.copy(f, tmp_path / f.name)
+    out = tmp_path / "out.json"
+    args = ["--store", str(tmp_path), "--collect", "--out", str(out), "--betas", "0.03", "--seeds", "1"]
+    real.main(args)
+    res = json.loads(out.read_text())["results"]
+    assert (res["planned"], res["finished"], res["partial"]) == (4, 4, False)
+    (tmp_path / picked[-1].name).unlink()
+    real.main(args)
+    res = json.loads(out.read_text())["results"]
+    assert (res["planned"], res["finished"], res["partial"]) == (4, 3, True)
+    assert sum(row["runs"] for row in res["summary"]) == 3

