@@ -149,13 +149,22 @@ KEY_NUMBERS = {
         "real_study_reverse_vanilla_0_1_runs": ("rule", lambda g: all(
             g[f"real_study_{kl}_{m}_0_1_runs"] == 5 for kl in ("reverse", "forward") for m in ("vanilla", "mara")),
             "'all five seeds' at beta 0.1, both KLs, both methods"),
+        "real_study_reverse_vanilla_0_01_runs": ("rule", lambda g: all(
+            g[f"real_study_{kl}_{m}_0_01_runs"] == 5 for kl in ("reverse", "forward") for m in ("vanilla", "mara")),
+            "'all five seeds' at beta 0.01, both KLs, both methods"),
+        "real_study_missing_n": ("close", 0, 0, "'All 60 of the 60 runs have finished': the grid is complete"),
+        "real_study_reverse_vanilla_0_01_late_sd_min": ("rule", lambda g: all(
+            g[f"real_study_reverse_{m}_0_01_late_sd_min"] > g[f"real_study_reverse_{m}_0_1_late_sd_max"]
+            for m in ("vanilla", "mara")), "'every run at 0.01 wanders more than every run of its method at 0.1' "
+                                           "(reverse KL, the late window's standard deviation)"),
         "real_study_forward_vanilla_0_1_valid_max": ("rule", lambda g: g["real_study_forward_vanilla_0_1_valid_max"]
                                                      > g["real_study_forward_vanilla_0_03_valid_min"],
                                                      "'their ranges overlap' (forward vanilla's valid mass, beta 0.1 and 0.03)"),
         "real_study_reverse_vanilla_0_1_collapsed": ("rule", lambda g: all(
-            g[f"real_study_reverse_{m}_{b}_collapsed"] == 0 for m in ("vanilla", "mara") for b in ("0_03", "0_1"))
-            and all(abs(g[f"real_study_reverse_mara_{b}_late_{e}"] - 0.5) < 0.05 for b in ("0_03", "0_1") for e in ("min", "max")),
-            "'neither beta makes vanilla collapse, and MARA removes the bias at both' (reverse KL)"),
+            g[f"real_study_reverse_{m}_{b}_collapsed"] == 0 for m in ("vanilla", "mara") for b in ("0_01", "0_03", "0_1"))
+            and all(abs(g[f"real_study_reverse_mara_{b}_late_{e}"] - 0.5) < 0.05 for b in ("0_01", "0_03", "0_1")
+                    for e in ("min", "max")),
+            "'neither beta makes vanilla collapse, and MARA removes the bias at both'; at 0.01 none collapsed (reverse KL)"),
         "real_study_forward_vanilla_0_1_late_min": ("rule", lambda g: all(
             g[f"real_study_forward_vanilla_{b}_late_min"] > g[f"real_study_forward_vanilla_{b}_target"]
             and g[f"real_study_forward_mara_{b}_late_max"] < g[f"real_study_forward_mara_{b}_target"]
@@ -163,6 +172,21 @@ KEY_NUMBERS = {
             for b in ("0_03", "0_1")) and max(g["real_study_forward_vanilla_0_1_valid_max"],
                                               g["real_study_forward_mara_0_1_valid_max"]) < g["real_reverse_valid_min_0_1"], "the summary: with the forward KL vanilla a little above its share and below its "
                                       "valid mass, MARA a little below its share; 5.10: forward runs below every reverse one"),
+        "real_study_forward_vanilla_0_01_late_min": ("rule", lambda g: g["real_study_forward_vanilla_0_01_late_min"]
+            < g["real_study_forward_vanilla_0_01_target"] < g["real_study_forward_vanilla_0_01_late_max"]
+            and g["real_study_forward_vanilla_0_01_valid_max"] < g["real_pred_fwd_valid_0_01"]
+            and g["real_study_forward_mara_0_01_late_max"] < g["real_study_forward_mara_0_01_target"]
+            and all(g[f"real_study_forward_vanilla_{b}_late_sd_min"] > g[f"real_study_reverse_vanilla_{b}_late_sd_max"]
+                    for b in ("0_01", "0_03", "0_1")), "beta 0.01, forward KL: vanilla's late means on both sides of "
+            "its target, below its valid mass, MARA below its share; every forward vanilla run wanders more than "
+            "every reverse one at each beta"),
+        "real_study_reverse_mara_0_01_late_sd_max": ("rule", lambda g: all(
+            g[f"real_study_reverse_{m}_0_01_late_sd_{e}"] > g[f"real_study_reverse_{m}_0_03_late_sd_{e}"]
+            > g[f"real_study_reverse_{m}_0_1_late_sd_{e}"] for m in ("vanilla", "mara") for e in ("min", "max")),
+            "the differences note: with the reverse KL the runs wander further the smaller beta is (the late "
+            "window's spread, its least and its most, both ordered by beta for both methods)"),
+        "real_vanilla_collapsed": ("close", 0, 0, "'no vanilla run collapsed, at any of the three betas and with "
+                                                  "either KL' (section 5.10, the summary, the differences note)"),
         # what section 5.10 says about TRL on the real model (stored runs): a re-run that changes any of these fails
         "trl_real_failed": ("close", 0, 0, "the prose says how many TRL runs failed: none"),
         "trl_real_mara_pred_fwd": ("above", 0.9, "the forward-KL MARA target (Algorithm 1) piles onto the bare '1'"),
