@@ -2,7 +2,8 @@
 that lets ``RLConfig`` grow the ``mara_form`` knob without invalidating stored runs.
 
 * the rule (``metadata=OMIT_DEFAULT``: a field at its default is left out of fingerprints and checkpoint records),
-  and every job file of the resumable SmolLM2 study (results/onetwo_smollm2_store) still accepted by the sweep
+  and every job file of the resumable SmolLM2 studies (results/onetwo_smollm2_store, open_ended_smollm2_store)
+  still accepted by the sweep
   store for today's grid;
 * ``RLConfig(mara_form=...)``: the checks, and ``"reward"`` giving the numbers it gave before the knob existed;
 * the trainer under ``mara_form="alg2"`` on one-token problems, where everything is enumerable: the SFT term's
@@ -70,23 +71,40 @@ def test_rlconfig_grew_mara_form_without_changing_any_fingerprint_or_record():
     assert settings_fingerprint(alg2) != settings_fingerprint(cfg)
 
 
-def test_every_stored_job_of_the_smollm2_study_is_still_accepted():
-    """The running study's store: each job file's key must match today's grid (nothing runs here)."""
+def _onetwo_jobs():
     from marabook.experiments import onetwo_real
+
+    every = onetwo_real.DESIGN["eval_every"]
+    return [(c, every) for c in onetwo_real.configs()]
+
+
+def _open_ended_jobs():
+    from marabook.experiments import open_ended_real
+
+    return open_ended_real.configs()
+
+
+@pytest.mark.parametrize("store_name, jobs", [("onetwo_smollm2_store", _onetwo_jobs),
+                                              ("open_ended_smollm2_store", _open_ended_jobs)])
+def test_every_stored_job_of_the_smollm2_studies_is_still_accepted(store_name, jobs):
+    """The resumable studies' committed stores (chapter 5.10's 1-2 grid, chapter 6's naming grid): each job file's
+    key must match today's grid, so a resumed sweep skips it instead of refusing the store (nothing runs here)."""
     from marabook.experiments.sweep import _Store
 
-    store = ROOT / "results" / "onetwo_smollm2_store"
+    store = ROOT / "results" / store_name
     files = sorted(store.glob("job-*.json"))
     assert files, f"{store} holds no job files (the study's committed store)"
-    grid, db = onetwo_real.configs(), _Store(store)
-    every = onetwo_real.DESIGN["eval_every"]
+    grid, db = jobs(), _Store(store)
     for f in files:
         i = int(f.stem.split("-")[1])
-        done, result = db.get(i, (grid[i], every))
-        assert done and result["config"]["seed"] == grid[i].seed, f
+        done, result = db.get(i, grid[i])
+        assert done and result["config"]["seed"] == grid[i][0 if store_name.startswith("onetwo") else 1].seed, f
     # the check can fail: another job's arguments are refused by the same call
+    first = grid[int(files[0].stem.split("-")[1])]
+    other = (dataclasses.replace(first[0], seed=99), first[1]) if store_name.startswith("onetwo") else \
+        (first[0], dataclasses.replace(first[1], seed=99))
     with pytest.raises(ValueError, match="another sweep"):
-        db.get(0, (dataclasses.replace(grid[0], seed=99), every))
+        db.get(int(files[0].stem.split("-")[1]), other)
 
 
 # ------------------------------------------------------------------------------ RLConfig.mara_form
