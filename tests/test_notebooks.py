@@ -185,6 +185,15 @@ KEY_NUMBERS = {
             > g[f"real_study_reverse_{m}_0_1_late_sd_{e}"] for m in ("vanilla", "mara") for e in ("min", "max")),
             "the differences note: with the reverse KL the runs wander further the smaller beta is (the late "
             "window's spread, its least and its most, both ordered by beta for both methods)"),
+        "real_invalid_groups_forward_0_01": ("rule", lambda g: max(g[f"real_invalid_groups_reverse_{b}"] for b in ("0_01", "0_03", "0_1"))
+            < 0.1 < 0.4 < min(g[f"real_invalid_groups_forward_{b}"] for b in ("0_01", "0_03", "0_1")),
+            "groups with an invalid answer are rare with the reverse KL and common with the forward KL"),
+        "real_study_forward_vanilla_0_01_valid_min": ("rule", lambda g: g["real_study_forward_vanilla_0_01_valid_min"]
+            > g["real_study_forward_vanilla_0_1_valid_max"], "forward vanilla's valid mass at 0.01 above every run's at 0.1"),
+        "real_reverse_entropy_lowest": ("rule", lambda g: g["real_reverse_entropy_lowest"] > 0.2
+            and g["real_study_reverse_vanilla_0_01_final_max"] > g["real_study_reverse_vanilla_0_01_late_max"] + 0.05,
+            "no reverse-KL evaluation fell below the 0.2-bit line; vanilla's highest final share at 0.01 is an "
+            "excursion (above every run's late mean)"),
         "real_vanilla_collapsed": ("close", 0, 0, "'no vanilla run collapsed, at any of the three betas and with "
                                                   "either KL' (section 5.10, the summary, the differences note)"),
         # what section 5.10 says about TRL on the real model (stored runs): a re-run that changes any of these fails
