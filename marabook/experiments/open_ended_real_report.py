@@ -4,6 +4,10 @@
 * :func:`add_semantic` fills the semantic-diversity column (MiniLM, :func:`marabook.lm.load_sentence_embedder`)
   from each run's stored samples, where the runs were made without the encoder (on a GPU machine, say);
 * :data:`COLUMNS`, :func:`summarize` (means with bootstrap intervals) and :func:`table`;
+* :data:`PAIRS` and :func:`compare`: every declared comparison as one Holm-corrected family (each trained method
+  against the base model, MARA against the vanilla trainers and the entropy bonus, GRPO against its std ablation);
+* :func:`targets`: what each trainer's objective asks for on this model, exactly, from the reference's
+  teacher-forced string probabilities (chapters 1-4); :func:`exact_curves`: the runs' exact trajectories;
 * :func:`main` (``python scripts/run_open_ended_real.py``): run or resume the grid, or collect it, with provenance.
 """
 
@@ -16,12 +20,28 @@ import numpy as np
 from marabook.experiments.open_ended_real import COVERAGE_K, COVERAGE_M, METHODS, base, configs, study
 from marabook.tables import Table
 
-__all__ = ["COLUMNS", "collect", "add_semantic", "summarize", "table", "main"]
+__all__ = ["COLUMNS", "PAIRS", "TARGET_OF", "collect", "add_semantic", "summarize", "table", "compare", "targets",
+           "exact_curves", "main"]
 
 #: The Table-1 columns as (header, evaluation set, metric of :func:`~marabook.experiments.open_ended_real.evaluate`).
 COLUMNS = [("reward (in)", "in", "reward"), ("reward (out)", "out", "reward"), ("EAD-1", "in", "ead1"),
            ("semantic", "in", "semantic"), ("distinct", "in", "distinct"),
            (f"P(>= {COVERAGE_M} of {COVERAGE_K})", "in", "coverage")]
+
+#: The comparisons :func:`compare` makes, declared before reading the study: every trained method against the
+#: untrained base model (does training help or hurt, column by column), both MARA forms against the two vanilla
+#: trainers and the entropy bonus (the paper's claim), and GRPO against "GRPO no std" (the std-scaling ablation).
+PAIRS = ([(m, "base") for m in METHODS] + [(t, c) for t in ("MARA-rev", "MARA-fwd") for c in ("RLOO", "GRPO", "entropy")]
+         + [("GRPO", "GRPO no std")])
+#: The columns :func:`compare` tests (headers of :data:`COLUMNS`): EAD-1 is left out, as single-word answers make it
+#: a near copy of the distinct count.
+_TESTED = ("reward (in)", "reward (out)", "distinct", "semantic", f"P(>= {COVERAGE_M} of {COVERAGE_K})")
+#: The closed-form target (a key of :func:`marabook.mara.method_targets`) each trainer's objective has, as in
+#: :data:`marabook.experiments.open_ended.TARGET_OF`: RLOO puts k1 in the reward (reverse KL), GRPO and "GRPO no
+#: std" put k3 in the loss, whose expected gradient is the forward KL's (eq. 5.4; the std scaling and the group
+#: mean are not in the target), the entropy bonus adds eta H (eq. 2.6), MARA-fwd is Algorithm 1.
+TARGET_OF = {"RLOO": "vanilla-reverse", "GRPO": "vanilla-forward", "GRPO no std": "vanilla-forward",
+             "entropy": "entropy", "MARA-rev": "mara-reverse", "MARA-fwd": "mara-forward"}
 
 
 def summarize(results, base_rows: Sequence[dict] = ()) -> list[dict]:
@@ -67,6 +87,107 @@ def table(rows) -> Table:
             row.append("" if m is None else f"{m[0]:.3f}" + (f" [{m[1]:.3f}, {m[2]:.3f}]" if np.isfinite(m[1]) else ""))
         cells.append(row)
     return Table(["method (runs)"] + [h for h, _, _ in COLUMNS], cells)
+
+
+def compare(results, base_rows: Sequence[dict] = (), pairs: Sequence[tuple] = PAIRS, columns: Sequence[str] = _TESTED,
+            *, n_resamples: int = 9999) -> list[dict]:
+    """Every ``(treatment, control)`` of ``pairs`` on every column of ``columns`` (headers of :data:`COLUMNS`), one
+    value per seed, as one Holm-corrected family (:func:`marabook.stats.compare_family`: two-sided Welch tests,
+    percentile-bootstrap 95% intervals of the difference of means). ``base_rows``
+    (:func:`~marabook.experiments.open_ended_real.base`) are the control ``"base"``: the same model evaluated with
+    each seed's evaluation seed, so its spread is sampling noise only. A pair whose methods have no finished runs
+    is left out (a partial store), and failed jobs too (:func:`summarize` counts them). One dict per comparison
+    with ``method``, ``against``, ``column`` and the statistics (two identical constant samples: p = 1,
+    :func:`marabook.stats.two_sample`)."""
+    from marabook import stats
+    from marabook.experiments.sweep import split_failures
+
+    heads = {h: (split, metric) for h, split, metric in COLUMNS}
+    for c in columns:
+        if c not in heads:
+            raise ValueError(f"columns: {c!r} is not a column of COLUMNS ({sorted(heads)})")
+    for i, pair in enumerate(pairs):
+        if not (isinstance(pair, tuple) and len(pair) == 2):
+            raise ValueError(f"pairs[{i}] must be a (treatment, control) tuple, got {pair!r}")
+    done, _ = split_failures(list(base_rows) + list(results))
+    per: dict = {}
+    for r in done:
+        per.setdefault(r["method"], []).append(r["eval"])
+    cells = []
+    for col in columns:
+        split, metric = heads[col]
+        for t, c in pairs:
+            a = [e[split][metric] for e in per.get(t, []) if metric in e[split]]
+            b = [e[split][metric] for e in per.get(c, []) if metric in e[split]]
+            if len(a) >= 2 and len(b) >= 2:
+                cells.append({"treatment": a, "control": b, "column": col, "method": t, "against": c})
+    if not cells:
+        raise ValueError(f"no pair of pairs has two finished runs on each side (have {sorted(per)})")
+    return stats.compare_family(cells, alternative="two-sided", effect="difference", n_resamples=n_resamples)
+
+
+def targets(exact: dict, *, beta: float, tau: float, eta: float | None = None) -> dict:
+    """What each trainer of :data:`TARGET_OF` is asked to converge to on one category, exactly (chapters 1-4).
+
+    ``exact``: one category of :meth:`marabook.lm.naming.ChatNameTask.exact_probs` (``"strings"`` and ``"answers"``
+    probabilities, ``"rewards"`` per answer, ``"answer_of"`` each string's answer). The support is every accepted string (reward: its answer's) plus one
+    outcome holding the rest of the reference's mass (reward 0). Lumping that rest is exact for every target here
+    but the entropy bonus's: the others treat equally rewarded outcomes in proportion to their reference
+    probability (:func:`marabook.mara.method_targets`; MARA's anchor is the global one). The entropy target flattens
+    the reference (``pi_ref^(beta/(beta+eta))``), so its mass off the accepted strings depends on how many other
+    strings there are, and only its shape *among valid answers* is exact. Returns ``{method: {"answers": {answer:
+    share among valid answers}, "top", "top_share", "effective" (``2^H`` of those shares), "p_valid" (None for the
+    entropy bonus), "reward_valid" (the expected reward of a valid answer)}}``."""
+    from marabook.lm.naming import answer_stats
+    from marabook.mara import method_targets
+
+    keys = {"strings", "answers", "rewards", "answer_of"}
+    if not isinstance(exact, dict) or not keys <= set(exact):
+        raise ValueError(f"exact must be one category of ChatNameTask.exact_probs (with {sorted(keys)})")
+    strings, answers, rewards, owner = exact["strings"], exact["answers"], exact["rewards"], exact["answer_of"]
+    p = np.array([strings[s] for s in strings], dtype=float)
+    if not np.all(np.isfinite(p)) or np.any(p < 0) or p.sum() > 1 + 1e-9:
+        raise ValueError("exact['strings'] must hold probabilities summing to at most 1")
+    r = np.array([rewards[owner[s]] for s in strings], dtype=float)
+    rest = max(0.0, 1.0 - float(p.sum()))
+    ref = np.append(p, rest) / (p.sum() + rest)
+    got = method_targets(ref, np.append(r, 0.0), beta, tau, eta=eta)
+    out = {}
+    for method, key in TARGET_OF.items():
+        if key not in got:
+            continue
+        t = got[key][:-1]
+        shares = {a: 0.0 for a in answers}
+        for s, v in zip(strings, t):
+            shares[owner[s]] += float(v)
+        total = sum(shares.values())
+        shares = {a: v / total for a, v in shares.items()}
+        top = max(shares, key=shares.get)
+        out[method] = {"answers": shares, "top": top, "top_share": shares[top],
+                       "effective": answer_stats(list(shares.values()))["effective"],
+                       "p_valid": None if key == "entropy" else float(total),
+                       "reward_valid": float(sum(shares[a] * rewards[a] for a in shares))}
+    return out
+
+
+def exact_curves(results, category: str, metric: str = "top_share") -> dict:
+    """``{method: (steps, values)}``: each method's exact trajectory on one training ``category`` (``metric``: a key
+    of :func:`marabook.lm.naming.exact_state`, e.g. ``"p_valid"``, ``"top_share"``, ``"effective"``), ``values``
+    of shape ``(runs, checkpoints)`` over the finished runs with the method's first run's checkpoints."""
+    from marabook.experiments.sweep import split_failures
+
+    done, _ = split_failures(list(results))
+    out: dict = {}
+    for r in done:
+        steps = [t["step"] for t in r["trajectory"]]
+        if category not in r["trajectory"][0]["state"]:
+            raise ValueError(f"category {category!r} is not a training category of the runs")
+        if metric not in r["trajectory"][0]["state"][category]:
+            raise ValueError(f"metric {metric!r} is not a key of the exact state")
+        have = out.setdefault(r["method"], (steps, []))
+        if steps == have[0]:
+            have[1].append([t["state"][category][metric] for t in r["trajectory"]])
+    return {m: (np.array(s), np.array(v, dtype=float)) for m, (s, v) in out.items()}
 
 
 def collect(store) -> list[dict]:

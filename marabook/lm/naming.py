@@ -224,8 +224,8 @@ class ChatNameTask:
 
     def exact_probs(self, model, category: str | None = None) -> dict:
         """``{category: {"answers": {answer: probability}, "strings": {string: probability}, "p_valid",
-        "rewards": {answer: reward}}}``: the teacher-forced probability (eq. 5.1) of every accepted string followed
-        by EOS, summed per answer; ``p_valid`` is their total, the exact probability of a reward > 0."""
+        "rewards": {answer: reward}, "answer_of": {string: answer}}}``: the teacher-forced probability (eq. 5.1)
+        of every accepted string followed by EOS, summed per answer; ``p_valid`` is their total, the exact probability of a reward > 0."""
         import torch
 
         from marabook.plumbing import pad_sequences
@@ -249,7 +249,7 @@ class ChatNameTask:
             per = dict(zip(strings, (float(p) for p in probs)))
             ans = {a: float(sum(per[s] for s in forms)) for a, forms in self.accepted[c].items()}
             out[c] = {"answers": ans, "strings": per, "p_valid": float(sum(ans.values())),
-                      "rewards": {a: name_reward(c, a) for a in ans}}
+                      "rewards": {a: name_reward(c, a) for a in ans}, "answer_of": dict(self._text[c])}
         return out
 
 
