@@ -115,3 +115,41 @@ def test_exact_curves_stack_runs_per_method():
         report.exact_curves(runs, "fruit")
     with pytest.raises(ValueError, match="metric"):
         report.exact_curves(runs, "color", "speed")
+
+
+# two answers and invalid mass; rewards 1.0 (a) and 0.8 (b)
+STATE = {"answers": {"a": 0.2, "b": 0.1}, "rewards": {"a": 1.0, "b": 0.8}}
+
+
+def test_threshold_value_marks_the_same_answers_every_time():
+    s = report.threshold_stats([STATE], 0.9, group_size=8, n_draws=40_000)
+    # good = the samples of "a": 8 * 0.2 per group on average, one distinct answer at most, never junk
+    assert s["good"] == pytest.approx(1.6, abs=0.02) and s["junk"] == 0.0 and s["across"] == 0.0
+    assert s["good_answers"] == pytest.approx(1 - 0.8 ** 8, abs=0.01)  # "a" appears at least once
+    lax = report.threshold_stats([STATE], 0.8, group_size=8, n_draws=40_000)
+    assert lax["across"] == pytest.approx(1 - 0.8 ** 8 - 0.9 ** 8 + 0.7 ** 8, abs=0.01)  # both answers drawn
+
+
+def test_group_percentile_is_zero_when_no_answer_is_valid():
+    """p90 of 8 rewards interpolates between the two largest: 0 exactly when no sample is valid, and then every
+    sample, invalid ones included, is 'good'."""
+    s = report.threshold_stats([STATE], "p90", group_size=8, n_draws=40_000)
+    assert s["junk"] == pytest.approx(0.7 ** 8, abs=0.005)  # SE sqrt(0.058 * 0.94 / 40000) = 0.0012
+    # otherwise only the top sample, or the top two when they tie (the same answer): never two answers
+    assert s["across"] == 0.0
+    batch = report.threshold_stats([STATE, STATE], "p90", group_size=8, scope="batch", n_draws=40_000)
+    # over 16 rewards p90 interpolates halfway between the 14th and 15th smallest: 0 when at most one is valid
+    assert batch["junk"] == pytest.approx(0.7 ** 16 + 16 * 0.3 * 0.7 ** 15, abs=0.004) and batch["across"] > 0
+
+
+def test_threshold_stats_bad_input_is_named():
+    with pytest.raises(ValueError, match="states"):
+        report.threshold_stats(STATE, 0.9)
+    with pytest.raises(ValueError, match="scope"):
+        report.threshold_stats([STATE], "p90", scope="prompt")
+    with pytest.raises(ValueError, match="group_size"):
+        report.threshold_stats([STATE], 0.9, group_size=0)
+    with pytest.raises(ValueError, match="rewards"):
+        report.threshold_stats([{"answers": {"a": 0.5}}], 0.9)
+    with pytest.raises(ValueError, match="tau"):
+        report.threshold_stats([STATE], "top10")

@@ -8,6 +8,8 @@
   against the base model, MARA against the vanilla trainers and the entropy bonus, GRPO against its std ablation);
 * :func:`targets`: what each trainer's objective asks for on this model, exactly, from the reference's
   teacher-forced string probabilities (chapters 1-4); :func:`exact_curves`: the runs' exact trajectories;
+* :func:`threshold_stats`: which samples a threshold tau (a value, or a per-group or per-batch percentile) declares
+  good in groups drawn from an exact answer distribution (chapter 6.3);
 * :func:`main` (``python scripts/run_open_ended_real.py``): run or resume the grid, or collect it, with provenance.
 """
 
@@ -17,11 +19,12 @@ from typing import Sequence
 
 import numpy as np
 
+from marabook._validate import check_int
 from marabook.experiments.open_ended_real import COVERAGE_K, COVERAGE_M, METHODS, base, configs, study
 from marabook.tables import Table
 
 __all__ = ["COLUMNS", "PAIRS", "TARGET_OF", "collect", "add_semantic", "summarize", "table", "compare", "targets",
-           "exact_curves", "main"]
+           "exact_curves", "threshold_stats", "main"]
 
 #: The Table-1 columns as (header, evaluation set, metric of :func:`~marabook.experiments.open_ended_real.evaluate`).
 COLUMNS = [("reward (in)", "in", "reward"), ("reward (out)", "out", "reward"), ("EAD-1", "in", "ead1"),
@@ -188,6 +191,68 @@ def exact_curves(results, category: str, metric: str = "top_share") -> dict:
         if steps == have[0]:
             have[1].append([t["state"][category][metric] for t in r["trajectory"]])
     return {m: (np.array(s), np.array(v, dtype=float)) for m, (s, v) in out.items()}
+
+
+def threshold_stats(states: Sequence[dict], tau, *, group_size: int = 8, scope: str = "group",
+                    n_draws: int = 20_000, seed: int = 0) -> dict:
+    """What MARA's threshold ``tau`` declares good in batches drawn from exact answer distributions (chapter 6.3).
+
+    ``states``: one exact answer distribution per group of the batch (an item of
+    :func:`marabook.lm.naming.exact_state`, or one category of :meth:`~marabook.lm.naming.ChatNameTask.exact_probs`:
+    ``"answers"`` probabilities, ``"p_valid"``, and ``"rewards"`` per answer, the latter defaulting to
+    :func:`marabook.lm.naming.name_reward` of ``category`` when a ``"category"`` key is given instead); the
+    rest of each group's mass is invalid, reward 0. Each of ``n_draws`` batches samples ``group_size`` answers per
+    group; ``tau`` is a number (``R >= tau`` is good) or ``"pQ"``, the Q-th percentile (linear interpolation, as
+    :func:`marabook.mara.mara_rewards`) of each group's rewards (``scope="group"``) or of the whole batch's
+    (``"batch"``). Returns, per group and averaged over draws and groups: ``good`` (samples declared good),
+    ``good_answers`` (distinct valid answers among them), ``across`` (probability that two or more different
+    answers are good: the only case in which MARA's bonus moves mass between answers), ``junk`` (probability that
+    an *invalid* sample is declared good: a percentile of a group with no valid answer is 0, so MARA then rewards
+    unlikely junk) and ``n_draws``. A Monte Carlo estimate: its standard error is at most 0.5 / sqrt(n_draws *
+    groups) for the probabilities."""
+    from marabook.lm.naming import name_reward
+    from marabook.mara import parse_tau
+
+    if isinstance(states, dict) or not isinstance(states, Sequence) or len(states) == 0:
+        raise ValueError("states must be a non-empty list of exact answer distributions (one per group)")
+    check_int(group_size, "group_size", minimum=1)
+    check_int(n_draws, "n_draws", minimum=1)
+    if scope not in ("group", "batch"):
+        raise ValueError(f"scope must be 'group' or 'batch', got {scope!r}")
+    kind, value = parse_tau(tau)
+    rng = np.random.default_rng(seed)
+    draws = []
+    for i, st in enumerate(states):
+        if not isinstance(st, dict) or "answers" not in st:
+            raise ValueError(f"states[{i}] must be an exact answer distribution with 'answers'")
+        names = list(st["answers"])
+        rew = st.get("rewards")
+        if rew is None and "category" in st:
+            rew = {a: name_reward(st["category"], a) for a in names}
+        if rew is None:
+            raise ValueError(f"states[{i}] has neither 'rewards' nor 'category'")
+        p = np.array([st["answers"][a] for a in names] + [0.0])
+        p[-1] = max(0.0, 1.0 - p[:-1].sum())
+        idx = rng.choice(len(p), size=(n_draws, group_size), p=p / p.sum())
+        draws.append((idx, np.array([rew[a] for a in names] + [0.0])[idx], len(names)))
+    if kind == "value":
+        thr = [np.full((n_draws, 1), value)] * len(draws)
+    elif scope == "group":
+        thr = [np.percentile(r, value, axis=1, keepdims=True) for _, r, _ in draws]
+    else:
+        t = np.percentile(np.concatenate([r for _, r, _ in draws], axis=1), value, axis=1, keepdims=True)
+        thr = [t] * len(draws)
+    good, answers, across, junk = [], [], [], []
+    for (idx, r, n_valid), t in zip(draws, thr):
+        g = r >= t
+        valid_good = g & (idx < n_valid)
+        distinct = np.array([len(set(row[m])) for row, m in zip(idx, valid_good)])
+        good.append(g.sum(1).mean())
+        answers.append(distinct.mean())
+        across.append((distinct >= 2).mean())
+        junk.append((g & (idx == n_valid)).any(1).mean())
+    return {"good": float(np.mean(good)), "good_answers": float(np.mean(answers)), "across": float(np.mean(across)),
+            "junk": float(np.mean(junk)), "n_draws": n_draws}
 
 
 def collect(store) -> list[dict]:
