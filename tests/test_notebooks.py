@@ -219,6 +219,32 @@ KEY_NUMBERS = {
         "semantic_repeated": ("close", 0.0, 1e-5, "identical texts embed identically (float32 rounding)"),
         "ead1_repeated": ("close", 1 / (30000 * (1 - (1 - 1 / 30000) ** 8)), CLOSED,
                           "EAD-1: 1 distinct unigram over its expectation V(1 - (1 - 1/V)^8), V = 30,000"),
+        "coverage_example": ("close", 0.5, 1e-12, "3 of the 6 pairs of [red x3, blue] hold both answers: exact counting"),
+        "design_same": ("close", 1, 0, "the stated rule, re-applied in this build, picks oer.DESIGN's categories"),
+        # SmolLM2's exact probabilities: teacher forcing in fp32 of fixed (de-quantised) weights; another BLAS moves
+        # them by ~1e-6, so 0.002 only catches a changed prompt format, loader or EOS token (measured 0.3294)
+        "ref_color_valid": ("close", 0.3294, 0.002, "the reference's exact valid mass on 'Name a color.' (oer docstring)"),
+        "target_rloo_color_valid": ("above", 0.999, "the reverse-KL target answers validly: a reward gap of 0.8 at "
+                                                    "beta 0.05 is a factor e^16"),
+        "target_mara_fwd_color_top_share": ("rule", lambda g: min(g["target_mara_fwd_color_top_share"],
+                                                                  g["target_mara_fwd_country_top_share"]) > 0.9,
+                                            "'a collapse, by construction': Algorithm 1's forward target piles onto "
+                                            "one good answer on both questions"),
+        "target_mara_rev_color_effective": ("rule", lambda g: all(
+            g[f"target_mara_rev_{c}_effective"] > g[f"target_rloo_{c}_effective"] >= g[f"target_grpo_{c}_effective"]
+            for c in ("color", "country")) and g["target_rloo_color_effective"] < g["ref_color_effective"],
+            "the prose's order of the targets: MARA-rev flattest, RLOO narrower than the reference, GRPO narrower "
+            "still, on both questions"),
+        "target_mara_fwd_top_ref": ("below", 0.05, "MARA-fwd's winner is an answer the reference rarely says"),
+        "tau_ref_p90_per_group_across": ("close", 0, 0, "a per-group p90 of 8 rewards admits only the best sample "
+                                                        "and its ties: never two different answers"),
+        "tau_ref_tau_junk": ("close", 0, 0, "a fixed tau = 0.9 never declares an invalid answer good"),
+        "tau_ref_p90_per_batch_across": ("rule", lambda g: g["tau_ref_p90_per_batch_across"] > 0
+                                         and g["tau_ref_p90_per_batch_junk"] < g["tau_ref_p90_per_group_junk"]
+                                         and g["tau_ref_p90_per_group_junk"] > 0.02
+                                         and g["tau_ref_tau_across"] > g["tau_ref_p90_per_batch_across"],
+                                         "'the per-batch percentile does better' than the per-group one, the fixed "
+                                         "value best, and the per-group p90 does mark junk good"),
     },
     "07_chemical_language_models": {
         "prior_validity": ("close", 0.9485, 0.062, "the prior's report (10k samples); 200 smoke samples have "
