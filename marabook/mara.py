@@ -58,8 +58,10 @@ class Threshold:
     ``kind`` is ``"value"`` (``R >= value`` is good) or ``"percentile"`` (``value`` = Q: the Q-th
     percentile of the rewards); ``scope`` says over which rewards a percentile is taken: ``"group"``
     (each prompt group, the default) or ``"batch"`` (the whole batch; anchors stay per group). With
-    groups of 8 a per-group 90th percentile admits only each group's best sample, its own anchor, so
-    MARA changes nothing: per-batch percentiles are what the paper used for reward models.
+    groups of 8 a per-group 90th percentile interpolates between the two largest rewards, so it admits only
+    each group's best sample and its exact ties (usually the same answer), and MARA moves no mass between
+    answers; in a group whose rewards are all equal (all 0, say) every sample is good, and MARA then flattens
+    the group (chapter 6.3). Per-batch percentiles are what the paper used for reward models.
     """
 
     kind: str

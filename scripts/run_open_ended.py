@@ -1,4 +1,5 @@
-"""Chapter 6's comparison with more seeds, stored with provenance ("Results at full scale").
+"""Chapter 6's comparison on the book's 125k-parameter toy model, stored with provenance (chapter 6 itself now runs
+on SmolLM2-135M-Instruct: scripts/run_open_ended_real.py; this toy version is kept for quick experiments).
 
     python scripts/run_open_ended.py                  # 5 seeds x 6 trainers, about 5 CPU minutes
     python scripts/run_open_ended.py --seeds 10 --out open_ended_10.json

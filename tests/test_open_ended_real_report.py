@@ -10,7 +10,8 @@ from marabook.mara import method_targets
 # three answers, two accepted strings each; the rest of the reference's mass (0.4) is invalid
 STRINGS = {" red": 0.20, " red.": 0.10, " blue": 0.12, " blue.": 0.08, " tan": 0.06, " tan.": 0.04}
 OWNER = {s: s.strip(" .") for s in STRINGS}
-REWARDS = {"red": 0.9, "blue": 1.0, "tan": 0.8}
+REWARDS = {"red": 0.92, "blue": 1.0, "tan": 0.8}
+R32 = {a: float(np.float32(v)) for a, v in REWARDS.items()}  # as the trainer holds them
 EXACT = {"strings": STRINGS, "answer_of": OWNER, "rewards": REWARDS,
          "answers": {a: sum(p for s, p in STRINGS.items() if OWNER[s] == a) for a in REWARDS}}
 BETA, TAU, ETA = 0.05, 0.9, 0.05
@@ -18,7 +19,7 @@ BETA, TAU, ETA = 0.05, 0.9, 0.05
 
 def test_vanilla_reverse_target_by_hand():
     t = report.targets(EXACT, beta=BETA, tau=TAU, eta=ETA)["RLOO"]
-    w = {a: EXACT["answers"][a] * np.exp(REWARDS[a] / BETA) for a in REWARDS}  # eq. 1.3, per answer
+    w = {a: EXACT["answers"][a] * np.exp(R32[a] / BETA) for a in REWARDS}  # eq. 1.3, per answer
     z = sum(w.values()) + 0.4
     assert t["p_valid"] == pytest.approx(sum(w.values()) / z, rel=1e-12)
     for a in REWARDS:
@@ -30,8 +31,8 @@ def test_vanilla_reverse_target_by_hand():
 def test_mara_reverse_target_is_flat_over_good_strings():
     t = report.targets(EXACT, beta=BETA, tau=TAU)["MARA-rev"]
     # good strings (red, blue: R >= 0.9) each get pi_ref(z) exp(R(z)/beta), z = " red" (the likeliest good string)
-    good = 0.20 * np.exp(0.9 / BETA)
-    bad = {"tan": 0.10 * np.exp(0.8 / BETA)}
+    good = 0.20 * np.exp(R32["red"] / BETA)
+    bad = {"tan": 0.10 * np.exp(R32["tan"] / BETA)}
     valid = 4 * good + bad["tan"]
     assert t["answers"]["red"] == pytest.approx(2 * good / valid, rel=1e-12)
     assert t["answers"]["blue"] == pytest.approx(2 * good / valid, rel=1e-12)
@@ -44,7 +45,7 @@ def test_lumping_the_invalid_rest_is_exact_except_for_the_entropy_target():
     """Spread the invalid 0.4 over 400 outcomes instead of one: every target but the entropy bonus's is unchanged."""
     lumped = report.targets(EXACT, beta=BETA, tau=TAU, eta=ETA)
     p = np.array(list(STRINGS.values()))
-    r = np.array([REWARDS[OWNER[s]] for s in STRINGS])
+    r = np.array([R32[OWNER[s]] for s in STRINGS])
     split = method_targets(np.concatenate([p, np.full(400, 0.001)]), np.concatenate([r, np.zeros(400)]), BETA, TAU,
                            eta=ETA)
     for method, key in report.TARGET_OF.items():
@@ -135,11 +136,31 @@ def test_group_percentile_is_zero_when_no_answer_is_valid():
     sample, invalid ones included, is 'good'."""
     s = report.threshold_stats([STATE], "p90", group_size=8, n_draws=40_000)
     assert s["junk"] == pytest.approx(0.7 ** 8, abs=0.005)  # SE sqrt(0.058 * 0.94 / 40000) = 0.0012
-    # otherwise only the top sample, or the top two when they tie (the same answer): never two answers
+    # otherwise only the top sample and its exact ties (the same answer): never two different answers
     assert s["across"] == 0.0
     batch = report.threshold_stats([STATE, STATE], "p90", group_size=8, scope="batch", n_draws=40_000)
     # over 16 rewards p90 interpolates halfway between the 14th and 15th smallest: 0 when at most one is valid
     assert batch["junk"] == pytest.approx(0.7 ** 16 + 16 * 0.3 * 0.7 ** 15, abs=0.004) and batch["across"] > 0
+
+
+def test_a_reward_equal_to_tau_only_in_float64_is_not_good_as_in_training():
+    """name_reward gives "Iran" exactly 0.9; the trainer holds rewards in float32 (0.8999999761), so MARA at tau = 0.9
+    does not count it good. The targets and the threshold statistics use the trainer's good set."""
+    import torch
+
+    from marabook.lm.naming import name_reward
+    from marabook.mara import mara_rewards
+
+    assert name_reward("country", "Iran") == 0.9
+    trained = mara_rewards(torch.tensor([0.9, 0.95]), torch.log(torch.tensor([0.6, 0.1])), BETA, 0.9)
+    assert float(trained[0]) == pytest.approx(0.9)  # unchanged: not good
+    state = {"answers": {"x": 0.5, "y": 0.1}, "rewards": {"x": 0.9, "y": 0.95}}
+    assert report.threshold_stats([state], 0.9, group_size=4, n_draws=2000)["across"] == 0.0
+    exact = {"strings": {" x": 0.5, " y": 0.1}, "answer_of": {" x": "x", " y": "y"}, "rewards": state["rewards"],
+             "answers": state["answers"]}
+    t = report.targets(exact, beta=BETA, tau=0.9)["MARA-rev"]
+    # only " y" is good, and it is its own anchor: MARA-rev is the reverse-KL target here
+    assert t["answers"] == pytest.approx(report.targets(exact, beta=BETA, tau=0.9)["RLOO"]["answers"], rel=1e-9)
 
 
 def test_threshold_stats_bad_input_is_named():

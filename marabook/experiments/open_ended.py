@@ -1,4 +1,9 @@
-"""Chapter 6's experiment: open-ended naming, six trainers, reward and diversity (the paper's Table 1).
+"""Chapter 6's experiment on the book's 125k-parameter toy model: open-ended naming, six trainers, reward and
+diversity (the paper's Table 1).
+
+Chapter 6 itself now runs on SmolLM2-135M-Instruct (:mod:`marabook.experiments.open_ended_real`); this toy version
+runs in seconds without the real model and is kept for quick experiments and for the package's tests, with its
+stored comparison (``open_ended.json``). Its :func:`comparison_table` formats the real study's tests too.
 
 Verbs: :data:`OPEN_ENDED_METHODS` and :func:`configs` (the six trainers), :func:`evaluate` (reward,
 distinct answers, EAD-1 and semantic diversity of sampled answers), :func:`run` (train one

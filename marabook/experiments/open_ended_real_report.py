@@ -42,9 +42,12 @@ _TESTED = ("reward (in)", "reward (out)", "distinct", "semantic", f"P(>= {COVERA
 #: The closed-form target (a key of :func:`marabook.mara.method_targets`) each trainer's objective has, as in
 #: :data:`marabook.experiments.open_ended.TARGET_OF`: RLOO puts k1 in the reward (reverse KL), GRPO and "GRPO no
 #: std" put k3 in the loss, whose expected gradient is the forward KL's (eq. 5.4; the std scaling and the group
-#: mean are not in the target), the entropy bonus adds eta H (eq. 2.6), MARA-fwd is Algorithm 1.
+#: mean are not in the target), the entropy bonus adds eta H (eq. 2.6), MARA-fwd is Algorithm 1; "MARA-fwd alg2" is
+#: Algorithm 2's forward form (eq. 4.3; ``RLConfig(mara_form="alg2")``), not in the study's grid
+#: (:data:`marabook.experiments.open_ended_real.PENDING_METHODS`).
 TARGET_OF = {"RLOO": "vanilla-reverse", "GRPO": "vanilla-forward", "GRPO no std": "vanilla-forward",
-             "entropy": "entropy", "MARA-rev": "mara-reverse", "MARA-fwd": "mara-forward"}
+             "entropy": "entropy", "MARA-rev": "mara-reverse", "MARA-fwd": "mara-forward",
+             "MARA-fwd alg2": "mara-forward-alg2"}
 
 
 def summarize(results, base_rows: Sequence[dict] = ()) -> list[dict]:
@@ -140,7 +143,11 @@ def targets(exact: dict, *, beta: float, tau: float, eta: float | None = None) -
     the reference (``pi_ref^(beta/(beta+eta))``), so its mass off the accepted strings depends on how many other
     strings there are, and only its shape *among valid answers* is exact. Returns ``{method: {"answers": {answer:
     share among valid answers}, "top", "top_share", "effective" (``2^H`` of those shares), "p_valid" (None for the
-    entropy bonus), "reward_valid" (the expected reward of a valid answer)}}``."""
+    entropy bonus), "reward_valid" (the expected reward of a valid answer)}}``. The rewards are rounded to float32
+    first, as the trainer holds them, so the good set (``R >= tau``) is the one training uses. These are the
+    *sequence-level* targets at ``beta``: for GRPO (k3 on every token, the advantages divided by the group's std)
+    and "GRPO no std" (the group mean includes the sample, a factor (k - 1)/k on the reward's gradient) they are the
+    nearest closed forms, not exact fixed points (chapter 6.2)."""
     from marabook.lm.naming import answer_stats
     from marabook.mara import method_targets
 
@@ -151,7 +158,7 @@ def targets(exact: dict, *, beta: float, tau: float, eta: float | None = None) -
     p = np.array([strings[s] for s in strings], dtype=float)
     if not np.all(np.isfinite(p)) or np.any(p < 0) or p.sum() > 1 + 1e-9:
         raise ValueError("exact['strings'] must hold probabilities summing to at most 1")
-    r = np.array([rewards[owner[s]] for s in strings], dtype=float)
+    r = _as_trained([rewards[owner[s]] for s in strings])
     rest = max(0.0, 1.0 - float(p.sum()))
     ref = np.append(p, rest) / (p.sum() + rest)
     got = method_targets(ref, np.append(r, 0.0), beta, tau, eta=eta)
@@ -171,6 +178,13 @@ def targets(exact: dict, *, beta: float, tau: float, eta: float | None = None) -
                        "p_valid": None if key == "entropy" else float(total),
                        "reward_valid": float(sum(shares[a] * rewards[a] for a in shares))}
     return out
+
+
+def _as_trained(rewards) -> np.ndarray:
+    """Rewards as :class:`marabook.rl.Trainer` holds them: float32, compared with tau in float64
+    (:func:`marabook.mara.mara_rewards`). A reward that equals tau only in float64 (name_reward's 0.9 for "Iran",
+    0.8999999761 in float32) is then *not* good, as in training."""
+    return np.asarray(rewards, dtype=np.float32).astype(np.float64)
 
 
 def exact_curves(results, category: str, metric: str = "top_share") -> dict:
@@ -208,8 +222,9 @@ def threshold_stats(states: Sequence[dict], tau, *, group_size: int = 8, scope: 
     ``good_answers`` (distinct valid answers among them), ``across`` (probability that two or more different
     answers are good: the only case in which MARA's bonus moves mass between answers), ``junk`` (probability that
     an *invalid* sample is declared good: a percentile of a group with no valid answer is 0, so MARA then rewards
-    unlikely junk) and ``n_draws``. A Monte Carlo estimate: its standard error is at most 0.5 / sqrt(n_draws *
-    groups) for the probabilities."""
+    unlikely junk) and ``n_draws``. Rewards are rounded to float32 as the trainer holds them (see :func:`targets`).
+    A Monte Carlo estimate: the standard error of a probability is at most 0.5 / sqrt(n_draws) (groups of one
+    batch share a percentile, so they are not independent)."""
     from marabook.lm.naming import name_reward
     from marabook.mara import parse_tau
 
@@ -234,7 +249,7 @@ def threshold_stats(states: Sequence[dict], tau, *, group_size: int = 8, scope: 
         p = np.array([st["answers"][a] for a in names] + [0.0])
         p[-1] = max(0.0, 1.0 - p[:-1].sum())
         idx = rng.choice(len(p), size=(n_draws, group_size), p=p / p.sum())
-        draws.append((idx, np.array([rew[a] for a in names] + [0.0])[idx], len(names)))
+        draws.append((idx, _as_trained([rew[a] for a in names] + [0.0])[idx], len(names)))
     if kind == "value":
         thr = [np.full((n_draws, 1), value)] * len(draws)
     elif scope == "group":
