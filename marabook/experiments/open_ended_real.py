@@ -27,7 +27,10 @@ samples the reference); MARA reverse and GRPO without std do RLOO's and GRPO's w
 60 CPU-s (5 exact checkpoints of 6.7 s, the held-out state twice, 64-sample evaluations). Grid: 6 trainers x 5 seeds
 x 200 steps = 6,000 steps, about 7,800 CPU-s per seed and 10.8 CPU-hours in all (the base rows: seconds). That is
 about 5.4 hours on 2 free cores, so it is a resumable sweep (:func:`study` with ``store=``): seed-major, each 2-hour
-sitting on 2 workers finishes about 2 seeds of every trainer; three sittings complete it. Algorithm 2's forward form
+sitting on 2 workers finishes about 2 seeds of every trainer; three sittings complete it. As run (three sittings,
+2026-12-04/05, two workers on 2 cores): 2.5-4.9 wall seconds per step (MARA forward 4.2-6.0), about 9.5 minutes a run
+on a free core and 11 with two workers, about 5 CPU-hours in all: the estimate above, made under a heavier load, was
+twice too high. Algorithm 2's forward form
 runs in :class:`marabook.rl.Trainer` now but is not in this grid (:data:`PENDING_METHODS`); it adds about 1,700
 CPU-s per seed.
 """
