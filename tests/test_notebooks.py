@@ -259,13 +259,14 @@ KEY_NUMBERS = {
         "end_min_valid_color": ("above", 0.85, "'the valid mass going from a third to ... or more'"),
         "out_above_base_n": ("rule", lambda g: "RLOO" in g["out_above_base"] and g["stored_rloo_reward_out_mean"] == max(
             g[f"stored_{m}_reward_out_mean"] for m in ("rloo", "grpo", "grpo_no_std", "entropy", "mara_rev", "mara_fwd"))
-            and g["test_mara_rev_rloo_reward_out_p_holm"] >= 0.05 and g["test_mara_fwd_rloo_reward_out_p_holm"] >= 0.05
+            and g["test_mara_rev_rloo_reward_out_p_holm"] >= 0.05 and g["test_mara_fwd_rloo_reward_out_p_holm"] < 0.05
+            and g["test_mara_rev_base_reward_out_p_holm"] >= 0.05
             and g["stored_grpo_reward_out_mean"] < g["stored_base_reward_out_high"] and min(
                 g[f"stored_{m}_reward_out_mean"] for m in ("rloo", "grpo_no_std", "mara_rev", "mara_fwd"))
             > g["stored_base_reward_out_mean"],
-            "held-out reward: RLOO's mean is the highest and above the base model after correction; MARA's "
-            "differences from RLOO are not established; every trainer but GRPO and the entropy bonus is above the base "
-            "model in the mean"),
+            "held-out reward: RLOO's mean is the highest and above the base model after correction; MARA-fwd is below "
+            "RLOO after correction, MARA-rev's differences from RLOO and from the base model are not established; every "
+            "trainer but GRPO and the entropy bonus is above the base model in the mean"),
         "end_grpo_collapsed": ("rule", lambda g: g["end_grpo_collapsed"] >= 3 and g["end_grpo_no_std_collapsed"] == 0
                                and g["test_grpo_grpo_no_std_distinct_p_holm"] < 0.05
                                and g["end_grpo_color_top_share_min"] > g["target_grpo_color_top_share"] + 0.3,
