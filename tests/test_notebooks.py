@@ -287,11 +287,28 @@ KEY_NUMBERS = {
                                              < g["target_mara_rev_color_effective"]
                                              and g["end_mara_rev_color_top_share_max"] < g["end_rloo_color_top_share_min"],
                                              "MARA-rev 'on the way to, not at' its flat target, flatter than RLOO"),
-        "mara_fwd_winner_runs": ("rule", lambda g: g["end_mara_fwd_color_top_share_max"] < 0.9
-                                 and g["stored_mara_fwd_reward_in_mean"] == g["trained_reward_in_min"]
-                                 and g["test_mara_fwd_grpo_reward_in_p_holm"] < 0.05,
-                                 "MARA-fwd far from its collapsed target, the lowest reward among the trainers that "
-                                 "kept the format"),
+        "fwd_winner_end_max": ("rule", lambda g: g["fwd_winner_end_max"] < g["fwd_winner_start"]
+                               and g["end_mara_fwd_top"] != g["target_mara_fwd_color_top"]
+                               and g["stored_mara_fwd_reward_in_mean"] == g["trained_reward_in_min"]
+                               and g["test_mara_fwd_grpo_reward_in_p_holm"] < 0.05
+                               and g["test_mara_fwd_rloo_reward_in_p_holm"] >= 0.05
+                               and g["stored_mara_fwd_coverage_mean"] < g["stored_rloo_coverage_mean"],
+                               "MARA-fwd moves away from its target's winner; lowest training reward among the trainers "
+                               "that kept the format, established against GRPO only; coverage below RLOO's in the mean"),
+        "end_grpo_top": ("rule", lambda g: g["end_grpo_top"] != g["target_grpo_color_top"]
+                         and g["grpo_target_top_end_max"] < 0.01 and g["end_grpo_top_runs"] >= 3
+                         and g["test_grpo_no_std_base_coverage_p_holm"] >= 0.05
+                         and g["stored_grpo_no_std_coverage_mean"] < g["stored_rloo_coverage_mean"],
+                         "GRPO collapses onto another answer than its nearest target's; GRPO no std's coverage is the "
+                         "base model's (not separated), below RLOO's"),
+        "mara_rev_step50_top_min": ("rule", lambda g: g["mara_rev_step50_top_min"] > g["end_mara_rev_color_top_share_max"]
+                                    and g["end_mara_rev_color_effective_max"] < g["ref_color_effective"]
+                                    and g["stored_mara_rev_ead1_mean"] < g["stored_rloo_ead1_mean"]
+                                    and g["stored_grpo_reward_out_mean"] < g["stored_base_reward_out_mean"]
+                                    and g["stored_entropy_reward_out_mean"] < g["stored_base_reward_out_mean"],
+                                    "MARA-rev first narrowed, then fell back, still below the reference's effective "
+                                    "number; its EAD-1 below RLOO's; GRPO and the entropy bonus below the base model "
+                                    "out of distribution"),
         "stored_base_distinct_mean": ("rule", lambda g: g["test_rloo_base_distinct_p_holm"] >= 0.05
                                       and g["test_mara_rev_base_distinct_p_holm"] >= 0.05
                                       and g["test_grpo_base_distinct_p_holm"] < 0.05,
